@@ -1,0 +1,25 @@
+"""The attention layers. Each module holds one public layer (DCA: the connected family)."""
+
+from keras_attn.layers.simam import SimAM
+from keras_attn.layers.shuffle_attention import ShuffleAttention
+from keras_attn.layers.shift_and_balance import ShiftAndBalance
+from keras_attn.layers.squeeze_excite import SqueezeExcite
+from keras_attn.layers.cbam import CBAM
+from keras_attn.layers.eca import ECA
+from keras_attn.layers.deep_connected import (
+    DCACBAM,
+    DCAShiftAndBalance,
+    DCASqueezeExcite,
+)
+
+__all__ = [
+    "ShuffleAttention",
+    "SimAM",
+    "ShiftAndBalance",
+    "SqueezeExcite",
+    "CBAM",
+    "ECA",
+    "DCASqueezeExcite",
+    "DCACBAM",
+    "DCAShiftAndBalance",
+]

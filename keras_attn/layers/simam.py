@@ -1,0 +1,83 @@
+"""SimAM: a simple, parameter-free attention module.
+
+Source: Lingxiao Yang, Ru-Yuan Zhang, Lida Li, Xiaohua Xie, "SimAM: A Simple, Parameter-Free
+Attention Module for Convolutional Neural Networks", ICML 2021 (PMLR 139:11863-11874); official code
+github.com/ZjjConan/SimAM.
+
+Each neuron t of a channel gets the inverse of its minimal energy (paper Eq. 5-6)::
+
+    n   = H * W - 1
+    d   = (t - mean_c)^2
+    v   = sum_c(d) / n
+    E^-1 = d / (4 * (v + lambda)) + 0.5
+    out = x * sigmoid(E^-1)
+
+Departures from the official code, none of which change the value where it is defined:
+
+* ``n = max(H * W - 1, 1)``: the official code divides by ``H * W - 1`` and returns NaN for a 1x1
+  feature map; here every ``d`` is 0 then and the output is ``x * sigmoid(0.5)``.
+* The energy is computed as ``((x - mean) * sqrt(k))^2 + 0.5`` with ``k = 1 / (4 (v + lambda))``
+  taken in float32, so that under float16 the square of a large deviation (``1e3^2 > 65504``)
+  never overflows before it is scaled.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_attn.layers._base import AttentionLayer, check_number, stats_dtype
+from keras_attn.registry import register_attention
+
+
+@register_attention("simam")
+@keras.saving.register_keras_serializable(package="keras_attn")
+class SimAM(AttentionLayer):
+    """SimAM parameter-free 3-D attention (Yang et al., ICML 2021).
+
+    Input: a 4-D feature map ``(batch, height, width, channels)`` (``"channels_last"``) or
+    ``(batch, channels, height, width)`` (``"channels_first"``). Output: same shape and dtype
+    (the layer's compute dtype).
+
+    Args:
+        e_lambda: the energy regulariser lambda, ``>= 0`` (default ``1e-4``, the paper's value).
+        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+        **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+
+    Raises:
+        ValueError: negative or non-numeric ``e_lambda``; unknown ``data_format``; an input that is
+            not 4-D.
+
+    The layer has no variables.
+    """
+
+    def __init__(self, e_lambda=1e-4, data_format="channels_last", **kwargs):
+        super().__init__(data_format=data_format, **kwargs)
+        self.e_lambda = check_number("e_lambda", e_lambda, minimum=0.0)
+
+    def build(self, input_shape):
+        self._set_axes(input_shape)
+        self.built = True
+
+    def call(self, inputs):
+        x = inputs
+        mean, var = self._moments(x)  # float32 under mixed precision
+        shape = ops.shape(x)
+        hw = 1
+        for axis in self.spatial_axes:
+            hw = hw * shape[axis]
+        hw = ops.cast(hw, mean.dtype)
+        n = ops.maximum(hw - 1.0, 1.0)
+        # sum(d) / n, from the biased variance: var * HW / n.
+        v = var * (hw / n)
+        # The floor keeps e_lambda = 0 on a constant map finite (0 * inf would be NaN).
+        scale = ops.sqrt(1.0 / (4.0 * ops.maximum(v + self.e_lambda, 1e-12)))
+        if x.dtype == "float16":
+            scale = ops.minimum(scale, 6.0e4)  # stays finite once cast to float16
+        z = (x - ops.cast(mean, x.dtype)) * ops.cast(scale, x.dtype)
+        return x * ops.sigmoid(ops.square(z) + ops.cast(0.5, x.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"e_lambda": self.e_lambda})
+        return config
