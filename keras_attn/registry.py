@@ -43,7 +43,7 @@ def get_attention_class(name):
     return _REGISTRY[key]
 
 
-def get_attention(name, **kwargs):
+def get_attention(name, /, **kwargs):
     """Instantiate the attention layer registered under ``name`` with ``kwargs``.
 
     Example: ``get_attention("sa", groups=32)`` returns ``ShuffleAttention(groups=32)``.

@@ -11,7 +11,8 @@ import pytest  # noqa: E402
 def _fresh_keras_state():
     """Each test starts float32 with a fresh Keras session and a fixed seed."""
     keras.mixed_precision.set_global_policy("float32")
-    keras.backend.clear_session()
+    # free_memory=False skips a gc.collect() that costs ~0.3 s per test.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
     keras.mixed_precision.set_global_policy("float32")

@@ -1,14 +1,646 @@
-"""STUB: being written (issue 2)."""
+"""Deep Connected Attention (DCA): SE, CBAM and Shift-and-Balance blocks that talk to each other.
+
+Source: Xu Ma, Jingda Guo, Sihai Tang, Zhinan Qiao, Qi Chen, Qing Yang, Song Fu, "DCANet: Learning
+Connected Attentions for Convolutional Neural Networks", arXiv 2007.05099 (ICME 2021); official
+code github.com/13952522076/DCANet (also ma-xu/DCANet).
+
+The paper (Sec. 3.1) splits an attention block into extraction ``G`` (e.g. global pooling),
+transformation ``T`` (e.g. the bottleneck MLP + sigmoid) and fusion (e.g. ``x * T``), and connects
+consecutive blocks by feeding the previous block's attention into the current transformation
+(Sec. 3.2)::
+
+    T_n = t_n( f(G_n, alpha * P_{n-1}) )
+
+where ``P_{n-1}`` is the previous block's state, size-matched to ``G_n``. The connection functions
+``f`` (``connection=``), computed element-wise in float32 with ``q = alpha * P``:
+
+* ``"direct"`` (Eq. 4, the paper's default): ``f = G + q``; with ``alpha = 0`` the layer is its
+  host.
+* ``"weighted"`` (our reading of Eq. 5: each term weighted by itself):
+  ``f = (|G| G + |q| q) / (|G| + |q| + eps)``; for non-negative terms this is
+  ``(G*G + q*q) / (G + q)``, and the magnitudes keep it a bounded convex combination when features
+  have mixed signs, where the plain ratio can divide by zero.
+* ``"softmax"`` (our reading of Eq. 6: the two terms weighted by a softmax over their values):
+  ``f = (e^G G + e^q q) / (e^G + e^q)``, computed stably as ``G + sigmoid(q - G) (q - G)``.
+
+``alpha`` is one learnable scalar per connection (init ``alpha_init``, default 1): the paper's
+``f(alpha G, beta T)`` has a weight on each term; the current term's weight is fixed to 1 here so
+that ``alpha = 0`` (direct) is exactly the host block.
+
+The state a block hands on (Sec. 3.2): when the host's map is a sigmoid gate (SE; CBAM's channel
+and spatial gates; SB with ``gate="sigmoid"``) the gate alone carries little information (values
+near 0.5), so it is multiplied by the block's extraction output: the state is ``G * T``, which
+equals the extraction of the fused output (``GAP(x * T) = GAP(x) * T``), as in the official code.
+For SB's other gates the state is the shift ``A`` itself (with ``gate="sigmoid"``: ``A * GAP(t)``).
+
+Size matching: when the previous block has other channels (the next stage of a backbone), one
+Dense ``C_prev -> C`` (``channel_matching="fc"``) or two, ``C_prev -> max(1, C //
+matching_reduction)`` (ReLU) ``-> C`` (``"fc2"``), created at build from the previous state's shape.
+A previous spatial map of another resolution (CBAM's spatial connection) is average- or
+max-pooled (``spatial_matching``) with stride = ratio of the sizes; when the sizes are not
+multiples, it is pooled adaptively to the target size (bins ``[floor(i*H'/H), ceil((i+1)*H'/H))``,
+as PyTorch's adaptive pooling), which also covers a previous map smaller than the current one.
+CBAM is connected along the channel gate, the spatial gate or both (``dims``), each dimension with
+its own connection and ``alpha`` (the paper's connections along each attention dimension).
+
+Departures from the official code:
+
+* Fusion of ``G`` and the previous state: the official code does not use the paper's ``G + alpha T``
+  but stacks the two as a 2-channel map and fuses them with a learned 1x1 convolution (2 -> 1)
+  followed by LayerNorm and ReLU (SE, CBAM channel gate), or ``ReLU(BN(p1 G + p2 P))`` for CBAM's
+  spatial gate. We implement the paper's equations, which keep ``alpha = 0`` equal to the host.
+* Channel matching: the official code uses Linear + LayerNorm + ReLU (SE) or 1x1 conv + BN + ReLU
+  on the full previous map (CBAM); we use the paper's plain FC(s) on the state vectors.
+* CBAM: the official code hands on the whole gated feature map (``x * scale``) and pools it in the
+  next block; we hand on the pooled statistics times the gate, ``(batch, 2, C)`` for the channel
+  gate (average row, maximum row) and ``(batch, H, W, 2)`` for the spatial gate (channel max,
+  channel mean; channels-last in both layouts). The gates are positive, so these equal the
+  statistics the official code takes of the gated map (``max(x * s) = s * max(x)``), without
+  carrying and re-reading a full feature map; the official code matches the channels of the full
+  map before pooling and pools the spatial map before compressing it, and its spatial matching
+  handles integer ratios only.
+* Shift-and-Balance is not in the paper; its connection follows the same recipe on its branch.
+
+Call convention: ``y, state = layer(x)`` (first block, or no connection) or
+``y, state = layer([x, previous_state])`` where ``previous_state`` is exactly what the previous
+layer of the same class returned (``[x, None]`` is accepted as "no previous state"). For
+:class:`DCAShiftAndBalance` the forms of :class:`ShiftAndBalance` extend to ``t``, ``[x, t]``,
+``[t, previous_state]``, ``[x, t, previous_state]`` and ``[[x, t], previous_state]`` (a previous
+state has rank 2, a feature map rank 4). Without a previous state every layer equals its host on
+the same weights and has exactly the host's variables; ``alpha`` and the matching Dense layers
+exist only when the layer is built with a previous state.
+"""
+
+from __future__ import annotations
+
+import math
+
 import keras
+from keras import ops
+
+from keras_attn.layers._base import check_choice, check_number
+from keras_attn.layers.cbam import CBAM
+from keras_attn.layers.shift_and_balance import ShiftAndBalance
+from keras_attn.layers.squeeze_excite import SqueezeExcite
+from keras_attn.registry import register_attention
+
+CONNECTIONS = ("direct", "weighted", "softmax")
+CHANNEL_MATCHINGS = ("fc", "fc2")
+SPATIAL_MATCHINGS = ("avg", "max")
+CBAM_DIMS = ("all", "channel", "spatial")
+
+_WEIGHTED_EPS = 1e-7
 
 
-class DCASqueezeExcite(keras.layers.Layer):
-    pass
+def _is_shape(value):
+    return isinstance(value, (list, tuple)) and all(
+        d is None or isinstance(d, int) for d in value
+    )
 
 
-class DCACBAM(keras.layers.Layer):
-    pass
+def connect(g, p, alpha, connection):
+    """The connection function ``f(G, alpha * P)`` (paper Eq. 4-6), element-wise.
+
+    ``g`` and ``p`` have the same shape and dtype (float32 in the layers); ``alpha`` is a scalar.
+    """
+    q = alpha * p
+    if connection == "direct":
+        return g + q
+    if connection == "weighted":
+        ag, aq = ops.abs(g), ops.abs(q)
+        return (ag * g + aq * q) / (ag + aq + _WEIGHTED_EPS)
+    if connection == "softmax":
+        d = q - g
+        return g + ops.sigmoid(d) * d
+    raise ValueError(f"`connection` must be one of {CONNECTIONS}; got {connection!r}.")
 
 
-class DCAShiftAndBalance(keras.layers.Layer):
-    pass
+def adaptive_bins(size_in, size_out):
+    """``[start, end)`` of each of ``size_out`` adaptive-pooling bins over ``size_in`` positions."""
+    return [
+        (math.floor(i * size_in / size_out), math.ceil((i + 1) * size_in / size_out))
+        for i in range(size_out)
+    ]
+
+
+def match_spatial(p, source_hw, target_hw, mode):
+    """Pool a channels-last map ``(batch, H', W', k)`` to ``target_hw`` (static sizes).
+
+    Integer ratios use one pooling op with stride = ratio; other sizes pool adaptively, one slice
+    per output row and column (the state map has only ``k`` channels, so this stays cheap).
+    """
+    (h_in, w_in), (h_out, w_out) = source_hw, target_hw
+    if (h_in, w_in) == (h_out, w_out):
+        return p
+    if h_in % h_out == 0 and w_in % w_out == 0:
+        window = (h_in // h_out, w_in // w_out)
+        pool = ops.average_pool if mode == "avg" else ops.max_pool
+        return pool(p, pool_size=window, strides=window, padding="valid")
+    reduce = ops.mean if mode == "avg" else ops.max
+    for axis, (n_in, n_out) in ((1, (h_in, h_out)), (2, (w_in, w_out))):
+        if n_in == n_out:
+            continue
+        pieces = []
+        for start, end in adaptive_bins(n_in, n_out):
+            index = [slice(None)] * 4
+            index[axis] = slice(start, end)
+            pieces.append(reduce(p[tuple(index)], axis=axis, keepdims=True))
+        p = ops.concatenate(pieces, axis=axis)
+    return p
+
+
+class _ConnectedMixin:
+    """Connection arguments, ``alpha`` variables, channel matching and input parsing."""
+
+    is_connected = True
+
+    def _init_connection(
+        self, connection, channel_matching, matching_reduction, spatial_matching, alpha_init
+    ):
+        self.connection = check_choice("connection", connection, CONNECTIONS)
+        self.channel_matching = check_choice(
+            "channel_matching", channel_matching, CHANNEL_MATCHINGS
+        )
+        self.matching_reduction = check_number(
+            "matching_reduction", matching_reduction, minimum=1, integer=True
+        )
+        self.spatial_matching = check_choice(
+            "spatial_matching", spatial_matching, SPATIAL_MATCHINGS
+        )
+        self.alpha_init = check_number("alpha_init", alpha_init)
+        self.match_fc = self.match_fc1 = self.match_fc2 = None
+
+    def _connection_config(self):
+        return {
+            "connection": self.connection,
+            "channel_matching": self.channel_matching,
+            "matching_reduction": self.matching_reduction,
+            "spatial_matching": self.spatial_matching,
+            "alpha_init": self.alpha_init,
+        }
+
+    def _add_alpha(self, name):
+        # Kept float32 under mixed precision: the connection is computed on float32 statistics.
+        return self.add_weight(
+            name=name,
+            shape=(),
+            initializer=keras.initializers.Constant(self.alpha_init),
+            autocast=False,
+        )
+
+    def _build_channel_matcher(self, source_channels, target_channels, state_rank):
+        """Dense layers mapping the state's last axis to ``target_channels`` (none if equal)."""
+        self.match_fc = self.match_fc1 = self.match_fc2 = None
+        if source_channels == target_channels:
+            return
+        policy = self.dtype_policy
+        lead = (None,) * (state_rank - 1)
+        if self.channel_matching == "fc":
+            self.match_fc = keras.layers.Dense(target_channels, name="match_fc", dtype=policy)
+            self.match_fc.build(lead + (source_channels,))
+        else:
+            hidden = max(1, target_channels // self.matching_reduction)
+            self.match_fc1 = keras.layers.Dense(
+                hidden, activation="relu", name="match_fc1", dtype=policy
+            )
+            self.match_fc2 = keras.layers.Dense(target_channels, name="match_fc2", dtype=policy)
+            self.match_fc1.build(lead + (source_channels,))
+            self.match_fc2.build(lead + (hidden,))
+
+    def _match_channels(self, p, dtype):
+        if self.match_fc is not None:
+            p = self.match_fc(p)
+        elif self.match_fc1 is not None:
+            p = self.match_fc2(self.match_fc1(p))
+        return ops.cast(p, dtype)
+
+    def _check_state_shape(self, shape, rank, what, last_dim=None, dim1=None):
+        """Validate a previous state's shape: rank, known channels, fixed small dims."""
+        shape = tuple(shape) if _is_shape(shape) else shape
+        if not _is_shape(shape) or len(shape) != rank:
+            raise ValueError(
+                f"{type(self).__name__}: the previous state must be {what} (rank {rank}), as "
+                f"returned by the previous {type(self).__name__}; got shape {shape}."
+            )
+        if shape[-1] is None or (last_dim is not None and shape[-1] != last_dim):
+            raise ValueError(
+                f"{type(self).__name__}: the previous state must be {what}; got shape {shape}."
+            )
+        if dim1 is not None and shape[1] != dim1:
+            raise ValueError(
+                f"{type(self).__name__}: the previous state must be {what}; got shape {shape}."
+            )
+        return shape
+
+    def _no_previous_error(self):
+        return ValueError(
+            f"{type(self).__name__} {self.name!r} was built without a previous state, so it has "
+            "no connection variables; call it with `[x, previous_state]` the first time it is "
+            "used if it is to be connected."
+        )
+
+    @staticmethod
+    def _split_connected_shapes(input_shape):
+        if _is_shape(input_shape):
+            return tuple(input_shape), None
+        parts = list(input_shape)
+        if len(parts) == 1:
+            return tuple(parts[0]), None
+        if len(parts) != 2:
+            raise ValueError(
+                f"A DCA layer takes `x` or `[x, previous_state]`; got {len(parts)} inputs with "
+                f"shapes {parts}."
+            )
+        return tuple(parts[0]), parts[1]
+
+    @staticmethod
+    def _split_connected(inputs):
+        if isinstance(inputs, (list, tuple)):
+            if len(inputs) == 1:
+                return inputs[0], None
+            return inputs[0], inputs[1]
+        return inputs, None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@register_attention("dca_se")
+@keras.saving.register_keras_serializable(package="keras_attn")
+class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
+    """DCA-connected Squeeze-and-Excitation (Ma et al., arXiv 2007.05099; Hu et al., 1709.01507).
+
+    Call: ``y, state = layer(x)`` or ``layer([x, previous_state])``; ``x`` is a 4-D feature map
+    in ``data_format``, ``y`` has its shape, ``state`` is ``(batch, C)`` = ``GAP(x) * gate`` (the
+    extraction times the sigmoid gate), all in the compute dtype.
+
+    Args:
+        reduction: SE bottleneck ratio, integer ``>= 1`` (default 16).
+        connection: ``"direct"`` (default), ``"weighted"`` or ``"softmax"`` (module docstring).
+        channel_matching: ``"fc"`` (default) or ``"fc2"``, used when the previous state's
+            channels differ from C.
+        matching_reduction: reduction of ``"fc2"``, integer ``>= 1`` (default 16).
+        spatial_matching: ``"avg"`` (default) or ``"max"``; accepted for a uniform API, no effect
+            here (the SE state has no spatial extent).
+        alpha_init: initial value of ``alpha`` (default 1.0).
+        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+        **kwargs: passed to ``keras.layers.Layer``.
+
+    Variables: SE's ``squeeze`` and ``excite``; with a previous state, ``alpha`` (scalar) and,
+    when channels differ, ``match_fc`` (or ``match_fc1``/``match_fc2``).
+
+    Raises:
+        ValueError: an invalid argument (names it, its value and the valid choices); at build, an
+            input that is not 4-D or a previous state that is not ``(batch, C_prev)``; a call with a
+            previous state on a layer built without one.
+    """
+
+    def __init__(
+        self,
+        reduction=16,
+        connection="direct",
+        channel_matching="fc",
+        matching_reduction=16,
+        spatial_matching="avg",
+        alpha_init=1.0,
+        data_format="channels_last",
+        **kwargs,
+    ):
+        super().__init__(reduction=reduction, data_format=data_format, **kwargs)
+        self._init_connection(
+            connection, channel_matching, matching_reduction, spatial_matching, alpha_init
+        )
+        self.has_previous = False
+
+    def build(self, input_shape):
+        x_shape, prev_shape = self._split_connected_shapes(input_shape)
+        self._set_axes(x_shape)
+        self._build_host()
+        if prev_shape is not None:
+            prev_shape = self._check_state_shape(prev_shape, 2, "(batch, channels)")
+            self._build_channel_matcher(prev_shape[-1], self.channels, 2)
+            self.alpha = self._add_alpha("alpha")
+            self.has_previous = True
+        self.built = True
+
+    def call(self, inputs):
+        x, prev = self._split_connected(inputs)
+        g = self.extract(x)
+        z = g
+        if prev is not None:
+            if not self.has_previous:
+                raise self._no_previous_error()
+            z = connect(g, self._match_channels(prev, g.dtype), self.alpha, self.connection)
+        gate = self.transform(z)
+        state = ops.cast(g * ops.cast(gate, g.dtype), self.compute_dtype)
+        return self.fuse(x, gate), state
+
+    def compute_output_shape(self, input_shape):
+        x_shape, _ = self._split_connected_shapes(input_shape)
+        _, _, channels = self._resolve_axes(x_shape)
+        return x_shape, (x_shape[0], channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._connection_config())
+        return config
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@register_attention("dca_cbam")
+@keras.saving.register_keras_serializable(package="keras_attn")
+class DCACBAM(_ConnectedMixin, CBAM):
+    """DCA-connected CBAM (Ma et al., arXiv 2007.05099; Woo et al., arXiv 1807.06521).
+
+    Call: ``y, state = layer(x)`` or ``layer([x, previous_state])``. The state depends on
+    ``dims``: ``"channel"``: ``(batch, 2, C)`` (average and maximum pooled vectors times the
+    channel gate); ``"spatial"``: ``(batch, H, W, 2)`` (channel max and mean of the channel-gated
+    map times the spatial gate; channels-last in both layouts); ``"all"``: the list of both.
+    All in the compute dtype.
+
+    Args:
+        reduction: CBAM MLP ratio, integer ``>= 1`` (default 16).
+        kernel_size: odd spatial kernel size (default 7).
+        dims: which gates are connected: ``"all"`` (default), ``"channel"`` or ``"spatial"``.
+        connection: ``"direct"`` (default), ``"weighted"`` or ``"softmax"``, for each connected
+            gate.
+        channel_matching: ``"fc"`` (default) or ``"fc2"``, for the channel state.
+        matching_reduction: reduction of ``"fc2"``, integer ``>= 1`` (default 16).
+        spatial_matching: ``"avg"`` (default) or ``"max"`` pooling of a larger previous spatial
+            state.
+        alpha_init: initial value of each ``alpha`` (default 1.0).
+        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+        **kwargs: passed to ``keras.layers.Layer``.
+
+    Variables: CBAM's; with a previous state, ``alpha_channel`` and/or ``alpha_spatial`` (scalars)
+    and, when the channel counts differ, ``match_fc`` (or ``match_fc1``/``match_fc2``).
+
+    Raises:
+        ValueError: an invalid argument; at build, an input that is not 4-D, a previous state whose
+            structure or rank does not match ``dims``, or a spatial connection with unknown spatial
+            sizes; a call with a previous state on a layer built without one.
+    """
+
+    def __init__(
+        self,
+        reduction=16,
+        kernel_size=7,
+        dims="all",
+        connection="direct",
+        channel_matching="fc",
+        matching_reduction=16,
+        spatial_matching="avg",
+        alpha_init=1.0,
+        data_format="channels_last",
+        **kwargs,
+    ):
+        super().__init__(
+            reduction=reduction, kernel_size=kernel_size, data_format=data_format, **kwargs
+        )
+        self.dims = check_choice("dims", dims, CBAM_DIMS)
+        self._init_connection(
+            connection, channel_matching, matching_reduction, spatial_matching, alpha_init
+        )
+        self.has_previous = False
+        self._spatial_plan = None
+
+    @property
+    def _connect_channel(self):
+        return self.dims in ("all", "channel")
+
+    @property
+    def _connect_spatial(self):
+        return self.dims in ("all", "spatial")
+
+    def _split_state(self, prev):
+        """``(channel_state, spatial_state)`` from a state (or state shape) for ``dims``."""
+        if prev is None:
+            return None, None
+        if self.dims == "all":
+            if _is_shape(prev) or not isinstance(prev, (list, tuple)) or len(prev) != 2:
+                raise ValueError(
+                    f"{type(self).__name__} with dims='all' expects the previous state "
+                    f"`[channel_state, spatial_state]`; got {prev!r}."
+                )
+            return prev[0], prev[1]
+        if self.dims == "channel":
+            return prev, None
+        return None, prev
+
+    def build(self, input_shape):
+        x_shape, prev_shape = self._split_connected_shapes(input_shape)
+        self._set_axes(x_shape)
+        self._build_host()
+        channel_shape, spatial_shape = self._split_state(prev_shape)
+        if channel_shape is not None:
+            channel_shape = self._check_state_shape(
+                channel_shape, 3, "(batch, 2, channels)", dim1=2
+            )
+            self._build_channel_matcher(channel_shape[-1], self.channels, 3)
+            self.alpha_channel = self._add_alpha("alpha_channel")
+        if spatial_shape is not None:
+            spatial_shape = self._check_state_shape(
+                spatial_shape, 4, "(batch, height, width, 2)", last_dim=2
+            )
+            source_hw = tuple(spatial_shape[1:3])
+            target_hw = tuple(x_shape[a] for a in self.spatial_axes)
+            if None in source_hw or None in target_hw:
+                raise ValueError(
+                    f"{type(self).__name__} connects spatial gates (dims={self.dims!r}) and needs "
+                    f"static spatial sizes to match resolutions; got input shape {x_shape} and "
+                    f"previous spatial state shape {spatial_shape}. Give the model a fixed "
+                    "input size or use dims='channel'."
+                )
+            self._spatial_plan = (source_hw, target_hw)
+            self.alpha_spatial = self._add_alpha("alpha_spatial")
+        self.has_previous = prev_shape is not None
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x, prev = self._split_connected(inputs)
+        if prev is not None and not self.has_previous:
+            raise self._no_previous_error()
+        prev_channel, prev_spatial = self._split_state(prev)
+
+        gc = self.extract_channel(x)
+        zc = gc
+        if prev_channel is not None:
+            pc = self._match_channels(prev_channel, gc.dtype)
+            zc = connect(gc, pc, self.alpha_channel, self.connection)
+        tc = self.transform_channel(zc)
+        x1 = self.fuse_channel(x, tc)
+
+        gs = self.extract_spatial(x1)
+        zs = gs
+        if prev_spatial is not None:
+            ps = match_spatial(prev_spatial, *self._spatial_plan, self.spatial_matching)
+            zs = connect(gs, ops.cast(ps, gs.dtype), self.alpha_spatial, self.connection)
+        ts = self.transform_spatial(zs, training=training)
+        y = self.fuse_spatial(x1, ts)
+
+        states = []
+        if self._connect_channel:
+            tc32 = ops.cast(tc, gc.dtype)
+            states.append(ops.cast(gc * ops.expand_dims(tc32, 1), self.compute_dtype))
+        if self._connect_spatial:
+            states.append(ops.cast(gs * ops.cast(ts, gs.dtype), self.compute_dtype))
+        return y, (states if self.dims == "all" else states[0])
+
+    def compute_output_shape(self, input_shape):
+        x_shape, _ = self._split_connected_shapes(input_shape)
+        channel_axis, spatial_axes, channels = self._resolve_axes(x_shape)
+        batch = x_shape[0]
+        shapes = []
+        if self._connect_channel:
+            shapes.append((batch, 2, channels))
+        if self._connect_spatial:
+            shapes.append((batch,) + tuple(x_shape[a] for a in spatial_axes) + (2,))
+        return x_shape, (shapes if self.dims == "all" else shapes[0])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dims": self.dims})
+        config.update(self._connection_config())
+        return config
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@register_attention("dca_sb")
+@keras.saving.register_keras_serializable(package="keras_attn")
+class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
+    """DCA-connected Shift-and-Balance (Ma et al., arXiv 2007.05099; Luo et al., 2103.13080).
+
+    Call: ``y, state = layer(t)``, ``layer([x, t])``, ``layer([t, previous_state])``,
+    ``layer([x, t, previous_state])`` or ``layer([[x, t], previous_state])``: ``t`` is the trunk
+    map, ``x`` the optional branch input (as :class:`ShiftAndBalance`), ``previous_state`` the
+    ``(batch, C_prev)`` state of the previous layer. ``y`` has ``t``'s shape; ``state`` is
+    ``(batch, C_out)``: the shift ``A``, or ``A * GAP(t)`` when ``gate="sigmoid"``. All in the
+    compute dtype. The state is matched to the
+    branch input's channel count ``C_in`` (its transformation input is ``GAP`` of the branch input).
+
+    Args:
+        hidden_ratio, gate, lambda_init, dropout: as :class:`ShiftAndBalance`.
+        connection: ``"direct"`` (default), ``"weighted"`` or ``"softmax"``.
+        channel_matching: ``"fc"`` (default) or ``"fc2"``.
+        matching_reduction: reduction of ``"fc2"``, integer ``>= 1`` (default 16).
+        spatial_matching: ``"avg"`` (default) or ``"max"``; accepted for a uniform API, no effect
+            (the state is a vector).
+        alpha_init: initial value of ``alpha`` (default 1.0).
+        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+        **kwargs: passed to ``keras.layers.Layer``.
+
+    Variables: ShiftAndBalance's; with a previous state, ``alpha`` and, when ``C_prev != C_in``,
+    ``match_fc`` (or ``match_fc1``/``match_fc2``).
+
+    Raises:
+        ValueError: an invalid argument; at build, a feature map that is not 4-D or a previous
+            state that is not ``(batch, C_prev)``; a call with a previous state on a layer built
+            without one.
+    """
+
+    def __init__(
+        self,
+        hidden_ratio=1.0,
+        gate="tanh",
+        lambda_init=0.1,
+        dropout=0.0,
+        connection="direct",
+        channel_matching="fc",
+        matching_reduction=16,
+        spatial_matching="avg",
+        alpha_init=1.0,
+        data_format="channels_last",
+        **kwargs,
+    ):
+        super().__init__(
+            hidden_ratio=hidden_ratio,
+            gate=gate,
+            lambda_init=lambda_init,
+            dropout=dropout,
+            data_format=data_format,
+            **kwargs,
+        )
+        self._init_connection(
+            connection, channel_matching, matching_reduction, spatial_matching, alpha_init
+        )
+        self.has_previous = False
+
+    @staticmethod
+    def _parts(items, rank_of, is_leaf):
+        """``(source, trunk, previous)`` from the accepted input structures.
+
+        A two-element input is ``[[x, t], previous_state]`` when its first element is itself a
+        pair, ``[x, t]`` when its second element is a 4-D map and ``[t, previous_state]``
+        otherwise.
+        """
+        if is_leaf(items):
+            return items, items, None
+        items = list(items)
+        if len(items) == 1:
+            return items[0], items[0], None
+        if len(items) == 2:
+            if not is_leaf(items[0]):
+                source, trunk, _ = DCAShiftAndBalance._parts(items[0], rank_of, is_leaf)
+                return source, trunk, items[1]
+            if items[1] is not None and rank_of(items[1]) == 4:
+                return items[0], items[1], None
+            return items[0], items[0], items[1]
+        if len(items) == 3:
+            return items[0], items[1], items[2]
+        raise ValueError(
+            f"DCAShiftAndBalance takes t, [x, t], [t, previous_state] or "
+            f"[x, t, previous_state]; got {len(items)} inputs."
+        )
+
+    @classmethod
+    def _shape_parts(cls, input_shape):
+        return cls._parts(input_shape, len, _is_shape)
+
+    @classmethod
+    def _tensor_parts(cls, inputs):
+        def is_leaf(value):
+            return not isinstance(value, (list, tuple))
+
+        return cls._parts(inputs, lambda t: len(t.shape), is_leaf)
+
+    def build(self, input_shape):
+        source_shape, trunk_shape, prev_shape = self._shape_parts(input_shape)
+        self._build_host(tuple(source_shape), tuple(trunk_shape))
+        if prev_shape is not None:
+            prev_shape = self._check_state_shape(prev_shape, 2, "(batch, channels)")
+            self._build_channel_matcher(prev_shape[-1], self.source_channels, 2)
+            self.alpha = self._add_alpha("alpha")
+            self.has_previous = True
+        self.built = True
+
+    def call(self, inputs, training=None):
+        source, trunk, prev = self._tensor_parts(inputs)
+        g = self.extract(source)
+        z = g
+        if prev is not None:
+            if not self.has_previous:
+                raise self._no_previous_error()
+            z = connect(g, self._match_channels(prev, g.dtype), self.alpha, self.connection)
+        shift = self.transform(z, training=training)
+        y = self.fuse(trunk, shift)
+        if self.gate == "sigmoid":
+            g_trunk = g if trunk is source else self.extract(trunk)
+            state = g_trunk * ops.cast(shift, g_trunk.dtype)
+        else:
+            state = shift
+        return y, ops.cast(state, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        _, trunk_shape, _ = self._shape_parts(input_shape)
+        trunk_shape = tuple(trunk_shape)
+        _, _, channels = self._resolve_axes(trunk_shape)
+        return trunk_shape, (trunk_shape[0], channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._connection_config())
+        return config

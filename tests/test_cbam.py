@@ -1,0 +1,151 @@
+"""CBAM: NumPy reference (direct conv loop), layouts, precision, serialization, errors."""
+
+import numpy as np
+import pytest
+
+import keras
+
+from keras_attn import CBAM, get_attention
+
+
+def _sigmoid(v):
+    return 0.5 * (1.0 + np.tanh(0.5 * v))
+
+
+def conv_same(m, kernel):
+    """'same' k x k convolution of a channels-last map, one output channel, by a direct loop."""
+    k = kernel.shape[0]
+    pad = k // 2
+    h, w = m.shape[1:3]
+    mp = np.pad(m, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = np.zeros(m.shape[:3])
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum("bhwc,c->bhw", mp[:, i : i + h, j : j + w, :], kernel[i, j, :, 0])
+    return out[..., None]
+
+
+def cbam_reference(x, weights, eps=1e-5, channels_first=False):
+    """Official-code CBAM on a channels-last copy; weights as ``layer.get_weights()``."""
+    w1, b1, w2, b2, kernel, gamma, beta, mean, var = weights
+    if channels_first:
+        x = x.transpose(0, 2, 3, 1)
+    mlp = lambda v: np.maximum(v @ w1 + b1, 0.0) @ w2 + b2  # noqa: E731
+    mc = _sigmoid(mlp(x.mean(axis=(1, 2))) + mlp(x.max(axis=(1, 2))))
+    x1 = x * mc[:, None, None, :]
+    compressed = np.stack([x1.max(axis=-1), x1.mean(axis=-1)], axis=-1)
+    z = conv_same(compressed, kernel)
+    ms = _sigmoid((z - mean) / np.sqrt(var + eps) * gamma + beta)
+    y = x1 * ms
+    return y.transpose(0, 3, 1, 2) if channels_first else y
+
+
+def _randomise(layer, seed=1):
+    rng = np.random.default_rng(seed)
+    new = [rng.normal(0.0, 0.5, w.shape).astype("float32") for w in layer.get_weights()]
+    new[-1] = np.abs(new[-1]) + 0.5  # moving variance > 0
+    layer.set_weights(new)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("kernel_size", [7, 3])
+def test_matches_numpy_reference(data_format, kernel_size):
+    rng = np.random.default_rng(0)
+    shape = (2, 8, 8, 32) if data_format == "channels_last" else (2, 32, 8, 8)
+    x = rng.normal(size=shape).astype("float32")
+    layer = CBAM(reduction=4, kernel_size=kernel_size, data_format=data_format)
+    layer.build(shape)
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer(x, training=False))
+    ref = cbam_reference(x, layer.get_weights(), channels_first=data_format == "channels_first")
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_training_mode_uses_batch_statistics():
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 16)).astype("float32")
+    layer = CBAM(reduction=4)
+    layer.build(x.shape)
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    w = layer.get_weights()
+    # Reference with the batch mean / biased variance of the conv output in place of moving stats.
+    w1, b1, w2, b2, kernel, gamma, beta = w[:7]
+    mlp = lambda v: np.maximum(v @ w1 + b1, 0.0) @ w2 + b2  # noqa: E731
+    x1 = x * _sigmoid(mlp(x.mean(axis=(1, 2))) + mlp(x.max(axis=(1, 2))))[:, None, None, :]
+    z = conv_same(np.stack([x1.max(-1), x1.mean(-1)], -1), kernel)
+    ms = _sigmoid((z - z.mean()) / np.sqrt(z.var() + 1e-5) * gamma + beta)
+    np.testing.assert_allclose(y, x1 * ms, rtol=1e-4, atol=1e-5)
+
+
+def test_parameter_count():
+    layer = CBAM()  # r = 16, k = 7
+    layer.build((None, 8, 8, 64))
+    hidden = 4
+    mlp = 64 * hidden + hidden + hidden * 64 + 64
+    assert layer.count_params() == mlp + 7 * 7 * 2 + 4  # + BN gamma, beta, moving mean, var
+    assert sum(np.prod(w.shape) for w in layer.trainable_weights) == mlp + 98 + 2
+
+
+def test_registry_name():
+    assert isinstance(get_attention("cbam", kernel_size=3), CBAM)
+
+
+def test_mixed_precision(policy):
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(-1.0, 1.0, size=(2, 8, 8, 64)) * 1e3).astype("float32")
+    layer = CBAM(reduction=4)
+    for training in (True, False):
+        y = layer(x, training=training)
+        assert y.dtype == keras.mixed_precision.global_policy().compute_dtype
+        assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))))
+    # Near a saturated sigmoid at 1e3 a half-precision rounding of the conv input moves the gate
+    # visibly, so the value check uses unit-scale inputs.
+    x = rng.normal(size=(2, 8, 8, 64)).astype("float32")
+    y = keras.ops.convert_to_numpy(keras.ops.cast(layer(x, training=False), "float32"))
+    tol = {"float32": 1e-5, "mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}[policy]
+    np.testing.assert_allclose(y, cbam_reference(x, layer.get_weights()), rtol=tol, atol=tol)
+
+
+def test_gradients_reach_every_variable():
+    import tensorflow as tf  # test-only
+
+    x = tf.random.normal((2, 8, 8, 16))
+    layer = CBAM(reduction=4)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(layer(x, training=True)))
+    grads = tape.gradient(loss, layer.trainable_variables)
+    assert len(grads) == 7
+    assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
+
+
+def test_config_round_trip_and_save_load(tmp_path):
+    layer = CBAM(reduction=4, kernel_size=5, data_format="channels_first")
+    assert CBAM.from_config(layer.get_config()).get_config() == layer.get_config()
+
+    inputs = keras.Input((8, 8, 16))
+    model = keras.Model(inputs, CBAM(reduction=4)(inputs))
+    _randomise(model.layers[1])
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 16)).astype("float32")
+    model.save(tmp_path / "cbam.keras")
+    loaded = keras.saving.load_model(tmp_path / "cbam.keras", safe_mode=True)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"reduction": 0}, "reduction.*>= 1.*0"),
+        ({"reduction": -4}, "reduction.*-4"),
+        ({"kernel_size": 4}, "kernel_size.*odd.*4"),
+        ({"kernel_size": 0}, "kernel_size.*0"),
+        ({"data_format": "NHWC"}, "data_format"),
+    ],
+)
+def test_bad_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        CBAM(**kwargs)
+
+
+def test_non_4d_input():
+    with pytest.raises(ValueError, match="4-D"):
+        CBAM()(np.zeros((2, 8, 8, 8, 4), "float32"))

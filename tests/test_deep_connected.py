@@ -1,0 +1,538 @@
+"""DCA connected layers: connection functions, size matching, host equivalence, chains, errors."""
+
+import numpy as np
+import pytest
+
+import keras
+
+from keras_attn import (
+    CBAM,
+    DCACBAM,
+    DCASqueezeExcite,
+    DCAShiftAndBalance,
+    ShiftAndBalance,
+    SqueezeExcite,
+    get_attention,
+)
+from keras_attn.layers.deep_connected import adaptive_bins, connect, match_spatial
+from keras_attn.registry import is_connected
+
+EPS_BN = 1e-5
+
+
+# -- NumPy references ---------------------------------------------------------------------------
+
+
+def _sigmoid(v):
+    return 0.5 * (1.0 + np.tanh(0.5 * v))
+
+
+def connect_ref(g, p, alpha, connection):
+    q = alpha * p
+    if connection == "direct":
+        return g + q
+    if connection == "weighted":
+        return (np.abs(g) * g + np.abs(q) * q) / (np.abs(g) + np.abs(q) + 1e-7)
+    m = np.maximum(g, q)  # softmax over the two candidates, shifted for stability
+    eg, eq = np.exp(g - m), np.exp(q - m)
+    return (eg * g + eq * q) / (eg + eq)
+
+
+def dense_ref(v, layer):
+    w = layer.get_weights()
+    out = v @ w[0] + (w[1] if len(w) > 1 else 0.0)
+    return np.maximum(out, 0.0) if layer.activation.__name__ == "relu" else out
+
+
+def match_ref(p, layer):
+    if getattr(layer, "match_fc", None) is not None:
+        return dense_ref(p, layer.match_fc)
+    if getattr(layer, "match_fc1", None) is not None:
+        return dense_ref(dense_ref(p, layer.match_fc1), layer.match_fc2)
+    return p
+
+
+def adaptive_pool_ref(m, out_hw, mode):
+    """PyTorch adaptive pooling of a channels-last map, bin by bin."""
+    reduce = np.mean if mode == "avg" else np.max
+    (h, w), (oh, ow) = m.shape[1:3], out_hw
+    out = np.zeros((m.shape[0], oh, ow, m.shape[3]))
+    for i in range(oh):
+        r0, r1 = int(np.floor(i * h / oh)), int(np.ceil((i + 1) * h / oh))
+        for j in range(ow):
+            c0, c1 = int(np.floor(j * w / ow)), int(np.ceil((j + 1) * w / ow))
+            out[:, i, j, :] = reduce(m[:, r0:r1, c0:c1, :], axis=(1, 2))
+    return out
+
+
+def conv_same(m, kernel):
+    k = kernel.shape[0]
+    pad = k // 2
+    h, w = m.shape[1:3]
+    mp = np.pad(m, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    out = np.zeros(m.shape[:3])
+    for i in range(k):
+        for j in range(k):
+            out += np.einsum("bhwc,c->bhw", mp[:, i : i + h, j : j + w, :], kernel[i, j, :, 0])
+    return out[..., None]
+
+
+def _alpha(layer, name="alpha"):
+    return float(keras.ops.convert_to_numpy(getattr(layer, name)))
+
+
+def _randomise(layer, seed=1, scale=0.5):
+    rng = np.random.default_rng(seed)
+    new = []
+    for v in layer.weights:
+        value = rng.normal(0.0, scale, v.shape).astype("float32")
+        if "moving_variance" in v.path:
+            value = np.abs(value) + 0.5
+        new.append(value)
+    layer.set_weights(new)
+
+
+def _t(a):
+    return keras.ops.convert_to_tensor(a)
+
+
+def _np(t):
+    return keras.ops.convert_to_numpy(keras.ops.cast(t, "float32"))
+
+
+def _rand(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+# -- connection functions and matching helpers --------------------------------------------------
+
+
+def test_connection_functions_match_numpy():
+    g, p = _rand(4, 16, seed=1) * 3, _rand(4, 16, seed=2) * 3
+    for connection in ("direct", "weighted", "softmax"):
+        out = _np(connect(_t(g), _t(p), 0.7, connection))
+        np.testing.assert_allclose(out, connect_ref(g, p, 0.7, connection), rtol=1e-5, atol=1e-6)
+
+
+def test_weighted_connection_is_the_papers_ratio_on_positive_terms():
+    g, p = np.abs(_rand(3, 8, seed=3)) + 0.1, np.abs(_rand(3, 8, seed=4)) + 0.1
+    out = _np(connect(_t(g), _t(p), 2.0, "weighted"))
+    q = 2.0 * p
+    np.testing.assert_allclose(out, (g * g + q * q) / (g + q), rtol=1e-5)
+
+
+def test_softmax_connection_is_stable_for_large_values():
+    g = np.array([[1e3, -1e3, 0.0]], "float32")
+    p = np.array([[-1e3, 1e3, 0.0]], "float32")
+    out = _np(connect(_t(g), _t(p), 1.0, "softmax"))
+    np.testing.assert_allclose(out, [[1e3, 1e3, 0.0]])
+
+
+def test_adaptive_bins_follow_pytorch():
+    assert adaptive_bins(5, 3) == [(0, 2), (1, 4), (3, 5)]
+    assert adaptive_bins(8, 4) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert adaptive_bins(2, 4) == [(0, 1), (0, 1), (1, 2), (1, 2)]  # upsampling repeats
+
+
+def test_spatial_matching():
+    # Integer ratio (one pooling op), non-divisible sizes and a smaller source (adaptive bins).
+    for source, target in (((8, 8), (4, 4)), ((7, 9), (4, 3)), ((3, 4), (6, 4))):
+        m = _rand(2, *source, 2, seed=5)
+        for mode in ("avg", "max"):
+            out = _np(match_spatial(_t(m), source, target, mode))
+            ref = adaptive_pool_ref(m, target, mode)
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+
+
+# -- DCA SE ---------------------------------------------------------------------------------------
+
+
+def dca_se_reference(x, prev, layer):
+    g = x.mean(axis=(1, 2))
+    z = g
+    if prev is not None:
+        z = connect_ref(g, match_ref(prev, layer), _alpha(layer), layer.connection)
+    s = _sigmoid(dense_ref(dense_ref(z, layer.squeeze), layer.excite))
+    return x * s[:, None, None, :], g * s
+
+
+@pytest.mark.parametrize("matching", ["fc", "fc2"])
+@pytest.mark.parametrize("connection", ["direct", "weighted", "softmax"])
+def test_dca_se_connection_and_channel_matching(connection, matching):
+    x, prev = _rand(2, 8, 8, 32, seed=1), np.abs(_rand(2, 16, seed=2))
+    layer = DCASqueezeExcite(reduction=4, connection=connection, channel_matching=matching,
+                             matching_reduction=8, alpha_init=0.8)
+    layer.build([x.shape, prev.shape])
+    assert _alpha(layer) == pytest.approx(0.8)
+    if matching == "fc":
+        assert layer.match_fc.kernel.shape == (16, 32)
+    else:
+        assert layer.match_fc1.kernel.shape == (16, 4) and layer.match_fc2.kernel.shape == (4, 32)
+    _randomise(layer)
+    y, state = layer([x, prev])
+    y_ref, state_ref = dca_se_reference(x, prev, layer)
+    np.testing.assert_allclose(_np(y), y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_np(state), state_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dca_se_same_channels_has_no_matching_layer():
+    layer = DCASqueezeExcite()
+    layer.build([(None, 4, 4, 32), (None, 32)])
+    assert layer.match_fc is None and layer.match_fc1 is None
+    assert [w.path.split("/")[-1] for w in layer.weights if "alpha" in w.path] == ["alpha"]
+
+
+def test_dca_se_without_previous_equals_host():
+    x = _rand(2, 8, 8, 32)
+    host, dca = SqueezeExcite(reduction=4), DCASqueezeExcite(reduction=4)
+    host.build(x.shape)
+    dca.build(x.shape)
+    _randomise(host)
+    assert [w.shape for w in dca.weights] == [w.shape for w in host.weights]
+    dca.set_weights(host.get_weights())
+    for inputs in (x, [x], [x, None]):
+        y, state = dca(inputs)
+        np.testing.assert_array_equal(_np(y), _np(host(x)))
+        np.testing.assert_allclose(_np(state), dca_se_reference(x, None, dca)[1], rtol=1e-5)
+
+
+def test_dca_se_direct_alpha_zero_equals_host():
+    x, prev = _rand(2, 8, 8, 32), _rand(2, 64, seed=3)
+    host, dca = SqueezeExcite(reduction=4), DCASqueezeExcite(reduction=4, alpha_init=0.0)
+    host.build(x.shape)
+    dca.build([x.shape, prev.shape])
+    _randomise(host)
+    dca.squeeze.set_weights(host.squeeze.get_weights())
+    dca.excite.set_weights(host.excite.get_weights())
+    np.testing.assert_array_equal(_np(dca([x, prev])[0]), _np(host(x)))
+
+
+# -- DCA CBAM -------------------------------------------------------------------------------------
+
+
+def dca_cbam_reference(x, prev, layer, mode="avg"):
+    """DCA-CBAM in NumPy (inference BN); ``prev`` is ``[pc, ps]``, one of them or None."""
+    pc, ps = None, None
+    if prev is not None:
+        pc, ps = {"all": prev, "channel": (prev, None), "spatial": (None, prev)}[layer.dims]
+    w1, b1 = layer.mlp_hidden.get_weights()
+    w2, b2 = layer.mlp_out.get_weights()
+    gamma, beta, mean, var = layer.spatial_bn.get_weights()
+    kernel = layer.spatial_conv.get_weights()[0]
+    mlp = lambda v: np.maximum(v @ w1 + b1, 0.0) @ w2 + b2  # noqa: E731
+
+    gc = np.stack([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=1)
+    zc = gc if pc is None else connect_ref(gc, match_ref(pc, layer), _alpha(layer, "alpha_channel"),
+                                            layer.connection)
+    tc = _sigmoid(mlp(zc[:, 0]) + mlp(zc[:, 1]))
+    x1 = x * tc[:, None, None, :]
+    gs = np.stack([x1.max(axis=-1), x1.mean(axis=-1)], axis=-1)
+    zs = gs
+    if ps is not None:
+        ps = adaptive_pool_ref(ps, gs.shape[1:3], mode)
+        zs = connect_ref(gs, ps, _alpha(layer, "alpha_spatial"), layer.connection)
+    ts = _sigmoid((conv_same(zs, kernel) - mean) / np.sqrt(var + EPS_BN) * gamma + beta)
+    states = {"channel": gc * tc[:, None, :], "spatial": gs * ts}
+    state = [states["channel"], states["spatial"]] if layer.dims == "all" else states[layer.dims]
+    return x1 * ts, state
+
+
+def _assert_state(state, ref, tol=1e-4):
+    if isinstance(ref, list):
+        assert isinstance(state, (list, tuple)) and len(state) == len(ref)
+        for s, r in zip(state, ref):
+            np.testing.assert_allclose(_np(s), r, rtol=tol, atol=tol)
+    else:
+        np.testing.assert_allclose(_np(state), ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("connection", ["direct", "weighted", "softmax"])
+def test_dca_cbam_all_dims_with_matching(connection):
+    x = _rand(2, 8, 8, 32, seed=1)
+    pc = np.abs(_rand(2, 2, 16, seed=2))
+    for mode, prev_hw in (("avg", (16, 16)), ("max", (16, 16)), ("avg", (9, 11)), ("max", (9, 11))):
+        ps = np.abs(_rand(2, *prev_hw, 2, seed=3))
+        layer = DCACBAM(reduction=4, kernel_size=3, connection=connection, spatial_matching=mode,
+                        alpha_init=0.6)
+        layer.build([x.shape, [pc.shape, ps.shape]])
+        _randomise(layer, scale=0.3)
+        y, state = layer([x, [pc, ps]], training=False)
+        y_ref, state_ref = dca_cbam_reference(x, [pc, ps], layer, mode)
+        np.testing.assert_allclose(_np(y), y_ref, rtol=1e-4, atol=1e-5)
+        _assert_state(state, state_ref)
+
+
+@pytest.mark.parametrize("dims", ["channel", "spatial"])
+def test_dca_cbam_single_dimension(dims):
+    x = _rand(2, 8, 8, 16, seed=1)
+    prev = np.abs(_rand(2, 2, 16, seed=2)) if dims == "channel" else _rand(2, 8, 8, 2, seed=3)
+    layer = DCACBAM(reduction=4, dims=dims, channel_matching="fc2", matching_reduction=4)
+    layer.build([x.shape, prev.shape])
+    names = [w.path.split("/")[-1] for w in layer.weights]
+    assert ("alpha_channel" in names) == (dims == "channel")
+    assert ("alpha_spatial" in names) == (dims == "spatial")
+    assert layer.match_fc1 is None  # same channel count: no matching
+    _randomise(layer, scale=0.3)
+    y, state = layer([x, prev], training=False)
+    y_ref, state_ref = dca_cbam_reference(x, prev, layer)
+    np.testing.assert_allclose(_np(y), y_ref, rtol=1e-4, atol=1e-5)
+    _assert_state(state, state_ref)
+    assert tuple(state.shape) == ((2, 2, 16) if dims == "channel" else (2, 8, 8, 2))
+
+
+def test_dca_cbam_without_previous_and_alpha_zero_equal_host():
+    x = _rand(2, 8, 8, 32)
+    host = CBAM(reduction=4)
+    host.build(x.shape)
+    _randomise(host, scale=0.3)
+    ref = _np(host(x, training=False))
+
+    first = DCACBAM(reduction=4)
+    first.build(x.shape)
+    assert [w.shape for w in first.weights] == [w.shape for w in host.weights]
+    first.set_weights(host.get_weights())
+    y, state = first(x, training=False)
+    np.testing.assert_array_equal(_np(y), ref)
+    assert [tuple(s.shape) for s in state] == [(2, 2, 32), (2, 8, 8, 2)]
+
+    prev = [_rand(2, 2, 16, seed=4), _rand(2, 16, 16, 2, seed=5)]
+    zero = DCACBAM(reduction=4, alpha_init=0.0)
+    zero.build([x.shape, [p.shape for p in prev]])
+    for name in ("mlp_hidden", "mlp_out", "spatial_conv", "spatial_bn"):
+        getattr(zero, name).set_weights(getattr(host, name).get_weights())
+    np.testing.assert_array_equal(_np(zero([x, prev], training=False)[0]), ref)
+
+
+def test_dca_cbam_channels_first_matches_channels_last():
+    x = _rand(2, 8, 8, 16)
+    prev = [np.abs(_rand(2, 2, 8, seed=2)), _rand(2, 16, 16, 2, seed=3)]
+    last = DCACBAM(reduction=4)
+    first = DCACBAM(reduction=4, data_format="channels_first")
+    last.build([x.shape, [p.shape for p in prev]])
+    first.build([(2, 16, 8, 8), [p.shape for p in prev]])
+    _randomise(last, scale=0.3)
+    first.set_weights(last.get_weights())
+    y_l, s_l = last([x, prev], training=False)
+    y_f, s_f = first([x.transpose(0, 3, 1, 2), prev], training=False)
+    np.testing.assert_allclose(_np(y_f), _np(y_l).transpose(0, 3, 1, 2), rtol=1e-5, atol=1e-6)
+    for a, b in zip(s_f, s_l):  # the spatial state is channels-last in both layouts
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-6)
+
+
+# -- DCA SB ---------------------------------------------------------------------------------------
+
+
+def _bn_ref(v, layer):
+    gamma, beta, mean, var = layer.get_weights()
+    return (v - mean) / np.sqrt(var + EPS_BN) * gamma + beta
+
+
+def dca_sb_reference(x, t, prev, layer):
+    g = x.mean(axis=(1, 2))
+    z = g
+    if prev is not None:
+        z = connect_ref(g, match_ref(prev, layer), _alpha(layer), layer.connection)
+    h = np.maximum(_bn_ref(z @ layer.fc1.get_weights()[0], layer.bn1), 0.0)
+    a = _bn_ref(h @ layer.fc2.get_weights()[0], layer.bn2)
+    a = np.tanh(a) if layer.gate == "tanh" else _sigmoid(a)
+    cf = keras.ops.convert_to_numpy(layer.control_factor)
+    y = t + (cf * a)[:, None, None, :]
+    state = a * t.mean(axis=(1, 2)) if layer.gate == "sigmoid" else a
+    return y, state
+
+
+@pytest.mark.parametrize("gate", ["tanh", "sigmoid"])
+def test_dca_sb_layer_form_with_previous(gate):
+    x, t, prev = _rand(2, 8, 8, 16, seed=1), _rand(2, 4, 4, 24, seed=2), _rand(2, 12, seed=3)
+    for connection in ("direct", "weighted", "softmax"):
+        layer = DCAShiftAndBalance(gate=gate, connection=connection, hidden_ratio=0.5)
+        layer.build([x.shape, t.shape, prev.shape])
+        assert layer.match_fc.kernel.shape == (12, 16)  # matched to the branch input's channels
+        _randomise(layer)
+        y_ref, state_ref = dca_sb_reference(x, t, prev, layer)
+        for inputs in ([x, t, prev], [[x, t], prev]):  # the placement code passes the nested form
+            y, state = layer(inputs, training=False)
+            np.testing.assert_allclose(_np(y), y_ref, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(_np(state), state_ref, rtol=1e-5, atol=1e-5)
+        assert tuple(state.shape) == (2, 24)
+
+
+def test_dca_sb_block_forms_and_host_equivalence():
+    t, prev = _rand(2, 8, 8, 16, seed=1), _rand(2, 16, seed=2)
+    host = ShiftAndBalance()
+    host.build(t.shape)
+    _randomise(host)
+    ref = _np(host(t, training=False))
+
+    dca = DCAShiftAndBalance()
+    dca.build(t.shape)
+    assert [w.shape for w in dca.weights] == [w.shape for w in host.weights]
+    dca.set_weights(host.get_weights())
+    y, state = dca(t, training=False)
+    np.testing.assert_array_equal(_np(y), ref)
+    state_ref = dca_sb_reference(t, t, None, dca)[1]
+    np.testing.assert_allclose(_np(state), state_ref, rtol=1e-5, atol=1e-6)
+
+    zero = DCAShiftAndBalance(alpha_init=0.0)
+    zero.build([t.shape, prev.shape])  # [t, previous_state]
+    assert zero.match_fc is None
+    for name in ("fc1", "bn1", "fc2", "bn2"):
+        getattr(zero, name).set_weights(getattr(host, name).get_weights())
+    zero.control_factor.assign(host.control_factor)
+    np.testing.assert_array_equal(_np(zero([t, prev], training=False)[0]), ref)
+
+    identity = DCAShiftAndBalance(lambda_init=0.0)
+    x = _rand(2, 16, 16, 8, seed=3)
+    np.testing.assert_array_equal(_np(identity([x, t], training=True)[0]), t)
+
+
+# -- chains in functional models -----------------------------------------------------------------
+
+
+def _chain_model(kind):
+    """Three connected layers over two stages (16x16x16 -> 8x8x32), a classifier head."""
+    inputs = keras.Input((16, 16, 8))
+    h = keras.layers.Conv2D(16, 3, padding="same")(inputs)
+    if kind == "dca_sb":
+        a = keras.layers.Conv2D(16, 1)(h)
+        h, state = get_attention(kind)([h, a])  # layer-wise form [x, t]
+        b = keras.layers.Conv2D(16, 3, padding="same")(h)
+        h, state = get_attention(kind)([h, b, state])
+        c = keras.layers.Conv2D(32, 3, strides=2, padding="same")(h)
+        h, state = get_attention(kind, connection="softmax")([h, c, state])
+    else:
+        kwargs = {"reduction": 4}
+        h, state = get_attention(kind, **kwargs)(h)
+        h = keras.layers.Conv2D(16, 3, padding="same")(h)
+        h, state = get_attention(kind, connection="weighted", **kwargs)([h, state])
+        h = keras.layers.Conv2D(32, 3, strides=2, padding="same")(h)
+        h, state = get_attention(kind, channel_matching="fc2", matching_reduction=4, **kwargs)(
+            [h, state]
+        )
+    out = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(h))
+    return keras.Model(inputs, [out, state] if not isinstance(state, list) else [out] + state)
+
+
+@pytest.mark.parametrize("kind", ["dca_se", "dca_cbam", "dca_sb"])
+def test_chain_trains_and_round_trips(kind, tmp_path):
+    model = _chain_model(kind)
+    dcas = [layer for layer in model.layers if getattr(layer, "is_connected", False)]
+    assert len(dcas) == 3
+    assert not dcas[0].has_previous and dcas[1].has_previous and dcas[2].has_previous
+    # Channels change only into the second stage (the SB branch reads 16-channel inputs throughout).
+    assert dcas[1].match_fc is None and dcas[1].match_fc1 is None
+    if kind != "dca_sb":
+        assert dcas[2].match_fc1 is not None
+
+    x = _rand(4, 16, 16, 8)
+    y = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    trainer = keras.Model(model.input, model.outputs[0])
+    trainer.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
+    loss = trainer.train_on_batch(x, y)
+    assert np.isfinite(loss)
+
+    path = tmp_path / f"{kind}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    for a, b in zip(model(x, training=False), loaded(x, training=False)):
+        np.testing.assert_array_equal(_np(a), _np(b))
+
+
+def test_gradients_reach_alpha_and_matching_layers():
+    import tensorflow as tf  # test-only
+
+    x1, x2 = tf.random.normal((2, 8, 8, 16)), tf.random.normal((2, 4, 4, 32))
+    for kind in ("dca_se", "dca_cbam", "dca_sb"):
+        first = get_attention(kind, reduction=4) if kind != "dca_sb" else get_attention(kind)
+        second = get_attention(kind, reduction=4) if kind != "dca_sb" else get_attention(kind)
+        _, state = first(x1, training=True)
+        with tf.GradientTape() as tape:
+            y, _ = second([x2, state], training=True)
+            loss = tf.reduce_sum(tf.square(y) * tf.range(32.0))
+        grads = tape.gradient(loss, second.trainable_variables)
+        names = [v.path.split("/", 1)[1] for v in second.trainable_variables]
+        assert any("alpha" in n for n in names) and any("match_fc" in n for n in names)
+        for name, g in zip(names, grads):
+            assert g is not None and np.any(g.numpy() != 0), (kind, name)
+
+
+def test_mixed_precision_chain(policy):
+    big = (np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 16)) * 1e3).astype("float32")
+    nxt = (np.random.default_rng(1).uniform(-1, 1, (2, 8, 8, 32)) * 1e3).astype("float32")
+    compute = keras.mixed_precision.global_policy().compute_dtype
+    for kind in ("dca_se", "dca_cbam", "dca_sb"):
+        for connection in ("direct", "weighted", "softmax"):
+            first, second = get_attention(kind), get_attention(kind, connection=connection)
+            _, state = first(big, training=True)
+            y, state = second([nxt, state], training=False)
+            for tensor in [y] + (list(state) if isinstance(state, list) else [state]):
+                assert tensor.dtype == compute
+                assert np.all(np.isfinite(_np(tensor))), (kind, connection)
+
+
+# -- registry, config, errors --------------------------------------------------------------------
+
+
+def test_registry_and_config_round_trip():
+    for name, cls in (("dca_se", DCASqueezeExcite), ("dca_cbam", DCACBAM),
+                      ("dca_sb", DCAShiftAndBalance)):
+        assert get_attention(name).__class__ is cls and is_connected(name) and cls.is_connected
+    layer = DCACBAM(reduction=8, kernel_size=3, dims="spatial", connection="softmax",
+                    channel_matching="fc2", matching_reduction=4, spatial_matching="max",
+                    alpha_init=0.5, data_format="channels_first")
+    config = layer.get_config()
+    assert DCACBAM.from_config(config).get_config() == config
+    for key, value in (("dims", "spatial"), ("connection", "softmax"), ("channel_matching", "fc2"),
+                       ("matching_reduction", 4), ("spatial_matching", "max"), ("alpha_init", 0.5)):
+        assert config[key] == value
+    sb = DCAShiftAndBalance(gate="sigmoid", connection="weighted", lambda_init=0.2)
+    assert DCAShiftAndBalance.from_config(sb.get_config()).get_config() == sb.get_config()
+
+
+BAD_ARGUMENTS = [
+    (DCASqueezeExcite, {"connection": "sum"}, "connection.*'direct'.*'softmax'.*'sum'"),
+    (DCASqueezeExcite, {"channel_matching": "conv"}, "channel_matching.*'fc2'.*'conv'"),
+    (DCASqueezeExcite, {"matching_reduction": 0}, "matching_reduction.*>= 1.*0"),
+    (DCASqueezeExcite, {"reduction": -1}, "reduction.*-1"),
+    (DCACBAM, {"spatial_matching": "bilinear"}, "spatial_matching.*'avg'.*'max'.*'bilinear'"),
+    (DCACBAM, {"dims": "both"}, "dims.*'all'.*'channel'.*'spatial'.*'both'"),
+    (DCAShiftAndBalance, {"gate": "gelu"}, "gate.*'gelu'"),
+    (DCAShiftAndBalance, {"alpha_init": "one"}, "alpha_init"),
+]
+
+
+def test_bad_arguments():
+    for cls, kwargs, pattern in BAD_ARGUMENTS:
+        with pytest.raises(ValueError, match=pattern):
+            cls(**kwargs)
+
+
+def test_bad_previous_states():
+    x = _rand(2, 8, 8, 16)
+    with pytest.raises(ValueError, match=r"previous state must be \(batch, channels\).*rank 2"):
+        DCASqueezeExcite()([x, _rand(2, 4, 4, 16)])
+    with pytest.raises(ValueError, match=r"\(batch, 2, channels\)"):
+        DCACBAM(dims="channel")([x, _rand(2, 16)])
+    with pytest.raises(ValueError, match=r"\(batch, height, width, 2\)"):
+        DCACBAM(dims="spatial")([x, _rand(2, 8, 8, 16)])
+    with pytest.raises(ValueError, match="dims='all' expects"):
+        DCACBAM()([x, _rand(2, 2, 16)])
+    with pytest.raises(ValueError, match="previous state must be"):
+        DCAShiftAndBalance()([x, _rand(2, 3, 16)])
+    with pytest.raises(ValueError, match="4-D"):
+        DCASqueezeExcite()(_rand(2, 16))
+    layer = DCASqueezeExcite()
+    layer(x)
+    with pytest.raises(ValueError, match="built without a previous state"):
+        layer([x, _rand(2, 16)])
+
+
+def test_spatial_connection_needs_static_sizes():
+    x = keras.Input((None, None, 16))
+    _, state = DCACBAM(reduction=4)(x)
+    with pytest.raises(ValueError, match="static spatial sizes"):
+        DCACBAM(reduction=4)([x, state])
+    # A channel-only connection does not care.
+    _, state = DCACBAM(reduction=4, dims="channel")(x)
+    y, _ = DCACBAM(reduction=4, dims="channel")([x, state])
+    assert tuple(y.shape) == (None, None, None, 16)

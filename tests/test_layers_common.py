@@ -1,0 +1,210 @@
+"""Invariants every registered attention layer must satisfy, parametrised over the registry.
+
+A newly registered layer is covered automatically. Per-layer arguments needed for the small test
+inputs go in ``KWARGS``. Connected (DCA) layers return ``(y, state)``; the checks use ``y``, and
+gradients are taken through a second layer that receives the first one's state.
+"""
+
+import inspect
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import keras_attn
+from keras_attn.registry import get_attention_class, is_connected
+
+CHANNELS = 32
+SHAPE = (2, 8, 8, CHANNELS)
+
+# Arguments the defaults cannot take at 32 channels (SA's 64 groups need C % 128 == 0).
+KWARGS = {
+    "sa": {"groups": 4},
+}
+
+NAMES = keras_attn.available_attentions()
+
+
+def _make(attention, **overrides):
+    # Through the class, not get_attention: its first parameter is also called `name`.
+    return get_attention_class(attention)(**{**KWARGS.get(attention, {}), **overrides})
+
+
+def _input(shape=SHAPE, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape) + rng.normal(size=shape[-1])
+    return (x * scale).astype("float32")
+
+
+def _first(out, name):
+    """The feature-map output: ``y`` of a connected layer's ``(y, state)``."""
+    if is_connected(name):
+        assert isinstance(out, (tuple, list)) and len(out) == 2, type(out)
+        return out[0]
+    return out
+
+
+def _perturb(layer, seed=1):
+    """Move every trainable variable off its initial value so outputs depend on all of them."""
+    rng = np.random.default_rng(seed)
+    for var in layer.trainable_variables:
+        var.assign(np.asarray(var) + 0.3 * rng.normal(size=var.shape).astype("float32"))
+
+
+def _nchw(a):
+    return np.transpose(a, (0, 3, 1, 2))
+
+
+def _nhwc(a):
+    return np.transpose(a, (0, 2, 3, 1))
+
+
+def test_registry_has_the_designed_layers():
+    # DESIGN.md's names; more may be registered.
+    designed = {"sa", "simam", "sb", "se", "cbam", "eca", "dca_se", "dca_cbam", "dca_sb"}
+    assert designed <= set(NAMES), sorted(designed - set(NAMES))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registration_and_constructor_arguments(name):
+    cls = get_attention_class(name)
+    assert cls.attention_name == name
+    assert keras.saving.get_registered_name(cls) == f"keras_attn>{cls.__name__}"
+    assert getattr(keras_attn, cls.__name__) is cls
+    assert isinstance(keras_attn.get_attention(name, **KWARGS.get(name, {})), cls)
+    # Every argument keyword with a default, **kwargs last (passed to Layer).
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    names = [p.name for p in params]
+    assert "data_format" in names
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        assert p.kind is not inspect.Parameter.VAR_POSITIONAL, p.name
+        assert p.default is not inspect.Parameter.empty, f"{name}: {p.name} has no default"
+    assert params[-1].kind is inspect.Parameter.VAR_KEYWORD, "**kwargs must reach Layer"
+    # One attribute per argument, and get_config lists them all.
+    layer = cls()
+    config = layer.get_config()
+    for p in params[:-1]:
+        assert hasattr(layer, p.name), f"{name}: no attribute {p.name}"
+        assert p.name in config, f"{name}: {p.name} missing from get_config()"
+    assert layer.data_format == "channels_last"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_and_compute_output_shape(name):
+    layer = _make(name)
+    x = _input()
+    y = _first(layer(x), name)
+    assert tuple(y.shape) == SHAPE
+    out_shape = layer.compute_output_shape((None,) + SHAPE[1:])
+    if is_connected(name) and isinstance(out_shape[0], (tuple, list)):
+        out_shape = out_shape[0]
+    assert tuple(out_shape) == (None,) + SHAPE[1:]
+    # Symbolic call agrees.
+    sym = _first(_make(name)(keras.Input(SHAPE[1:])), name)
+    assert tuple(sym.shape) == (None,) + SHAPE[1:]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_channels_first_equals_channels_last(name):
+    x = _input()
+    last = _make(name)
+    last(x)
+    _perturb(last)
+    y_last = np.asarray(_first(last(x), name))
+    first = _make(name, data_format="channels_first")
+    first(_nchw(x))
+    first.set_weights(last.get_weights())
+    y_first = np.asarray(_first(first(_nchw(x)), name))
+    assert y_first.shape == _nchw(x).shape
+    np.testing.assert_allclose(_nhwc(y_first), y_last, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_and_finite_under_policy_for_large_inputs(name, policy):
+    compute = keras.mixed_precision.global_policy().compute_dtype
+    layer = _make(name)
+    assert layer.compute_dtype == compute
+    x = np.clip(_input(scale=1e3), -1e3, 1e3)
+    x[..., 1] = 1e3  # a constant channel: zero variance
+    out = layer(x)
+    y = _first(out, name)
+    assert y.dtype == compute, f"{name}: {y.dtype} under {policy}"
+    assert np.all(np.isfinite(np.asarray(tf.cast(y, tf.float32))))
+    if is_connected(name):
+        for t in tf.nest.flatten(out[1]):
+            assert np.all(np.isfinite(np.asarray(tf.cast(t, tf.float32))))
+    for var in layer.weights:
+        assert var.dtype == "float32", f"{name}: {var.path} is {var.dtype}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_get_config_from_config_round_trip(name):
+    layer = _make(name, data_format="channels_first", name=f"my_{name}")
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    assert clone.name == f"my_{name}"
+    x = _nchw(_input())
+    layer(x)
+    _perturb(layer)
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(
+        np.asarray(_first(clone(x), name)), np.asarray(_first(layer(x), name))
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras_file_round_trip_safe_mode(name, tmp_path):
+    inp = keras.Input(SHAPE[1:])
+    y = _first(_make(name)(inp), name)
+    # A trailing conv makes the layer an inner node, as in a backbone.
+    out = keras.layers.Conv2D(4, 1, name="head")(y)
+    model = keras.Model(inp, out)
+    _perturb(model.get_layer(index=1))
+    x = _input()
+    expected = np.asarray(model(x))
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded.layers[1]) is get_attention_class(name)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), expected)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_every_trainable_variable(name):
+    x = tf.constant(_input())
+    upstream = tf.constant(np.random.default_rng(3).normal(size=SHAPE).astype("float32"))
+    layer = _make(name)
+    if is_connected(name):
+        # Connection weights only act on a previous state: differentiate the second layer.
+        head = _make(name)
+        y0, state = head(x)
+        layer([y0, state])
+    else:
+        layer(x)
+    _perturb(layer)
+    with tf.GradientTape() as tape:
+        if is_connected(name):
+            y0, state = head(x, training=True)
+            y, _ = layer([y0, state], training=True)
+        else:
+            y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+    variables = layer.trainable_variables
+    grads = tape.gradient(loss, variables)
+    for var, grad in zip(variables, grads):
+        assert grad is not None, f"{name}: no gradient for {var.path}"
+        assert np.all(np.isfinite(np.asarray(grad))), f"{name}: non-finite gradient for {var.path}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_rank_and_data_format(name):
+    for shape in [(2, 8, CHANNELS), (2, 4, 4, 4, CHANNELS)]:
+        with pytest.raises(ValueError, match="4-D"):
+            _make(name)(np.zeros(shape, "float32"))
+    with pytest.raises(ValueError, match=r"`data_format` must be one of .*got 'NHWC'"):
+        _make(name, data_format="NHWC")

@@ -1,0 +1,209 @@
+"""ShiftAndBalance: NumPy reference, both call forms, gates, identity, precision, serialization."""
+
+import numpy as np
+import pytest
+
+import keras
+
+from keras_attn import ShiftAndBalance, get_attention
+
+EPS = 1e-5
+
+
+def _gate(a, gate):
+    if gate == "tanh":
+        return np.tanh(a)
+    if gate == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * a))
+    if gate == "softmax":
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    if gate == "relu":
+        return np.maximum(a, 0.0)
+    return a
+
+
+def sb_weights(layer):
+    """The branch's arrays by name, from the sublayers."""
+    g1, b1, m1, v1 = layer.bn1.get_weights()
+    g2, b2, m2, v2 = layer.bn2.get_weights()
+    return {
+        "w1": layer.fc1.get_weights()[0], "bn1": (g1, b1, m1, v1),
+        "w2": layer.fc2.get_weights()[0], "bn2": (g2, b2, m2, v2),
+        "cf": keras.ops.convert_to_numpy(layer.control_factor),
+    }
+
+
+def _bn(v, params, training):
+    gamma, beta, mean, var = params
+    if training:
+        mean, var = v.mean(axis=0), v.var(axis=0)
+    return (v - mean) / np.sqrt(var + EPS) * gamma + beta
+
+
+def branch_reference(g, w, gate, training=False):
+    h = np.maximum(_bn(g @ w["w1"], w["bn1"], training), 0.0)
+    return _gate(_bn(h @ w["w2"], w["bn2"], training), gate)
+
+
+def sb_reference(source, trunk, w, gate, training=False, channels_first=False):
+    if channels_first:
+        source, trunk = source.transpose(0, 2, 3, 1), trunk.transpose(0, 2, 3, 1)
+    a = branch_reference(source.mean(axis=(1, 2)), w, gate, training)
+    y = trunk + (w["cf"] * a)[:, None, None, :]
+    return y.transpose(0, 3, 1, 2) if channels_first else y
+
+
+def _randomise(layer, seed=1):
+    rng = np.random.default_rng(seed)
+    new = []
+    for v in layer.weights:
+        value = rng.normal(0.0, 0.5, v.shape).astype("float32")
+        if "moving_variance" in v.path:
+            value = np.abs(value) + 0.5
+        new.append(value)
+    layer.set_weights(new)
+
+
+@pytest.mark.parametrize("gate", ["tanh", "sigmoid", "softmax", "relu", "none"])
+def test_block_form_matches_reference(gate):
+    t = np.random.default_rng(0).normal(size=(2, 8, 8, 24)).astype("float32")
+    layer = ShiftAndBalance(gate=gate, hidden_ratio=0.5)
+    layer.build(t.shape)
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer(t, training=False))
+    np.testing.assert_allclose(y, sb_reference(t, t, sb_weights(layer), gate), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_layer_form_reads_x(data_format):
+    """``sb([x, t])``: the branch reads x (other channels and resolution), the shift lands on t."""
+    rng = np.random.default_rng(0)
+    if data_format == "channels_last":
+        x, t = rng.normal(size=(2, 8, 8, 16)), rng.normal(size=(2, 4, 4, 32))
+    else:
+        x, t = rng.normal(size=(2, 16, 8, 8)), rng.normal(size=(2, 32, 4, 4))
+    x, t = x.astype("float32"), t.astype("float32")
+    layer = ShiftAndBalance(data_format=data_format)
+    layer.build([x.shape, t.shape])
+    assert layer.fc1.kernel.shape == (16, 32) and layer.control_factor.shape == (32,)
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer([x, t], training=False))
+    assert y.shape == t.shape
+    channels_first = data_format == "channels_first"
+    ref = sb_reference(x, t, sb_weights(layer), "tanh", channels_first=channels_first)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_training_mode_batch_statistics():
+    t = np.random.default_rng(0).normal(size=(4, 6, 6, 16)).astype("float32")
+    layer = ShiftAndBalance(gate="sigmoid")
+    layer.build(t.shape)
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer(t, training=True))
+    ref = sb_reference(t, t, sb_weights(layer), "sigmoid", training=True)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_zero_control_factor_is_identity(training):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 8, 8, 8)).astype("float32")
+    t = (rng.normal(size=(2, 4, 4, 16)) * 100).astype("float32")
+    for layer, inputs in ((ShiftAndBalance(lambda_init=0.0), t),
+                          (ShiftAndBalance(lambda_init=0.0, dropout=0.5), [x, t])):
+        y = keras.ops.convert_to_numpy(layer(inputs, training=training))
+        np.testing.assert_array_equal(y, t)
+
+
+def test_defaults_hidden_width_and_parameters():
+    layer = ShiftAndBalance()
+    layer.build((None, 8, 8, 12))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer.control_factor), 0.1)
+    assert layer.fc1.units == 12  # hidden_ratio = 1
+    # control_factor + fc1 + bn1 (4) + fc2 + bn2 (4); Dense without bias.
+    assert layer.count_params() == 12 + 144 + 4 * 12 + 144 + 4 * 12
+    depthwise = ShiftAndBalance(hidden_ratio=1 / 6)
+    depthwise.build((None, 8, 8, 32))
+    assert depthwise.fc1.units == round(32 / 6) == 5
+    tiny = ShiftAndBalance(hidden_ratio=0.01)
+    tiny.build((None, 4, 4, 8))
+    assert tiny.fc1.units == 1
+    assert isinstance(get_attention("sb", gate="relu"), ShiftAndBalance)
+
+
+def test_softmax_gate_sums_to_one_per_sample():
+    layer = ShiftAndBalance(gate="softmax", lambda_init=1.0)
+    t = np.zeros((2, 4, 4, 8), "float32")
+    y = keras.ops.convert_to_numpy(layer(t, training=False))
+    np.testing.assert_allclose(y.sum(axis=-1)[:, 0, 0], 1.0, rtol=1e-5)
+
+
+def test_mixed_precision(policy):
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(-1, 1, size=(2, 8, 8, 16)) * 1e3).astype("float32")
+    t = (rng.uniform(-1, 1, size=(2, 4, 4, 32)) * 1e3).astype("float32")
+    layer = ShiftAndBalance()
+    for training in (True, False):
+        y = layer([x, t], training=training)
+        assert y.dtype == keras.mixed_precision.global_policy().compute_dtype
+        assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))))
+    x = rng.normal(size=x.shape).astype("float32")
+    t = rng.normal(size=t.shape).astype("float32")
+    y = keras.ops.convert_to_numpy(keras.ops.cast(layer([x, t], training=False), "float32"))
+    tol = {"float32": 1e-5, "mixed_float16": 1e-2, "mixed_bfloat16": 5e-2}[policy]
+    np.testing.assert_allclose(y, sb_reference(x, t, sb_weights(layer), "tanh"), rtol=tol, atol=tol)
+
+
+def test_gradients_reach_every_variable():
+    import tensorflow as tf  # test-only
+
+    x, t = tf.random.normal((2, 8, 8, 8)), tf.random.normal((2, 4, 4, 16))
+    layer = ShiftAndBalance(dropout=0.1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(layer([x, t], training=True)) * tf.range(16.0))
+    grads = tape.gradient(loss, layer.trainable_variables)
+    assert len(grads) == 7  # control_factor, fc1, bn1 gamma/beta, fc2, bn2 gamma/beta
+    assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
+
+
+def test_config_round_trip_and_save_load(tmp_path):
+    layer = ShiftAndBalance(hidden_ratio=0.25, gate="softmax", lambda_init=0.3, dropout=0.2,
+                            data_format="channels_first")
+    assert ShiftAndBalance.from_config(layer.get_config()).get_config() == layer.get_config()
+
+    x_in = keras.Input((8, 8, 8))
+    t = keras.layers.Conv2D(16, 3, strides=2, padding="same")(x_in)
+    sb = ShiftAndBalance(gate="sigmoid")
+    model = keras.Model(x_in, sb([x_in, t]))
+    _randomise(sb)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 8)).astype("float32")
+    model.save(tmp_path / "sb.keras")
+    loaded = keras.saving.load_model(tmp_path / "sb.keras", safe_mode=True)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"gate": "gelu"}, "gate.*'tanh'.*'none'.*'gelu'"),
+        ({"hidden_ratio": 0}, "hidden_ratio.*> 0"),
+        ({"hidden_ratio": -1.0}, "hidden_ratio.*-1"),
+        ({"dropout": 1.0}, r"dropout.*\[0, 1\).*1.0"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"lambda_init": "big"}, "lambda_init"),
+    ],
+)
+def test_bad_arguments(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        ShiftAndBalance(**kwargs)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="4-D"):
+        ShiftAndBalance()(np.zeros((2, 8, 16), "float32"))
+    with pytest.raises(ValueError, match="4-D branch input"):
+        ShiftAndBalance()([np.zeros((2, 16), "float32"), np.zeros((2, 4, 4, 8), "float32")])
+    t = np.zeros((2, 4, 4, 8), "float32")
+    with pytest.raises(ValueError, match="3 inputs"):
+        ShiftAndBalance()([t, t, t])

@@ -1,0 +1,369 @@
+"""ShuffleAttention against a literal NumPy port of the official SA-Net ``sa_layer``."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from keras_attn import ShuffleAttention, get_attention
+from keras_attn.layers.shuffle_attention import valid_groups
+
+
+def _sigmoid(z):
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def sa_reference(
+    x,
+    groups,
+    cw=None,
+    cb=None,
+    sw=None,
+    sb=None,
+    gamma=None,
+    beta=None,
+    eps=1e-5,
+    use_norm=True,
+    shuffle=True,
+    transform="affine",
+):
+    """The official forward pass on an NCHW array, step by step, in float64.
+
+    ``transform="conv"`` takes ``cw``/``sw`` as (K, K) kernels (in -> out) applied to the K
+    channels of each group; ``"none"`` ignores the four weight/bias arguments.
+    """
+    x = np.asarray(x, np.float64)
+    b, c, h, w = x.shape
+    xr = x.reshape(b * groups, -1, h, w)
+    x_0, x_1 = np.split(xr, 2, axis=1)
+
+    def fc(t, weight, bias):
+        if transform == "none":
+            return t
+        if transform == "affine":
+            return weight[None, :, None, None] * t + bias[None, :, None, None]
+        return np.einsum("nkhw,kj->njhw", t, weight) + bias[None, :, None, None]
+
+    xn = x_0.mean(axis=(2, 3), keepdims=True)
+    xn = x_0 * _sigmoid(fc(xn, cw, cb))
+
+    if use_norm:  # GroupNorm(K, K): one channel per group, biased variance
+        mu = x_1.mean(axis=(2, 3), keepdims=True)
+        var = x_1.var(axis=(2, 3), keepdims=True)
+        xs = (x_1 - mu) / np.sqrt(var + eps)
+        xs = gamma[None, :, None, None] * xs + beta[None, :, None, None]
+    else:
+        xs = x_1
+    xs = x_1 * _sigmoid(fc(xs, sw, sb))
+
+    out = np.concatenate([xn, xs], axis=1).reshape(b, -1, h, w)
+    if shuffle:
+        out = out.reshape(b, 2, -1, h, w).transpose(0, 2, 1, 3, 4).reshape(b, -1, h, w)
+    return out
+
+
+def _nhwc(a):
+    return np.transpose(a, (0, 2, 3, 1))
+
+
+def _nchw(a):
+    return np.transpose(a, (0, 3, 1, 2))
+
+
+def _shuffle_nhwc(a):
+    n, h, w, c = a.shape
+    return a.reshape(n, h, w, 2, c // 2).transpose(0, 1, 2, 4, 3).reshape(a.shape)
+
+
+def _input(shape=(2, 8, 8, 32), seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    # A per-channel offset so that means are not ~0 and the two branches really differ.
+    x = rng.normal(size=shape) + rng.normal(size=shape[-1]) * 2.0
+    return (x * scale).astype("float32")
+
+
+def _randomise(layer, seed=1):
+    """Assign random, non-initial values to every variable; return them by name (float64)."""
+    rng = np.random.default_rng(seed)
+    values = {}
+    for name in (
+        "channel_weight",
+        "channel_bias",
+        "spatial_weight",
+        "spatial_bias",
+        "norm_gamma",
+        "norm_beta",
+    ):
+        var = getattr(layer, name)
+        if var is None:
+            values[name] = None
+            continue
+        value = rng.normal(size=var.shape).astype("float32")
+        var.assign(value)
+        values[name] = value.astype(np.float64)
+    return values
+
+
+def _ref_kwargs(values):
+    return dict(
+        cw=values["channel_weight"],
+        cb=values["channel_bias"],
+        sw=values["spatial_weight"],
+        sb=values["spatial_bias"],
+        gamma=values["norm_gamma"],
+        beta=values["norm_beta"],
+    )
+
+
+def _ablation_id(kwargs):
+    return ",".join(f"{k}={v}" for k, v in kwargs.items()) or "default"
+
+
+ABLATIONS = [
+    {},
+    {"use_norm": False},
+    {"shuffle": False},
+    {"transform": "none"},
+    {"transform": "conv"},
+    {"transform": "conv", "use_norm": False},
+    {"transform": "none", "use_norm": False, "shuffle": False},
+]
+
+
+@pytest.mark.parametrize("kwargs", ABLATIONS, ids=_ablation_id)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_matches_official_code_with_random_variables(kwargs, data_format):
+    groups = 4
+    x = _input()  # NHWC, C = 32, K = 4
+    layer = ShuffleAttention(groups=groups, data_format=data_format, **kwargs)
+    layer_input = x if data_format == "channels_last" else _nchw(x)
+    layer.build(layer_input.shape)
+    values = _randomise(layer)
+    y = np.asarray(layer(layer_input))
+    ref = sa_reference(_nchw(x), groups, **_ref_kwargs(values), **kwargs)
+    if data_format == "channels_last":
+        ref = _nhwc(ref)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_initial_values_and_initial_output():
+    layer = ShuffleAttention(groups=4)
+    x = _input()
+    y = np.asarray(layer(x))
+    expected = {
+        "channel_weight": 0.0,
+        "channel_bias": 1.0,
+        "spatial_weight": 0.0,
+        "spatial_bias": 1.0,
+        "norm_gamma": 1.0,
+        "norm_beta": 0.0,
+    }
+    for name, value in expected.items():
+        var = getattr(layer, name)
+        assert var.shape == (4,)
+        assert var.path.endswith(name)
+        np.testing.assert_array_equal(np.asarray(var), np.full((4,), value, np.float32))
+    # Initially both branches gate with sigmoid(0 * s + 1): the output is the shuffled input
+    # times sigmoid(1).
+    zeros, ones = np.zeros(4), np.ones(4)
+    ref = sa_reference(
+        _nchw(x), 4, cw=zeros, cb=ones, sw=zeros, sb=ones, gamma=ones, beta=zeros
+    )
+    np.testing.assert_allclose(y, _nhwc(ref), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(y, _shuffle_nhwc(x) * _sigmoid(1.0), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "channels,groups,params", [(64, 8, 24), (32, 4, 24), (256, 64, 12), (2048, 64, 96)]
+)
+def test_parameter_count_is_3c_over_g(channels, groups, params):
+    layer = ShuffleAttention(groups=groups)
+    layer.build((None, 4, 4, channels))
+    assert params == 3 * channels // groups
+    assert layer.count_params() == params
+    assert len(layer.trainable_variables) == 6
+    assert all(v.shape == (channels // (2 * groups),) for v in layer.weights)
+
+
+def test_resnet50_total_matches_official_708():
+    # The 16 bottleneck outputs of ResNet-50 with G = 64 (the paper claims "300").
+    total = 0
+    for channels, blocks in [(256, 3), (512, 4), (1024, 6), (2048, 3)]:
+        layer = ShuffleAttention(groups=64)
+        layer.build((None, 2, 2, channels))
+        total += blocks * layer.count_params()
+    assert total == 708
+
+
+@pytest.mark.parametrize(
+    "kwargs,params,names",
+    [
+        (
+            {"use_norm": False},
+            16,
+            {"channel_weight", "channel_bias", "spatial_weight", "spatial_bias"},
+        ),
+        ({"transform": "none"}, 8, {"norm_gamma", "norm_beta"}),
+        ({"transform": "none", "use_norm": False}, 0, set()),
+        ({"transform": "conv"}, 2 * (16 + 4) + 8, None),
+        ({"shuffle": False}, 24, None),
+    ],
+)
+def test_ablation_variables(kwargs, params, names):
+    layer = ShuffleAttention(groups=4, **kwargs)
+    layer.build((None, 8, 8, 32))
+    assert layer.count_params() == params
+    if names is not None:
+        assert {v.path.split("/")[-1] for v in layer.weights} == names
+    if kwargs.get("transform") == "conv":
+        assert layer.channel_weight.shape == (4, 4)
+        assert layer.spatial_weight.shape == (4, 4)
+        np.testing.assert_array_equal(np.asarray(layer.spatial_weight), np.zeros((4, 4)))
+
+
+def test_shuffle_permutation_on_known_input():
+    c = 16
+    layer = ShuffleAttention(groups=2, transform="none", use_norm=False)
+    # With transform none and no norm the spatial gate is sigmoid(x); make every gate sigmoid
+    # of a known value instead by a constant map per channel: value = channel index + 1.
+    x = np.broadcast_to(np.arange(1, c + 1, dtype="float32"), (1, 3, 3, c)).copy()
+    y = np.asarray(layer(x))[0, 0, 0]
+    src = np.array([j * (c // 2) + i for i in range(c // 2) for j in range(2)])
+    values = src + 1.0
+    np.testing.assert_allclose(y, values * _sigmoid(values), rtol=1e-6)
+    for i in range(c // 2):
+        for j in range(2):
+            assert src[2 * i + j] == j * c // 2 + i
+
+
+def test_shuffle_false_keeps_channel_order():
+    c = 16
+    layer = ShuffleAttention(groups=2, transform="none", use_norm=False, shuffle=False)
+    x = np.broadcast_to(np.arange(1, c + 1, dtype="float32"), (1, 3, 3, c)).copy()
+    y = np.asarray(layer(x))[0, 0, 0]
+    np.testing.assert_allclose(y, x[0, 0, 0] * _sigmoid(x[0, 0, 0]), rtol=1e-6)
+
+
+def test_conv_with_diagonal_kernels_equals_affine():
+    x = _input()
+    affine = ShuffleAttention(groups=4)
+    conv = ShuffleAttention(groups=4, transform="conv")
+    affine.build(x.shape)
+    conv.build(x.shape)
+    values = _randomise(affine)
+    conv.channel_weight.assign(np.diag(values["channel_weight"]))
+    conv.spatial_weight.assign(np.diag(values["spatial_weight"]))
+    for name in ("channel_bias", "spatial_bias", "norm_gamma", "norm_beta"):
+        getattr(conv, name).assign(values[name])
+    np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(affine(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_spatial_and_batch_dimensions():
+    inp = keras.Input((None, None, 32))
+    model = keras.Model(inp, ShuffleAttention(groups=4)(inp))
+    first_inp = keras.Input((32, None, None))
+    fused_first, conv_first = [
+        keras.Model(
+            first_inp, ShuffleAttention(groups=4, data_format="channels_first", **kw)(first_inp)
+        )
+        for kw in ({}, {"transform": "conv"})
+    ]
+    for shape in [(1, 5, 7, 32), (3, 2, 2, 32)]:
+        x = _input(shape)
+        y = np.asarray(model(x))
+        assert y.shape == shape
+        y_first = np.asarray(fused_first(_nchw(x)))
+        np.testing.assert_allclose(_nhwc(y_first), y, atol=1e-5)
+        assert conv_first(_nchw(x)).shape == _nchw(x).shape
+
+
+def test_registry_name():
+    layer = get_attention("sa", groups=8)
+    assert isinstance(layer, ShuffleAttention) and layer.groups == 8
+
+
+def test_bad_groups_at_construction():
+    for groups in [0, -2, 2.5, "4", None, True]:
+        with pytest.raises(ValueError, match=r"`groups` must be"):
+            ShuffleAttention(groups=groups)
+
+
+def test_groups_not_dividing_channels_at_build():
+    layer = ShuffleAttention(groups=4)
+    with pytest.raises(ValueError, match=r"C=36 must be divisible by 2\*groups = 8") as info:
+        layer.build((None, 8, 8, 36))
+    msg = str(info.value)
+    assert "`groups`=4" in msg and "1, 2, 3, 6, 9, 18" in msg
+    with pytest.raises(ValueError, match="C=15.*even"):
+        ShuffleAttention(groups=1)(np.zeros((1, 2, 2, 15), "float32"))
+    assert valid_groups(36) == [1, 2, 3, 6, 9, 18]
+
+
+def test_bad_arguments():
+    for kwargs, match in [
+        ({"transform": "mlp"}, r"`transform` must be one of 'affine', 'none', 'conv'; got 'mlp'"),
+        ({"use_norm": "yes"}, r"`use_norm` must be True or False; got 'yes'"),
+        ({"shuffle": 1}, r"`shuffle` must be True or False; got 1"),
+        ({"epsilon": 0.0}, r"`epsilon` must be > 0.0; got 0.0"),
+        ({"data_format": "NCHW"}, r"`data_format` must be one of"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            ShuffleAttention(**kwargs)
+
+
+def test_not_4d_input():
+    with pytest.raises(ValueError, match="4-D"):
+        ShuffleAttention(groups=4)(np.zeros((2, 8, 32), "float32"))
+
+
+@pytest.mark.parametrize("kwargs", ABLATIONS[:6], ids=_ablation_id)
+def test_mixed_precision_large_inputs(policy, kwargs):
+    compute = keras.mixed_precision.global_policy().compute_dtype
+    x = _input(scale=1e3)  # |x| up to ~1e4 with the channel offsets
+    x = np.clip(x, -1e3, 1e3)
+    # Two nearly constant channels with a large mean: A * x and A * mean would overflow
+    # float16 if they were formed separately.
+    x[..., 5] = 1e3
+    x[..., 21] = -1e3 + 1e-3 * _input(seed=3)[..., 0]
+    layer = ShuffleAttention(groups=4, **kwargs)
+    layer.build(x.shape)
+    values = _randomise(layer, seed=2)
+    y = layer(x)
+    assert y.dtype == compute
+    y = np.asarray(tf.cast(y, tf.float32))
+    assert np.all(np.isfinite(y))
+    # The reference sees the input as the layer does, rounded to the compute dtype.
+    x_seen = np.asarray(tf.cast(tf.cast(x, compute), tf.float32))
+    ref = _nhwc(sa_reference(_nchw(x_seen), 4, **_ref_kwargs(values), **kwargs))
+    tol = {"float32": 1e-3, "float16": 2e-3, "bfloat16": 1e-2}[compute]
+    magnitude = np.abs(x_seen)
+    if kwargs.get("shuffle", True):
+        magnitude = _shuffle_nhwc(magnitude)
+    err = np.abs(y - ref) / (magnitude + 1.0)  # ~ the error of the gate
+    assert np.mean(err) < tol, np.mean(err)
+
+
+def test_gradients_reach_every_variable():
+    x = tf.constant(_input())
+    for kwargs in ({}, {"transform": "conv"}):
+        layer = ShuffleAttention(groups=4, **kwargs)
+        layer.build(x.shape)
+        _randomise(layer)
+        upstream = tf.constant(np.random.default_rng(5).normal(size=x.shape).astype("float32"))
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) * upstream)
+        grads = tape.gradient(loss, layer.trainable_variables)
+        assert len(grads) == 6
+        for var, grad in zip(layer.trainable_variables, grads):
+            assert grad is not None, var.path
+            assert np.all(np.isfinite(grad)) and np.any(np.asarray(grad) != 0), var.path
+
+
+def test_config_round_trip_of_ablations():
+    kwargs = {"transform": "conv", "use_norm": False, "shuffle": False, "epsilon": 1e-3}
+    layer = ShuffleAttention(groups=4, data_format="channels_first", **kwargs)
+    config = layer.get_config()
+    for key, value in kwargs.items():
+        assert config[key] == value
+    clone = ShuffleAttention.from_config(config)
+    assert clone.get_config() == config

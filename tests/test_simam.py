@@ -1,0 +1,100 @@
+"""SimAM against the paper's closed form (Yang et al., ICML 2021, Eq. 5-6)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+from keras_attn import SimAM, get_attention
+
+
+def _sigmoid(z):
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def simam_reference(x, e_lambda=1e-4):
+    """NHWC, float64: n = H*W - 1, d = (x - mean)^2, v = sum(d)/n, x * sigmoid(d/(4(v+l)) + .5)."""
+    x = np.asarray(x, np.float64)
+    n = x.shape[1] * x.shape[2] - 1
+    d = (x - x.mean(axis=(1, 2), keepdims=True)) ** 2
+    v = d.sum(axis=(1, 2), keepdims=True) / n
+    return x * _sigmoid(d / (4.0 * (v + e_lambda)) + 0.5)
+
+
+def _input(shape=(2, 8, 8, 16), seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape) + rng.normal(size=shape[-1])
+    return (x * scale).astype("float32")
+
+
+@pytest.mark.parametrize("e_lambda", [1e-4, 0.5])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_matches_paper_formula(e_lambda, data_format):
+    x = _input()
+    layer = SimAM(e_lambda=e_lambda, data_format=data_format)
+    if data_format == "channels_last":
+        y = np.asarray(layer(x))
+    else:
+        y = np.transpose(np.asarray(layer(np.transpose(x, (0, 3, 1, 2)))), (0, 2, 3, 1))
+    np.testing.assert_allclose(y, simam_reference(x, e_lambda), rtol=1e-5, atol=1e-5)
+
+
+def test_non_square_map():
+    x = _input((3, 5, 2, 4))
+    np.testing.assert_allclose(np.asarray(SimAM()(x)), simam_reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_one_by_one_map_is_finite():
+    # n = H*W - 1 = 0: the official code divides by zero; every d is 0 so the gate is sigmoid(.5).
+    x = _input((2, 1, 1, 16))
+    y = np.asarray(SimAM()(x))
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, x * _sigmoid(0.5), rtol=1e-6)
+
+
+def test_constant_map_with_zero_lambda_is_finite():
+    x = np.full((1, 4, 4, 3), 7.0, "float32")
+    y = np.asarray(SimAM(e_lambda=0.0)(x))
+    np.testing.assert_allclose(y, x * _sigmoid(0.5), rtol=1e-6)
+
+
+def test_no_variables():
+    layer = SimAM()
+    layer(_input())
+    assert layer.weights == [] and layer.count_params() == 0
+
+
+def test_bad_e_lambda():
+    for e_lambda in [-1e-4, -1]:
+        with pytest.raises(ValueError, match=r"`e_lambda` must be >= 0.0; got -"):
+            SimAM(e_lambda=e_lambda)
+    for e_lambda in ["small", None, True]:
+        with pytest.raises(ValueError, match=r"`e_lambda` must be a number"):
+            SimAM(e_lambda=e_lambda)
+
+
+def test_not_4d_input():
+    with pytest.raises(ValueError, match="4-D"):
+        SimAM()(np.zeros((2, 8, 8, 4, 3), "float32"))
+
+
+def test_registry_and_config():
+    layer = get_attention("simam", e_lambda=0.01, data_format="channels_first")
+    assert isinstance(layer, SimAM)
+    config = layer.get_config()
+    assert config["e_lambda"] == 0.01 and config["data_format"] == "channels_first"
+    assert SimAM.from_config(config).get_config() == config
+
+
+def test_mixed_precision_large_inputs(policy):
+    compute = keras.mixed_precision.global_policy().compute_dtype
+    x = np.clip(_input(scale=1e3), -1e3, 1e3)
+    x[..., 3] = 1e3  # constant channel: v = 0
+    x[:, 0, 0, 4] = 1e3  # one outlier: (x - mean)^2 ~ 1e6 overflows float16 if formed
+    y = SimAM()(x)
+    assert y.dtype == compute
+    y = np.asarray(tf.cast(y, tf.float32))
+    assert np.all(np.isfinite(y))
+    x_seen = np.asarray(tf.cast(tf.cast(x, compute), tf.float32))
+    err = np.abs(y - simam_reference(x_seen)) / (np.abs(x_seen) + 1.0)
+    assert np.mean(err) < {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}[compute]
