@@ -23,10 +23,19 @@ __all__ = list(_layer_names) + [
     "register_attention",
 ]
 
-try:  # placement and backbones arrive with issue 3
-    from keras_attn.placement import attach, attention_summary  # noqa: F401
-    from keras_attn.backbones import build_model, SUPPORTED_BACKBONES  # noqa: F401
+from keras_attn.backbones import SUPPORTED_BACKBONES, build_model  # noqa: E402
+from keras_attn.placement import (  # noqa: E402
+    attach,
+    attention_summary,
+    insertion_points,
+    print_attention_summary,
+)
 
-    __all__ += ["attach", "attention_summary", "build_model", "SUPPORTED_BACKBONES"]
-except ImportError:  # pragma: no cover
-    pass
+__all__ += [
+    "attach",
+    "attention_summary",
+    "insertion_points",
+    "print_attention_summary",
+    "build_model",
+    "SUPPORTED_BACKBONES",
+]

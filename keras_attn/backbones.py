@@ -1,0 +1,191 @@
+"""``build_model``: a ``keras.applications`` backbone, attention attached, and a float32 head.
+
+The head is global average pooling, an optional Dropout and ``Dense(num_classes,
+activation="softmax", dtype="float32")``: a float16 softmax gave NaN losses under
+MirroredStrategy with ``mixed_float16``, so the probabilities are always computed in float32.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+
+from keras_attn.placement import _INSERTIONS, _AttentionSpec, _check_placement, attach
+
+# Lower-case name (as used by the CLI and the search) -> keras.applications constructor.
+_BACKBONES = {
+    "resnet50": "ResNet50",
+    "resnet101": "ResNet101",
+    "resnet152": "ResNet152",
+    "resnet50v2": "ResNet50V2",
+    "resnet101v2": "ResNet101V2",
+    "resnet152v2": "ResNet152V2",
+    "mobilenetv2": "MobileNetV2",
+    "mobilenetv3small": "MobileNetV3Small",
+    "mobilenetv3large": "MobileNetV3Large",
+    **{f"efficientnetb{i}": f"EfficientNetB{i}" for i in range(8)},
+}
+
+SUPPORTED_BACKBONES = tuple(_BACKBONES)
+
+# What keras.applications accepts without top (include_top=False): its ValueErrors are terse.
+_ACCEPTS = (
+    "input_shape=(height, width, channels) with height and width >= 32 "
+    "(channels = 3 with weights='imagenet')"
+)
+
+
+def _backbone_key(backbone):
+    if isinstance(backbone, str):
+        key = backbone.lower().replace("_", "").replace("-", "")
+        if key in _BACKBONES:
+            return key
+    raise ValueError(
+        f"Unknown `backbone` {backbone!r}; valid (case-insensitive): "
+        f"{', '.join(SUPPORTED_BACKBONES)}."
+    )
+
+
+def _check_input_shape(input_shape):
+    ok = (
+        isinstance(input_shape, (tuple, list))
+        and len(input_shape) == 3
+        and all(
+            d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0)
+            for d in input_shape
+        )
+        and input_shape[-1] is not None
+    )
+    if not ok:
+        raise ValueError(
+            "`input_shape` must be a tuple of three positive integers (height, width, channels) "
+            f"(height/width may be None); got {input_shape!r}."
+        )
+    return tuple(int(d) if d is not None else None for d in input_shape)
+
+
+def _is_none_attention(attention):
+    return attention is None or (isinstance(attention, str) and attention.lower() == "none")
+
+
+def build_model(
+    backbone="mobilenetv2",
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    attention=None,
+    placement="block",
+    attention_kwargs=None,
+    weights=None,
+    dropout=0.0,
+    bn_momentum=None,
+    **backbone_kwargs,
+):
+    """A classifier: backbone without top, attention attached, pooled float32 softmax head.
+
+    Args:
+        backbone: one of :data:`SUPPORTED_BACKBONES` (case-insensitive; ``_``/``-`` ignored, so
+            ``"ResNet50"`` and ``"mobilenet_v2"`` work).
+        input_shape: ``(height, width, channels)``; the backbones need height, width >= 32.
+        num_classes: number of classes, ``>= 2``.
+        attention: ``None`` or ``"none"`` for the plain backbone; else anything :func:`attach`
+            takes (registry name, layer class, factory).
+        placement: ``"block"`` (default), ``"layer"``, ``"paper"`` or ``callable(layer) -> bool``.
+        attention_kwargs: dict of arguments for the attention layers (e.g. ``{"groups": 32}``).
+        weights: ``None`` (random init, default), ``"imagenet"`` or a weights file path, passed
+            to the ``keras.applications`` constructor.
+        dropout: rate of a Dropout before the classifier, in ``[0, 1)``; 0 (default) adds none.
+        bn_momentum: momentum of every BatchNormalization of the backbone, in ``[0, 1)``, or
+            None (default) to keep ``keras.applications``' own (0.999 in the MobileNets, tuned for
+            ImageNet-length runs: after a few hundred steps from scratch their moving statistics
+            are still far from the batch statistics and inference accuracy collapses; 0.9 suits
+            short runs).
+        **backbone_kwargs: passed to the ``keras.applications`` constructor (``alpha=0.35``,
+            ``include_preprocessing=False``, ...).
+
+    Returns:
+        A functional ``keras.Model`` named ``f"{backbone}_{attention}_{placement}"`` (or just the
+        backbone name without attention) mapping images to float32 class probabilities
+        ``(batch, num_classes)``. Layers: the backbone's, the inserted attention layers,
+        ``avg_pool``, ``top_dropout`` (if ``dropout > 0``) and ``predictions``.
+
+    Raises:
+        ValueError: unknown ``backbone`` (lists the valid ones); ``input_shape`` not three
+            positive integers or rejected by the backbone (names the backbone and what it
+            accepts); ``num_classes < 2``; ``dropout`` outside ``[0, 1)``; unknown ``placement``
+            or ``attention``; arguments the backbone constructor does not take.
+    """
+    key = _backbone_key(backbone)
+    input_shape = _check_input_shape(input_shape)
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or num_classes < 2
+    ):
+        raise ValueError(f"`num_classes` must be an integer >= 2; got {num_classes!r}.")
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, numbers.Real)
+        or not 0.0 <= dropout < 1.0
+    ):
+        raise ValueError(f"`dropout` must be a number in [0, 1); got {dropout!r}.")
+    if bn_momentum is not None and (
+        isinstance(bn_momentum, bool)
+        or not isinstance(bn_momentum, numbers.Real)
+        or not 0.0 <= bn_momentum < 1.0
+    ):
+        raise ValueError(f"`bn_momentum` must be None or a number in [0, 1); got {bn_momentum!r}.")
+    if attention_kwargs is not None and not isinstance(attention_kwargs, dict):
+        raise ValueError(f"`attention_kwargs` must be a dict or None; got {attention_kwargs!r}.")
+    attention_kwargs = dict(attention_kwargs or {})
+    # Fail on a bad placement or attention before the (slow) backbone is built.
+    placement = _check_placement(placement)
+    with_attention = not _is_none_attention(attention)
+    if with_attention:
+        _AttentionSpec(attention, attention_kwargs)
+
+    constructor = getattr(keras.applications, _BACKBONES[key])
+    try:
+        base = constructor(
+            include_top=False, weights=weights, input_shape=input_shape, **backbone_kwargs
+        )
+    except TypeError as err:
+        raise ValueError(
+            f"Backbone {key!r} does not take the arguments {sorted(backbone_kwargs)}: {err}"
+        ) from err
+    except ValueError as err:
+        raise ValueError(
+            f"Backbone {key!r} rejects input_shape={input_shape}, weights={weights!r}"
+            + (f", {backbone_kwargs}" if backbone_kwargs else "")
+            + f": {err} It accepts {_ACCEPTS}."
+        ) from err
+
+    if bn_momentum is not None:
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)  # read at call time and saved in the config
+
+    name = key
+    if with_attention:
+        base = attach(base, attention, placement, **attention_kwargs)
+        label = (
+            attention.lower()
+            if isinstance(attention, str)
+            else getattr(attention, "attention_name", getattr(attention, "__name__", "custom"))
+        )
+        if not str(label).isidentifier():  # e.g. "<lambda>"
+            label = "custom"
+        where = placement if isinstance(placement, str) else "custom"
+        name = f"{key}_{label}_{where}"
+
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="predictions"
+    )(x)
+    model = keras.Model(base.input, outputs, name=name)
+    if base in _INSERTIONS:
+        # attention_summary(model) then also finds layers a factory made of any class.
+        _INSERTIONS[model] = _INSERTIONS[base]
+    return model
