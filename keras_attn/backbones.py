@@ -69,6 +69,20 @@ def _is_none_attention(attention):
     return attention is None or (isinstance(attention, str) and attention.lower() == "none")
 
 
+def set_bn_momentum(model, momentum):
+    """Set the momentum of every BatchNormalization in ``model``, nested ones included.
+
+    The attribute is read at call time and saved in the layer config, so it holds for training,
+    saving and loading. Returns ``model``.
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten(include_self=False, recursive=True) if flatten else model.layers
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+    return model
+
+
 def build_model(
     backbone="mobilenetv2",
     input_shape=(32, 32, 3),
@@ -95,7 +109,7 @@ def build_model(
         weights: ``None`` (random init, default), ``"imagenet"`` or a weights file path, passed
             to the ``keras.applications`` constructor.
         dropout: rate of a Dropout before the classifier, in ``[0, 1)``; 0 (default) adds none.
-        bn_momentum: momentum of every BatchNormalization of the backbone, in ``[0, 1)``, or
+        bn_momentum: momentum of every BatchNormalization (backbone and attention), in ``[0, 1)``, or
             None (default) to keep ``keras.applications``' own (0.999 in the MobileNets, tuned for
             ImageNet-length runs: after a few hundred steps from scratch their moving statistics
             are still far from the batch statistics and inference accuracy collapses; 0.9 suits
@@ -160,11 +174,6 @@ def build_model(
             + f": {err} It accepts {_ACCEPTS}."
         ) from err
 
-    if bn_momentum is not None:
-        for layer in base.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = float(bn_momentum)  # read at call time and saved in the config
-
     name = key
     if with_attention:
         base = attach(base, attention, placement, **attention_kwargs)
@@ -185,6 +194,8 @@ def build_model(
         num_classes, activation="softmax", dtype="float32", name="predictions"
     )(x)
     model = keras.Model(base.input, outputs, name=name)
+    if bn_momentum is not None:
+        set_bn_momentum(model, bn_momentum)
     if base in _INSERTIONS:
         # attention_summary(model) then also finds layers a factory made of any class.
         _INSERTIONS[model] = _INSERTIONS[base]

@@ -1,0 +1,659 @@
+"""tf.data input pipelines for the search: Fashion-MNIST from local IDX files, any TFDS dataset by name.
+
+``load_dataset(name)`` returns a :class:`DataSplits` of batched ``(image float32, label int32)``
+datasets for training, validation and test.
+
+* ``"fashion_mnist"`` (the default) reads the four IDX files of the Debian package
+  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) or of any directory passed as
+  ``data_dir``; no network and no TFDS involved. (The Debian files are recompressed, so TFDS's checksum
+  check rejects them as a manual download: they are parsed here with ``gzip`` + NumPy.) Use
+  ``"tfds:fashion_mnist"`` to force the TFDS version.
+* Any other name goes through TFDS (``tfds.builder(name, data_dir=data_dir)``, prepared once, then
+  ``as_dataset(..., as_supervised=True)``): the ``"train"`` split for training and validation, the
+  ``"test"`` split for testing, or ``"validation"`` where a dataset has no test split.
+
+Pipeline, in order (the per-image work that cannot be batched comes first and is cached):
+
+1. the validation set is carved out of the training split, then the training subset is drawn
+   (both from one seeded permutation, so they are disjoint; see :func:`split_indices`);
+2. per image: resize to ``image_size`` (``tf.image.resize``, bilinear, antialiased when shrinking)
+   and round back to ``uint8``, so that the cache holds one byte per pixel; cached in memory (TFDS
+   sources) or already in memory (Fashion-MNIST arrays);
+3. training only: shuffle (seeded, reshuffled every epoch; the whole set when its images fit in
+   256 MB);
+4. per batch: scale to [0, 1]; training only and if ``augment``: random crop with zero padding of
+   ``image_size // 8`` pixels and random horizontal flip (the CIFAR recipe of the SA-Net, SimAM and
+   DCANet papers), seeded per batch through ``tf.data.Dataset.random``; normalisation; channel
+   conversion (1 -> 3 by repetition, 3 -> 1 by luminance);
+5. ``prefetch(tf.data.AUTOTUNE)``.
+
+Normalisation (``normalize``): ``"standardize"`` (default) subtracts the per-channel mean and divides by
+the per-channel standard deviation of the dataset's training split on the [0, 1] scale: computed exactly
+from the arrays for Fashion-MNIST, the usual published constants for MNIST, CIFAR-10/100 and SVHN, and
+estimated from the first 1,024 training images for any other TFDS dataset. ``"unit"`` keeps [0, 1]
+(what to use with a backbone whose pretrained weights expect their own preprocessing: put it in the
+model). The statistics are taken in the dataset's native channels, before the channel conversion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import gzip
+import hashlib
+import math
+import os
+import numbers
+
+import numpy as np
+import tensorflow as tf
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+
+# Shown when an unknown dataset name is given; any TFDS image-classification dataset works.
+KNOWN_DATASETS = (
+    "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn_cropped", "imagenette",
+    "stl10", "oxford_flowers102", "food101", "imagenet2012",
+)
+
+# Per-channel (mean, std) on the [0, 1] scale of the full training split, as commonly published.
+KNOWN_STATS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn_cropped": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+}
+
+NORMALIZATIONS = ("standardize", "unit")
+
+# IDX type codes (third byte of the magic number) -> big-endian NumPy dtype.
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+_STATS_SAMPLE = 1024
+_SHUFFLE_BYTES = 256 * 2**20
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data files (or a TFDS dataset) could not be found or prepared; the message says how to fix it."""
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """The three pipelines and what a model needs to know about them.
+
+    Attributes:
+        train: batched ``(image float32 (B, H, W, C), label int32 (B,))``, shuffled, maybe augmented.
+        val: same for the validation set carved from the training split; ``None`` when
+            ``validation_split == 0``.
+        test: same for the test split.
+        num_classes: number of classes.
+        input_shape: ``(H, W, C)`` of the images.
+        class_names: one name per class.
+        sizes: number of images in ``{"train", "val", "test"}``.
+        batch_size: the batch size of all three.
+        name: the dataset name.
+        mean, std: the per-channel normalisation constants used (native channels; ``None`` with
+            ``normalize="unit"``).
+    """
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset | None
+    test: tf.data.Dataset
+    num_classes: int
+    input_shape: tuple
+    class_names: list
+    sizes: dict
+    batch_size: int
+    name: str = ""
+    mean: tuple | None = None
+    std: tuple | None = None
+
+    @property
+    def steps_per_epoch(self):
+        """Batches per pass over each split, ``{"train", "val", "test"}`` (the last batch may be
+        partial); ``steps_per_epoch["train"]`` is what a learning-rate schedule needs."""
+        return {k: math.ceil(n / self.batch_size) for k, n in self.sizes.items()}
+
+
+# --------------------------------------------------------------------------- IDX files
+
+
+def read_idx(path):
+    """Read an IDX file (the MNIST format), gzip-compressed or plain, into a NumPy array.
+
+    Compression is detected from the content (gzip magic bytes), not from the file name.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``np.ndarray`` with the shape and dtype stored in the header (native byte order).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: not an IDX file (bad magic number, unknown type code, size that does not match
+            the header) or a corrupt gzip stream; the message names the file.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"{path}: corrupt gzip data ({err}).") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise ValueError(
+            f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}; expected "
+            "00 00 <type code 08/09/0b/0c/0d/0e> <number of dimensions>)."
+        )
+    dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: IDX header truncated ({len(raw)} bytes for {ndim} dimensions).")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(
+            f"{path}: IDX data size {len(raw) - header} bytes does not match the header "
+            f"(shape {shape}, {dtype.itemsize} byte(s) per value = {expected} bytes)."
+        )
+    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _find_idx(directory, stem):
+    for candidate in (stem + ".gz", stem):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def load_fashion_mnist_arrays(data_dir=None):
+    """Read Fashion-MNIST from its four IDX files.
+
+    Args:
+        data_dir: directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+            ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte`` (each ``.gz`` or plain);
+            default :data:`FASHION_MNIST_DIR` (the Debian package ``dataset-fashion-mnist``).
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``: images ``uint8 (N, 28, 28)``, labels ``int64 (N,)``
+        (60,000 and 10,000 for the real dataset).
+
+    Raises:
+        DataNotFoundError: (a ``FileNotFoundError``) files missing; the message says how to get them.
+        ValueError: a file is not a valid IDX file, or images and labels do not match.
+    """
+    directory = os.fspath(data_dir) if data_dir is not None else FASHION_MNIST_DIR
+    paths, missing = {}, []
+    for key, stem in FASHION_MNIST_FILES.items():
+        path = _find_idx(directory, stem)
+        if path is None:
+            missing.append(stem + "[.gz]")
+        paths[key] = path
+    if missing:
+        raise DataNotFoundError(
+            f"Fashion-MNIST not found in {directory}: missing {', '.join(missing)}. "
+            "Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; files go to "
+            f"{FASHION_MNIST_DIR}), or download the four files from "
+            "https://github.com/zalandoresearch/fashion-mnist and pass their directory with "
+            "--data-dir (data_dir=...)."
+        )
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    for split in ("train", "test"):
+        x, y = arrays["x_" + split], arrays["y_" + split]
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise ValueError(
+                f"Fashion-MNIST {split} files in {directory} do not match: images {x.shape}, "
+                f"labels {y.shape} (expected (N, 28, 28) and (N,))."
+            )
+        if len(y) and (y.min() < 0 or y.max() >= len(FASHION_MNIST_CLASSES)):
+            raise ValueError(
+                f"Fashion-MNIST {split} labels in {directory} outside 0-9 "
+                f"(min {y.min()}, max {y.max()})."
+            )
+    return (
+        arrays["x_train"].astype(np.uint8, copy=False),
+        arrays["y_train"].astype(np.int64),
+        arrays["x_test"].astype(np.uint8, copy=False),
+        arrays["y_test"].astype(np.int64),
+    )
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def split_indices(num_examples, *, validation_split=0.1, train_size=None, seed=0):
+    """Seeded, disjoint training and validation indices into a training split of ``num_examples``.
+
+    One permutation of ``range(num_examples)`` (``np.random.default_rng(seed)``): its first ``n_val``
+    entries are the validation set, the next ``n_train`` the training set. So the validation set is
+    carved *before* subsetting, and a larger ``train_size`` only adds training images.
+
+    ``validation_split``: a float in [0, 1) is a fraction; an int >= 1 an absolute number of images.
+    A fraction applies to the pool drawn: the whole split when ``train_size`` is None
+    (``n_val = round(f * N)``, ``n_train = N - n_val``), else ``n_val = round(f * train_size / (1 - f))``
+    so that validation and training keep the ratio ``f : 1 - f``.
+
+    Returns:
+        ``(train_idx, val_idx)``: sorted ``int64`` arrays.
+
+    Raises:
+        ValueError: bad ``validation_split`` or ``train_size``, or more images asked for than exist.
+    """
+    n = int(num_examples)
+    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
+        raise ValueError(
+            f"`validation_split` must be a fraction in [0, 1) or a number of images >= 1; "
+            f"got {validation_split!r}."
+        )
+    if train_size is not None:
+        if isinstance(train_size, bool) or not isinstance(train_size, numbers.Integral) \
+                or train_size < 1:
+            raise ValueError(f"`train_size` must be a positive integer or None; got {train_size!r}.")
+        train_size = int(train_size)
+    if isinstance(validation_split, numbers.Integral) and validation_split >= 1:
+        n_val = int(validation_split)
+    elif 0 <= validation_split < 1:
+        f = float(validation_split)
+        n_val = round(f * n) if train_size is None else round(f * train_size / (1.0 - f))
+    else:
+        raise ValueError(
+            f"`validation_split` must be a fraction in [0, 1) or a number of images >= 1; "
+            f"got {validation_split!r}."
+        )
+    n_train = n - n_val if train_size is None else train_size
+    if n_train < 1 or n_val + n_train > n:
+        raise ValueError(
+            f"The training split has {n} images: cannot take {n_val} for validation and "
+            f"{n_train} for training (train_size={train_size!r}, "
+            f"validation_split={validation_split!r})."
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:n_val + n_train]), np.sort(perm[:n_val])
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def _size_tuple(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
+        size = (int(image_size), int(image_size))
+    else:
+        try:
+            size = tuple(int(s) for s in image_size)
+        except TypeError:
+            size = ()
+        if len(size) != 2:
+            raise ValueError(
+                f"`image_size` must be a positive int, a (height, width) pair or None; "
+                f"got {image_size!r}."
+            )
+    if min(size) < 1:
+        raise ValueError(f"`image_size` must be positive; got {image_size!r}.")
+    return size
+
+
+def _resize_uint8(image, size):
+    """Resize one or many uint8 images, back to uint8 (what the cache stores)."""
+    if size is None or tuple(image.shape[-3:-1]) == tuple(size):
+        return image
+    # Antialiasing only matters when shrinking, and costs ~7x when enlarging (28 -> 32).
+    h, w = image.shape[-3], image.shape[-2]
+    shrink = h is None or w is None or h > size[0] or w > size[1]
+    resized = tf.image.resize(image, size, method="bilinear", antialias=shrink)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def _resize_array(x, size, chunk=2048):
+    if size is None or x.shape[1:3] == tuple(size):
+        return x
+    if len(x) == 0:
+        return np.zeros((0, *size, x.shape[-1]), np.uint8)
+    return np.concatenate(
+        [_resize_uint8(tf.constant(x[i:i + chunk]), size).numpy() for i in range(0, len(x), chunk)]
+    )
+
+
+def _make_batch_fn(*, train, augment, size, mean, std, in_channels, out_channels):
+    pad = max(1, size[0] // 8), max(1, size[1] // 8)
+    mean_t = None if mean is None else tf.constant(mean, tf.float32)
+    inv_std_t = None if std is None else tf.constant([1.0 / s for s in std], tf.float32)
+    gray = tf.constant([0.2989, 0.5870, 0.1140], tf.float32)
+
+    def augment_batch(images, seed):
+        # Per-image random crop of a zero-padded batch, vectorised as two batched gathers.
+        b = tf.shape(images)[0]
+        h, w = size
+        padded = tf.pad(images, [[0, 0], [pad[0], pad[0]], [pad[1], pad[1]], [0, 0]])
+        dy = tf.random.stateless_uniform([b], seed, 0, 2 * pad[0] + 1, dtype=tf.int32)
+        dx = tf.random.stateless_uniform([b], seed + [0, 1], 0, 2 * pad[1] + 1, dtype=tf.int32)
+        flip = tf.random.stateless_uniform([b], seed + [0, 2]) < 0.5
+        rows = dy[:, None] + tf.range(h)[None, :]
+        cols = dx[:, None] + tf.range(w)[None, :]
+        cols = tf.where(flip[:, None], tf.reverse(cols, axis=[1]), cols)
+        out = tf.gather(padded, rows, axis=1, batch_dims=1)
+        return tf.gather(out, cols, axis=2, batch_dims=1)
+
+    def batch_fn(images, labels, seed=None):
+        x = tf.cast(images, tf.float32) * (1.0 / 255.0)
+        if train and augment:
+            x = augment_batch(x, seed)
+        if mean_t is not None:
+            x = (x - mean_t) * inv_std_t
+        if out_channels != in_channels:
+            if in_channels == 1:
+                x = tf.repeat(x, out_channels, axis=-1)
+            else:
+                x = tf.reduce_sum(x * gray, axis=-1, keepdims=True)
+        return x, tf.cast(labels, tf.int32)
+
+    return batch_fn
+
+
+def _finish(ds, *, train, shuffle, n, batch_size, seed, batch_fn, cache):
+    # Known cardinality (lost by the TFDS index filter) gives Keras its progress bar totals and
+    # lets the hypermodel derive steps per epoch from the dataset.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+    if train and shuffle:
+        # A full shuffle when it fits in ~256 MB of uint8 images, else as many as fit.
+        image_bytes = max(1, int(np.prod(ds.element_spec[0].shape.as_list())))
+        buffer = min(n, max(1024, _SHUFFLE_BYTES // image_bytes))
+        ds = ds.shuffle(max(1, buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if train:
+        # One random int64 per batch, different every epoch but fixed by `seed`: stateless
+        # augmentation stays reproducible without a stateful RNG inside the map function.
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, randoms).map(
+            lambda batch, r: batch_fn(
+                batch[0], batch[1], tf.stack([r, tf.constant(seed, tf.int64)])
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_args(image_size, channels, batch_size, normalize):
+    size = _size_tuple(image_size)
+    if channels is not None and channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1, 3 or None (native); got {channels!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(
+            f"`normalize` must be one of {', '.join(map(repr, NORMALIZATIONS))}; got {normalize!r}."
+        )
+    return size
+
+
+def load_dataset(
+    name="fashion_mnist",
+    *,
+    data_dir=None,
+    image_size=32,
+    channels=3,
+    train_size=None,
+    validation_split=0.1,
+    batch_size=128,
+    seed=0,
+    augment=False,
+    cache=True,
+    shuffle=True,
+    normalize="standardize",
+):
+    """Build the training, validation and test pipelines of a dataset.
+
+    Args:
+        name: ``"fashion_mnist"`` (default; local IDX files, see :func:`load_fashion_mnist_arrays`),
+            ``"tfds:<name>"`` or any other TFDS dataset name (``"cifar10"``, ``"imagenette"``, ...).
+        data_dir: for ``"fashion_mnist"`` the directory of the four IDX files (default
+            :data:`FASHION_MNIST_DIR`); for TFDS names the TFDS ``data_dir`` (default TFDS's own,
+            ``~/tensorflow_datasets``).
+        image_size: output height and width: an int (square, default 32), ``(height, width)``, or
+            ``None`` for the native size (which must then be fixed).
+        channels: output channels, 3 (default; grayscale repeated), 1 (colour to luminance) or
+            ``None`` for the native number.
+        train_size: number of training images (after the validation carve-out); ``None`` = all the
+            rest. A seeded subset (see :func:`split_indices`).
+        validation_split: fraction (default 0.1) or number of images held out of the training split
+            for validation; 0 gives ``val=None``.
+        batch_size: batch size of all three pipelines (default 128).
+        seed: seed of the split, the shuffling and the augmentation (default 0).
+        augment: random crop (zero padding ``image_size // 8``) + horizontal flip on training
+            batches only (default False).
+        cache: cache decoded, resized ``uint8`` images of TFDS sources in memory (True, default), in
+            files with this path prefix (a str), or not at all (False). Fashion-MNIST arrays are in
+            memory anyway.
+        shuffle: shuffle the training set every epoch (default True). Validation and test are
+            never shuffled.
+        normalize: ``"standardize"`` (default) or ``"unit"``; see the module docstring.
+
+    Returns:
+        :class:`DataSplits`.
+
+    Raises:
+        ValueError: a bad argument; an unknown TFDS dataset name (the message lists known ones); a
+            dataset without a supervised (image, label) pair or without a test/validation split.
+        DataNotFoundError: (a ``FileNotFoundError``) Fashion-MNIST files missing, or a TFDS dataset
+            that cannot be downloaded or prepared; the message says what to do.
+    """
+    size = _check_args(image_size, channels, batch_size, normalize)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a dataset name; got {name!r}.")
+    key = name.strip().lower()
+    common = dict(
+        size=size, channels=channels, train_size=train_size, validation_split=validation_split,
+        batch_size=int(batch_size), seed=int(seed), augment=bool(augment), cache=cache,
+        shuffle=bool(shuffle), normalize=normalize,
+    )
+    if key == "fashion_mnist":
+        return _load_fashion_mnist(data_dir=data_dir, **common)
+    if key.startswith("tfds:"):
+        key = key[len("tfds:"):]
+    return _load_tfds(key, data_dir=data_dir, **common)
+
+
+def _load_fashion_mnist(*, data_dir, size, channels, train_size, validation_split, batch_size,
+                        seed, augment, cache, shuffle, normalize):
+    x_train, y_train, x_test, y_test = load_fashion_mnist_arrays(data_dir)
+    train_idx, val_idx = split_indices(
+        len(x_train), validation_split=validation_split, train_size=train_size, seed=seed
+    )
+    mean = std = None
+    if normalize == "standardize":
+        # Over the full official training split, so the constants do not move with train_size.
+        # Exact, from the 256-bin histogram: no float copy of 47M pixels.
+        counts = np.bincount(x_train.reshape(-1), minlength=256).astype(np.float64)
+        levels = np.arange(256, dtype=np.float64) / 255.0
+        m = float((counts * levels).sum() / counts.sum())
+        mean = (m,)
+        std = (float(np.sqrt((counts * (levels - m) ** 2).sum() / counts.sum())),)
+    size = size or tuple(x_train.shape[1:3])
+    out_channels = channels or 1
+    batch_kw = dict(size=size, mean=mean, std=std, in_channels=1, out_channels=out_channels)
+
+    def pipeline(x, y, train):
+        x = _resize_array(x[..., None], size)
+        ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
+        fn = _make_batch_fn(train=train, augment=augment, **batch_kw)
+        # Arrays are already in memory: a cache would only copy them.
+        return _finish(ds, train=train, shuffle=shuffle, n=len(x), batch_size=batch_size,
+                       seed=seed, batch_fn=fn, cache=False)
+
+    return DataSplits(
+        train=pipeline(x_train[train_idx], y_train[train_idx], True),
+        val=pipeline(x_train[val_idx], y_train[val_idx], False) if len(val_idx) else None,
+        test=pipeline(x_test, y_test, False),
+        num_classes=len(FASHION_MNIST_CLASSES),
+        input_shape=(*size, out_channels),
+        class_names=list(FASHION_MNIST_CLASSES),
+        sizes={"train": len(train_idx), "val": len(val_idx), "test": len(x_test)},
+        batch_size=batch_size,
+        name="fashion_mnist",
+        mean=mean,
+        std=std,
+    )
+
+
+# --------------------------------------------------------------------------- TFDS
+
+
+def _tfds_builder(name, data_dir):
+    """``tfds.builder`` (a seam for tests: TFDS cannot download anything here)."""
+    import tensorflow_datasets as tfds
+
+    return tfds.builder(name, data_dir=data_dir)
+
+
+def _unknown_name_error(name, err):
+    try:
+        import tensorflow_datasets as tfds
+
+        close = difflib.get_close_matches(name, tfds.list_builders(), n=3)
+    except Exception:  # pragma: no cover - listing is only a hint
+        close = []
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ValueError(
+        f"Unknown dataset {name!r}.{hint} Use 'fashion_mnist' (local files) or a TFDS name, e.g. "
+        f"{', '.join(KNOWN_DATASETS)} (all: https://www.tensorflow.org/datasets/catalog). ({err})"
+    )
+
+
+def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, batch_size,
+               seed, augment, cache, shuffle, normalize):
+    try:
+        builder = _tfds_builder(name, data_dir)
+    except Exception as err:  # DatasetNotFoundError and friends
+        if type(err).__name__ in ("DatasetNotFoundError", "DatasetNotFound") or \
+                "not found" in str(err).lower():
+            raise _unknown_name_error(name, err) from None
+        raise
+    try:
+        builder.download_and_prepare()
+    except Exception as err:
+        where = data_dir or "TFDS's default data_dir (~/tensorflow_datasets)"
+        raise DataNotFoundError(
+            f"TFDS dataset {name!r} is not prepared in {where} and could not be downloaded or "
+            f"prepared ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            "Run once with network access, or pass --data-dir (data_dir=...) pointing to a TFDS "
+            "data directory where it is prepared; for Fashion-MNIST offline use the name "
+            "'fashion_mnist' (local IDX files)."
+        ) from None
+    info = builder.info
+    if not info.supervised_keys:
+        raise ValueError(f"TFDS dataset {name!r} has no supervised (image, label) keys.")
+    image_key, label_key = info.supervised_keys[:2]
+    image_feature, label_feature = info.features[image_key], info.features[label_key]
+    native = tuple(image_feature.shape)
+    if len(native) != 3:
+        raise ValueError(f"TFDS dataset {name!r}: images of shape {native} are not (H, W, C).")
+    in_channels = native[-1]
+    if channels is not None and channels != in_channels and in_channels not in (1, 3):
+        raise ValueError(
+            f"TFDS dataset {name!r} has {in_channels}-channel images: cannot convert them to "
+            f"{channels}; pass channels=None."
+        )
+    if size is None:
+        if None in native[:2]:
+            raise ValueError(
+                f"TFDS dataset {name!r} has images of varying size {native}: pass image_size."
+            )
+        size = tuple(native[:2])
+    num_classes = int(label_feature.num_classes)
+    class_names = list(getattr(label_feature, "names", None) or map(str, range(num_classes)))
+    splits = info.splits
+    if "train" not in splits:
+        raise ValueError(f"TFDS dataset {name!r} has no 'train' split (splits: {list(splits)}).")
+    test_split = "test" if "test" in splits else "validation" if "validation" in splits else None
+    if test_split is None:
+        raise ValueError(
+            f"TFDS dataset {name!r} has neither a 'test' nor a 'validation' split "
+            f"(splits: {list(splits)})."
+        )
+    n_train_split = splits["train"].num_examples
+    train_idx, val_idx = split_indices(
+        n_train_split, validation_split=validation_split, train_size=train_size, seed=seed
+    )
+
+    def source(split, indices=None):
+        ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        if indices is not None:
+            mask = np.zeros(n_train_split, bool)
+            mask[indices] = True
+            mask = tf.constant(mask)
+            ds = ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
+        return ds.map(
+            lambda x, y: (_resize_uint8(tf.cast(x, tf.uint8), size), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    mean = std = None
+    if normalize == "standardize":
+        if name in KNOWN_STATS and len(KNOWN_STATS[name][0]) == in_channels:
+            mean, std = KNOWN_STATS[name]
+        else:
+            # Estimated on a sample: a full pass over a large dataset would cost more than a trial.
+            sample = np.stack(
+                [x for x, _ in source("train").take(_STATS_SAMPLE).as_numpy_iterator()]
+            ).astype(np.float64) / 255.0
+            mean = tuple(float(m) for m in sample.mean(axis=(0, 1, 2)))
+            std = tuple(max(float(s), 1e-3) for s in sample.std(axis=(0, 1, 2)))
+    out_channels = channels or in_channels
+    batch_kw = dict(size=size, mean=mean, std=std, in_channels=in_channels,
+                    out_channels=out_channels)
+
+    def pipeline(split, indices, n, train, cache_suffix):
+        fn = _make_batch_fn(train=train, augment=augment, **batch_kw)
+        cache_arg = cache
+        if isinstance(cache, str):
+            # The file cache must not be reused by a run with another split, subset or size.
+            key = hashlib.sha1(repr((name, split, size, data_dir)).encode())
+            if indices is not None:
+                key.update(np.ascontiguousarray(indices).tobytes())
+            cache_arg = f"{cache}_{name}_{cache_suffix}_{key.hexdigest()[:12]}"
+        return _finish(source(split, indices), train=train, shuffle=shuffle, n=n,
+                       batch_size=batch_size, seed=seed, batch_fn=fn, cache=cache_arg)
+
+    n_test = splits[test_split].num_examples
+    return DataSplits(
+        train=pipeline("train", train_idx, len(train_idx), True, "train"),
+        val=pipeline("train", val_idx, len(val_idx), False, "val") if len(val_idx) else None,
+        test=pipeline(test_split, None, n_test, False, test_split),
+        num_classes=num_classes,
+        input_shape=(*size, out_channels),
+        class_names=class_names,
+        sizes={"train": len(train_idx), "val": len(val_idx), "test": int(n_test)},
+        batch_size=batch_size,
+        name=name,
+        mean=mean,
+        std=std,
+    )

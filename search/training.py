@@ -1,0 +1,536 @@
+"""Training plumbing for the search: precision policy, tf.distribute strategy, compile, callbacks.
+
+* :func:`resolve_precision` / :func:`set_precision`: ``"auto"`` is ``mixed_float16`` when a GPU is
+  visible, else ``float32`` (CPUs have no fast float16 kernels).
+* :func:`resolve_strategy`: ``"auto"`` is ``MirroredStrategy`` over all GPUs when there are several,
+  one GPU when there is one, else TensorFlow's default strategy. It returns one
+  ``MirroredStrategy`` per device set: a second instance over the same devices makes the
+  collectives of both fail ("Shape mismatch in the collective instance").
+* :func:`compile_model`: SGD with momentum (the optimiser of the SA-Net, SimAM, SB and DCANet papers)
+  or Adam, a cosine / step / constant learning-rate schedule with linear warm-up, sparse categorical
+  cross-entropy (optionally label-smoothed) and accuracy. Under ``mixed_float16`` Keras itself wraps
+  the optimiser in a ``LossScaleOptimizer`` at compile time (the model's dtype policy decides);
+  with several replicas :class:`ReplicaSafeLossScaleOptimizer` is used instead, because Keras
+  3.15's skips a step only when the *first* replica's gradients overflow (the others' infs then
+  reach the weights as NaN).
+* :func:`make_callbacks` and :class:`StopOnNaN`: a loss that becomes NaN or infinite raises
+  ``keras_tuner.errors.FailedTrialError`` from inside ``fit``; KerasTuner 1.4.8 records the trial as
+  ``FAILED`` (no retry) and goes on with the next one. Note its oracle's
+  ``max_consecutive_failed_trials`` (default 3) still ends the search after that many failures in a
+  row.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import keras
+import tensorflow as tf
+
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+
+# The step schedule divides the learning rate by 10 at these fractions of the (post-warm-up) run,
+# the usual CIFAR recipe (e.g. epochs 150 and 225 of 300).
+STEP_BOUNDARIES = (0.5, 0.75)
+STEP_FACTOR = 0.1
+
+MULTI_WORKER_MESSAGE = (
+    "strategy 'multi_worker' is not supported: Keras 3's Model.fit does not work with "
+    "tf.distribute.MultiWorkerMirroredStrategy. To use several machines, run a distributed "
+    "search instead: KerasTuner's chief/worker tuning (--role chief on one machine with "
+    "--oracle HOST:PORT, --role worker on the others), where each worker trains its own trials, "
+    "on its own GPUs with 'mirrored' if it has several."
+)
+
+
+def _choice_error(name, value, choices):
+    return ValueError(
+        f"`{name}` must be one of {', '.join(repr(c) for c in choices)}; got {value!r}."
+    )
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def resolve_precision(precision="auto"):
+    """The precision policy name to use.
+
+    Args:
+        precision: ``"auto"`` (default: ``"mixed_float16"`` if TensorFlow sees a GPU, else
+            ``"float32"``), ``"float32"``, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
+
+    Returns:
+        A Keras dtype policy name.
+
+    Raises:
+        ValueError: any other value; the message lists the valid ones.
+    """
+    if precision not in PRECISIONS:
+        raise _choice_error("precision", precision, PRECISIONS)
+    if precision == "auto":
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return precision
+
+
+def set_precision(policy="auto"):
+    """Resolve ``policy`` (see :func:`resolve_precision`) and make it Keras' global dtype policy.
+
+    Call it before building a model: layers take the global policy when they are created.
+    ``keras.backend.clear_session()`` resets the global policy to float32.
+
+    Returns:
+        The policy name that was set.
+    """
+    name = resolve_precision(policy)
+    keras.mixed_precision.set_global_policy(name)
+    return name
+
+
+# --------------------------------------------------------------------------- strategy
+
+_MIRRORED = {}
+
+
+def resolve_strategy(strategy="auto", devices=None):
+    """A ``tf.distribute.Strategy`` by name.
+
+    Args:
+        strategy: ``"auto"`` (default: ``MirroredStrategy`` over all GPUs when there are at least
+            two, ``OneDeviceStrategy`` on the GPU when there is one, else TensorFlow's default
+            strategy), ``"one_device"`` (first GPU, else the CPU), ``"mirrored"``
+            (``MirroredStrategy`` over ``devices``; default all GPUs, else all logical CPU devices;
+            the same instance for the same devices on every call), or a
+            ``tf.distribute.Strategy`` instance (returned as is). ``"multi_worker"`` is refused.
+        devices: device names for ``"mirrored"`` (default: see above).
+
+    Returns:
+        The strategy. Build and compile models under ``strategy.scope()``.
+
+    Raises:
+        ValueError: ``"multi_worker"`` (the message explains why and what to use instead) or an
+            unknown name (the message lists the valid ones).
+    """
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    if strategy == "multi_worker":
+        raise ValueError(MULTI_WORKER_MESSAGE)
+    if strategy not in STRATEGIES:
+        raise _choice_error("strategy", strategy, STRATEGIES[:-1])
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if strategy == "auto":
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy(gpus)
+        if len(gpus) == 1:
+            return tf.distribute.OneDeviceStrategy(gpus[0])
+        return tf.distribute.get_strategy()
+    if strategy == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0] if gpus else "/cpu:0")
+    if devices is None:
+        # A CPU split into logical devices (tf.config.set_logical_device_configuration) mirrors
+        # like several GPUs: how the distributed path is tested on a CPU-only machine.
+        devices = gpus or [d.name for d in tf.config.list_logical_devices("CPU")]
+    key = tuple(devices)
+    if key not in _MIRRORED:
+        # One instance per device set: two MirroredStrategy objects over the same devices
+        # number their collective all-reduces alike, and the second one's steps then fail with
+        # "Shape mismatch in the collective instance".
+        _MIRRORED[key] = tf.distribute.MirroredStrategy(list(devices))
+    return _MIRRORED[key]
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+@keras.saving.register_keras_serializable(package="keras_attn_search")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from ``warmup_from`` to ``after(0)`` over ``warmup_steps``, then ``after``.
+
+    ``after`` is a float (constant) or a ``LearningRateSchedule`` evaluated at
+    ``step - warmup_steps``. (Cosine warm-up uses ``keras.optimizers.schedules.CosineDecay``'s own
+    ``warmup_target`` instead.)
+    """
+
+    def __init__(self, after, warmup_steps, warmup_from=0.0, name="WarmupSchedule"):
+        super().__init__()
+        self.after = after
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_from = float(warmup_from)
+        self.name = name
+
+    def _after(self, step):
+        if isinstance(self.after, keras.optimizers.schedules.LearningRateSchedule):
+            return keras.ops.cast(self.after(step), "float32")
+        return keras.ops.convert_to_tensor(float(self.after), "float32")
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = float(max(self.warmup_steps, 1))
+        target = self._after(keras.ops.convert_to_tensor(0.0))
+        ramp = self.warmup_from + (target - self.warmup_from) * (step / warm)
+        after = self._after(keras.ops.maximum(step - self.warmup_steps, 0.0))
+        return keras.ops.where(step < self.warmup_steps, ramp, after)
+
+    def get_config(self):
+        after = self.after
+        if isinstance(after, keras.optimizers.schedules.LearningRateSchedule):
+            after = keras.optimizers.schedules.serialize(after)
+        return {
+            "after": after,
+            "warmup_steps": self.warmup_steps,
+            "warmup_from": self.warmup_from,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["after"], dict):
+            config["after"] = keras.optimizers.schedules.deserialize(config["after"])
+        return cls(**config)
+
+
+def make_schedule(learning_rate=0.05, *, schedule="cosine", epochs=1, steps_per_epoch=None,
+                  warmup_epochs=0, min_fraction=0.0):
+    """A learning rate (float) or ``LearningRateSchedule`` over ``epochs * steps_per_epoch`` steps.
+
+    Args:
+        learning_rate: peak learning rate (default 0.05).
+        schedule: ``"cosine"`` (default; cosine decay to ``min_fraction * learning_rate`` at the end),
+            ``"step"`` (x0.1 at 50 % and 75 % of the post-warm-up steps) or ``"constant"``.
+        epochs: length of the run (default 1).
+        steps_per_epoch: batches per epoch; needed by ``"cosine"``, ``"step"`` and warm-up.
+        warmup_epochs: linear warm-up from 0 to ``learning_rate`` over this many epochs (default 0;
+            fractions allowed), counted inside ``epochs``.
+        min_fraction: cosine floor as a fraction of ``learning_rate`` (default 0).
+
+    Returns:
+        A float for ``"constant"`` without warm-up (the optimiser keeps a settable variable), else a
+        ``keras.optimizers.schedules.LearningRateSchedule``.
+
+    Raises:
+        ValueError: unknown ``schedule``, non-positive ``learning_rate``/``epochs``, a missing
+            ``steps_per_epoch``, or a warm-up as long as the run.
+    """
+    if schedule not in SCHEDULES:
+        raise _choice_error("schedule", schedule, SCHEDULES)
+    _check_positive("learning_rate", learning_rate)
+    _check_positive("epochs", epochs)
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, numbers.Real) \
+            or warmup_epochs < 0:
+        raise ValueError(f"`warmup_epochs` must be a number >= 0; got {warmup_epochs!r}.")
+    lr = float(learning_rate)
+    if schedule == "constant" and not warmup_epochs:
+        return lr
+    if steps_per_epoch is None:
+        raise ValueError(
+            f"`steps_per_epoch` is required for schedule={schedule!r}"
+            f"{' with warm-up' if warmup_epochs else ''}: pass the number of training batches per "
+            "epoch, e.g. ceil(train_size / batch_size), or use schedule='constant'."
+        )
+    _check_positive("steps_per_epoch", steps_per_epoch)
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    if warmup and warmup >= total:
+        raise ValueError(
+            f"`warmup_epochs`={warmup_epochs} must be shorter than the run (epochs={epochs})."
+        )
+    decay = total - warmup
+    if schedule == "cosine":
+        if warmup:
+            return keras.optimizers.schedules.CosineDecay(
+                0.0, decay, alpha=min_fraction, warmup_target=lr, warmup_steps=warmup
+            )
+        return keras.optimizers.schedules.CosineDecay(lr, decay, alpha=min_fraction)
+    if schedule == "step":
+        boundaries = sorted({max(1, int(round(b * decay))) for b in STEP_BOUNDARIES})
+        values = [lr * STEP_FACTOR ** i for i in range(len(boundaries) + 1)]
+        after = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    else:
+        after = lr
+    return WarmupSchedule(after, warmup) if warmup else after
+
+
+def _check_positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a positive number; got {value!r}.")
+
+
+# --------------------------------------------------------------------------- loss, compile
+
+
+@keras.saving.register_keras_serializable(package="keras_attn_search")
+class SparseCategoricalCrossentropyLS(keras.losses.Loss):
+    """Sparse categorical cross-entropy with label smoothing.
+
+    Keras 3's ``SparseCategoricalCrossentropy`` has no ``label_smoothing``: integer labels are
+    one-hot encoded here, to the width of ``y_pred``, and passed to the categorical cross-entropy,
+    which smooths them to ``(1 - s) * onehot + s / num_classes``. The data pipelines keep their
+    integer labels, so the ``"accuracy"`` metric is unchanged.
+    """
+
+    def __init__(self, label_smoothing=0.1, from_logits=False, reduction="sum_over_batch_size",
+                 name="sparse_categorical_crossentropy_ls", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.label_smoothing = float(label_smoothing)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        num_classes = keras.ops.shape(y_pred)[-1]
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        onehot = keras.ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(
+            onehot, y_pred, from_logits=self.from_logits, label_smoothing=self.label_smoothing
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"label_smoothing": self.label_smoothing, "from_logits": self.from_logits})
+        return config
+
+
+def make_loss(label_smoothing=0.0):
+    """The loss: ``"sparse_categorical_crossentropy"``, or :class:`SparseCategoricalCrossentropyLS`
+    when ``label_smoothing > 0`` (a saved model then needs ``search.training`` imported to load
+    with its compile state; ``compile=False`` always works).
+
+    Raises:
+        ValueError: ``label_smoothing`` outside [0, 1).
+    """
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+            or not 0 <= label_smoothing < 1:
+        raise ValueError(f"`label_smoothing` must be in [0, 1); got {label_smoothing!r}.")
+    if label_smoothing == 0:
+        return "sparse_categorical_crossentropy"
+    return SparseCategoricalCrossentropyLS(label_smoothing=label_smoothing)
+
+
+def make_optimizer(optimizer="sgd", learning_rate=0.05, *, momentum=0.9, nesterov=False,
+                   weight_decay=5e-4, clipnorm=None):
+    """An SGD (momentum) or Adam optimiser.
+
+    ``weight_decay`` is Keras' decoupled decay (each step ``w -= lr * weight_decay * w``), not an
+    L2 term in the gradient: with momentum 0.9 it matches a PyTorch ``SGD(weight_decay=wd / 10)``.
+
+    Raises:
+        ValueError: unknown ``optimizer`` or a bad number.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise _choice_error("optimizer", optimizer, OPTIMIZERS)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) \
+            or weight_decay < 0:
+        raise ValueError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}.")
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
+            or not 0 <= momentum < 1:
+        raise ValueError(f"`momentum` must be in [0, 1); got {momentum!r}.")
+    if clipnorm is not None:
+        _check_positive("clipnorm", clipnorm)
+    wd = float(weight_decay) or None
+    if optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=float(momentum),
+                                    nesterov=bool(nesterov), weight_decay=wd, clipnorm=clipnorm)
+    return keras.optimizers.Adam(learning_rate, weight_decay=wd, clipnorm=clipnorm)
+
+
+@keras.saving.register_keras_serializable(package="keras_attn_search")
+class ReplicaSafeLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras' ``LossScaleOptimizer`` with the finite-gradient check taken over *all* replicas.
+
+    Keras 3.15's ``LossScaleOptimizer`` under a merge-call strategy (``MirroredStrategy``) decides
+    whether to apply or skip a step from the first replica's gradients only, assuming they were
+    all-reduced; but the all-reduce happens later, inside the inner optimizer. When replica 0's
+    gradients are finite and another replica's overflowed in float16, the step is applied with
+    the summed inf/NaN gradients and the weights become NaN. Here the step is applied only when
+    every replica's gradients are finite, as with one device. Identical otherwise (and to Keras'
+    own class without a strategy).
+    """
+
+    def _tf_apply(self, grads, trainable_variables=None):
+        if tf.distribute.in_cross_replica_context() or \
+                tf.__internal__.distribute.strategy_supports_no_merge_call():
+            return super()._tf_apply(grads, trainable_variables)
+
+        def handle_cross_replica(distribution, grads, trainable_variables):
+            finite_per_replica = distribution.extended.call_for_each_replica(
+                self.check_finite, args=(grads,)
+            )
+            finite = tf.reduce_all(
+                tf.stack(distribution.experimental_local_results(finite_per_replica))
+            )
+
+            def apply_fn():
+                distribution.extended.call_for_each_replica(
+                    self._stateful_handle_finite_grads, args=(grads, trainable_variables)
+                )
+
+            keras.ops.cond(finite, apply_fn, self._stateful_handle_non_finite_grads)
+
+        tf.distribute.get_replica_context().merge_call(
+            handle_cross_replica, args=(grads, trainable_variables)
+        )
+
+
+def compile_model(
+    model,
+    *,
+    optimizer="sgd",
+    learning_rate=0.05,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=5e-4,
+    schedule="cosine",
+    warmup_epochs=0,
+    epochs=1,
+    steps_per_epoch=None,
+    label_smoothing=0.0,
+    clipnorm=None,
+    metrics=("accuracy",),
+    jit_compile=False,
+):
+    """Compile ``model`` for classification with integer labels; returns ``model``.
+
+    Call it under ``strategy.scope()`` when training distributed (the optimiser's variables are
+    created on first use under the model's strategy).
+
+    Args:
+        model: a ``keras.Model`` with a softmax output (probabilities, not logits).
+        optimizer: ``"sgd"`` (default; momentum, the papers' optimiser) or ``"adam"``; or a
+            ``keras.optimizers.Optimizer`` instance, used as is (``learning_rate``, schedule and
+            decay arguments are then ignored).
+        learning_rate: peak learning rate (default 0.05).
+        momentum: SGD momentum (default 0.9). nesterov: Nesterov momentum (default False).
+        weight_decay: decoupled weight decay (default 5e-4; see :func:`make_optimizer`), not applied
+            to 1-D variables (biases, BatchNorm, attention scalars and per-channel factors).
+        schedule: ``"cosine"`` (default), ``"step"`` or ``"constant"``; see :func:`make_schedule`.
+        warmup_epochs: linear warm-up length in epochs (default 0).
+        epochs: run length the schedule spans (default 1).
+        steps_per_epoch: batches per epoch, required by ``"cosine"``, ``"step"`` and warm-up.
+        label_smoothing: in [0, 1) (default 0); see :func:`make_loss`.
+        clipnorm: optional gradient-norm clipping.
+        metrics: compile metrics (default ``("accuracy",)``).
+        jit_compile: XLA (default False: slower on this kind of CPU, and not every layer
+            supports it).
+
+    Returns:
+        The compiled model. Under ``mixed_float16`` its optimizer is a Keras ``LossScaleOptimizer``
+        wrapping the one made here (Keras wraps it in ``compile``); with several replicas it is a
+        :class:`ReplicaSafeLossScaleOptimizer` (works around a Keras 3.15 bug, see there).
+
+    Raises:
+        ValueError: a bad argument (see :func:`make_schedule`, :func:`make_optimizer`,
+            :func:`make_loss`).
+    """
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        opt = optimizer
+    else:
+        lr = make_schedule(learning_rate, schedule=schedule, epochs=epochs,
+                           steps_per_epoch=steps_per_epoch, warmup_epochs=warmup_epochs)
+        opt = make_optimizer(optimizer, lr, momentum=momentum, nesterov=nesterov,
+                             weight_decay=weight_decay, clipnorm=clipnorm)
+        if opt.weight_decay:
+            # Decay on scales and offsets only shrinks the normalisation; the usual exclusion.
+            opt.exclude_from_weight_decay(
+                var_list=[v for v in model.trainable_variables if len(v.shape) <= 1]
+            )
+    strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+    if model.dtype_policy.name == "mixed_float16" and strategy.num_replicas_in_sync > 1 and \
+            not isinstance(opt, keras.optimizers.LossScaleOptimizer):
+        # Keras would wrap it in its own LossScaleOptimizer, which is wrong with replicas.
+        opt = ReplicaSafeLossScaleOptimizer(opt)
+    model.compile(
+        optimizer=opt,
+        loss=make_loss(label_smoothing),
+        metrics=list(metrics) if metrics else None,
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Fail the KerasTuner trial as soon as the training loss is NaN or infinite.
+
+    Raises ``keras_tuner.errors.FailedTrialError`` from ``fit``: KerasTuner marks the trial
+    ``FAILED`` (not retried) and starts the next one, instead of scoring a diverged model. Outside
+    a search the error simply ends ``fit``. The loss checked is Keras' running mean over the epoch,
+    so one non-finite batch is enough, which is what a NaN in the weights produces anyway.
+
+    Args:
+        monitor: the log keys to check (default ``("loss",)``; ``val_loss`` is also checked at
+            epoch end when present).
+    """
+
+    def __init__(self, monitor=("loss",)):
+        super().__init__()
+        self.monitor = tuple(monitor)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _check(self, logs, where, keys):
+        if not logs:
+            return
+        for key in keys:
+            value = logs.get(key)
+            if value is None:
+                continue
+            value = float(value)
+            if not math.isfinite(value):
+                from keras_tuner.errors import FailedTrialError
+
+                raise FailedTrialError(
+                    f"{key} became {value} at epoch {self._epoch + 1}{where}: the run diverged "
+                    "(learning rate too high, or a numerical problem in the model)."
+                )
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f", batch {batch + 1}", self.monitor)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, "", self.monitor + ("val_loss",))
+
+
+def make_callbacks(log_dir=None, early_stopping_patience=None, *, monitor="val_accuracy",
+                   stop_on_nan=True, restore_best_weights=True, tensorboard_kwargs=None):
+    """Callbacks for ``fit``.
+
+    Args:
+        log_dir: TensorBoard log directory (default None: no TensorBoard). Inside a KerasTuner
+            search the tuner moves it to a per-trial sub-directory.
+        early_stopping_patience: epochs without improvement of ``monitor`` before stopping
+            (default None: no early stopping).
+        monitor: metric for early stopping (default ``"val_accuracy"``; its mode is inferred).
+        stop_on_nan: add :class:`StopOnNaN` (default True).
+        restore_best_weights: early stopping restores the best epoch's weights (default True).
+        tensorboard_kwargs: extra ``keras.callbacks.TensorBoard`` arguments.
+
+    Returns:
+        A list of callbacks (deep-copyable, as KerasTuner requires).
+    """
+    callbacks = []
+    if stop_on_nan:
+        callbacks.append(StopOnNaN())
+    if early_stopping_patience is not None:
+        if isinstance(early_stopping_patience, bool) or \
+                not isinstance(early_stopping_patience, numbers.Integral) or \
+                early_stopping_patience < 0:
+            raise ValueError(
+                "`early_stopping_patience` must be an integer >= 0 or None; "
+                f"got {early_stopping_patience!r}."
+            )
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=int(early_stopping_patience),
+            restore_best_weights=restore_best_weights,
+        ))
+    if log_dir is not None:
+        kwargs = {"histogram_freq": 0, "write_graph": False, "profile_batch": 0}
+        kwargs.update(tensorboard_kwargs or {})
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), **kwargs))
+    return callbacks

@@ -1,0 +1,407 @@
+"""search.data: IDX parsing, Fashion-MNIST loading, the tf.data pipelines, the TFDS path."""
+
+import gzip
+import os
+import struct
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from search import data
+
+REAL_DIR = data.FASHION_MNIST_DIR
+HAVE_REAL = all(
+    os.path.exists(os.path.join(REAL_DIR, stem + ".gz")) for stem in data.FASHION_MNIST_FILES.values()
+)
+
+
+def idx_bytes(array, code=0x08):
+    array = np.asarray(array)
+    dtype = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(dtype).tobytes()
+
+
+def write_idx(path, array, code=0x08, compress=None):
+    raw = idx_bytes(array, code)
+    compress = str(path).endswith(".gz") if compress is None else compress
+    with open(path, "wb") as f:
+        f.write(gzip.compress(raw) if compress else raw)
+    return path
+
+
+def make_fake_mnist(directory, n_train=60, n_test=20, gz=True, seed=0):
+    """Four IDX files like Fashion-MNIST's: image i of class c has every pixel = 10 * c + (i % 3)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        labels[:10] = np.arange(10)  # every class present
+        images = np.broadcast_to(
+            (10 * labels + np.arange(n) % 3).astype(np.uint8)[:, None, None], (n, 28, 28)
+        ).copy()
+        ext = ".gz" if gz else ""
+        write_idx(os.path.join(directory, f"{split}-images-idx3-ubyte{ext}"), images)
+        write_idx(os.path.join(directory, f"{split}-labels-idx1-ubyte{ext}"), labels)
+        out[split] = (images, labels)
+    return out
+
+
+@pytest.fixture
+def fake_dir(tmp_path):
+    arrays = make_fake_mnist(str(tmp_path))
+    return str(tmp_path), arrays
+
+
+def collect(ds):
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+# ------------------------------------------------------------------------------------ read_idx
+
+
+@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("code", [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E])
+def test_read_idx_roundtrip(tmp_path, compress, code):
+    array = (np.arange(24).reshape(2, 3, 4) - (5 if code != 0x08 else 0)).astype(np.float64)
+    # The name says nothing: compression is detected from the content.
+    path = write_idx(tmp_path / "file.idx", array, code, compress=compress)
+    out = data.read_idx(path)
+    assert out.shape == (2, 3, 4)
+    assert out.dtype.isnative
+    np.testing.assert_array_equal(out, array)
+
+
+def test_read_idx_bad_magic(tmp_path):
+    path = tmp_path / "bad.gz"
+    path.write_bytes(gzip.compress(b"\x08\x03\x00\x00" + b"\x00" * 40))
+    with pytest.raises(ValueError, match=r"bad\.gz: not an IDX file \(magic number 08030000"):
+        data.read_idx(path)
+    plain = tmp_path / "unknown_type"
+    plain.write_bytes(bytes([0, 0, 0x07, 1, 0, 0, 0, 1, 5]))
+    with pytest.raises(ValueError, match="not an IDX file"):
+        data.read_idx(plain)
+
+
+def test_read_idx_truncated_and_corrupt(tmp_path):
+    raw = idx_bytes(np.zeros((4, 5), np.uint8))
+    (tmp_path / "short").write_bytes(raw[:-3])
+    with pytest.raises(ValueError, match=r"data size 17 bytes does not match the header \(shape \(4, 5\)"):
+        data.read_idx(tmp_path / "short")
+    (tmp_path / "corrupt.gz").write_bytes(gzip.compress(raw)[:-12])
+    with pytest.raises(ValueError, match="corrupt gzip"):
+        data.read_idx(tmp_path / "corrupt.gz")
+    with pytest.raises(FileNotFoundError):
+        data.read_idx(tmp_path / "absent")
+
+
+# ------------------------------------------------------------------------------------ Fashion-MNIST files
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_load_fashion_mnist_arrays(tmp_path, gz):
+    arrays = make_fake_mnist(str(tmp_path), gz=gz)
+    x_train, y_train, x_test, y_test = data.load_fashion_mnist_arrays(str(tmp_path))
+    assert x_train.shape == (60, 28, 28) and x_train.dtype == np.uint8
+    assert x_test.shape == (20, 28, 28)
+    assert y_train.dtype == np.int64 and y_test.shape == (20,)
+    np.testing.assert_array_equal(x_train, arrays["train"][0])
+    np.testing.assert_array_equal(y_test, arrays["t10k"][1])
+
+
+def test_missing_files_message(tmp_path):
+    make_fake_mnist(str(tmp_path))
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.load_fashion_mnist_arrays(str(tmp_path))
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    assert "missing t10k-labels-idx1-ubyte[.gz]" in message
+    assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_dataset("fashion_mnist", data_dir=str(tmp_path / "nowhere"))
+
+
+def test_mismatched_files(tmp_path):
+    make_fake_mnist(str(tmp_path))
+    write_idx(str(tmp_path / "train-labels-idx1-ubyte.gz"), np.zeros(59, np.uint8))
+    with pytest.raises(ValueError, match=r"train files .* do not match: images \(60, 28, 28\), labels \(59,\)"):
+        data.load_fashion_mnist_arrays(str(tmp_path))
+    write_idx(str(tmp_path / "train-labels-idx1-ubyte.gz"), np.full(60, 12, np.uint8))
+    with pytest.raises(ValueError, match="labels .* outside 0-9"):
+        data.load_fashion_mnist_arrays(str(tmp_path))
+
+
+@pytest.mark.skipif(not HAVE_REAL, reason="dataset-fashion-mnist not installed")
+def test_real_fashion_mnist():
+    x_train, y_train, x_test, y_test = data.load_fashion_mnist_arrays()
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert y_train.shape == (60000,) and y_test.shape == (10000,)
+    assert x_train.dtype == np.uint8
+    assert set(np.unique(y_train)) == set(range(10)) == set(np.unique(y_test))
+    # The dataset is balanced: 6,000 / 1,000 per class.
+    assert np.all(np.bincount(y_train) == 6000) and np.all(np.bincount(y_test) == 1000)
+    splits = data.load_dataset(train_size=256, batch_size=64)
+    assert splits.sizes == {"train": 256, "val": 28, "test": 10000}
+    assert splits.class_names[0] == "T-shirt/top" and splits.num_classes == 10
+    assert splits.mean[0] == pytest.approx(0.2860, abs=1e-4)
+    assert splits.std[0] == pytest.approx(0.3530, abs=1e-4)
+    x, y = next(iter(splits.train))
+    assert x.shape == (64, 32, 32, 3) and x.dtype == tf.float32 and y.dtype == tf.int32
+    assert splits.test.cardinality() == 157
+
+
+# ------------------------------------------------------------------------------------ splits
+
+
+def test_split_indices():
+    train, val = data.split_indices(100, validation_split=0.1, seed=3)
+    assert len(train) == 90 and len(val) == 10
+    assert not set(train) & set(val) and set(train) | set(val) == set(range(100))
+    # Same seed, same split; another seed, another split.
+    np.testing.assert_array_equal(val, data.split_indices(100, validation_split=0.1, seed=3)[1])
+    assert set(val) != set(data.split_indices(100, validation_split=0.1, seed=4)[1])
+    # A subset keeps the val:train ratio; a larger subset only adds training images.
+    small, val_small = data.split_indices(100, validation_split=0.2, train_size=20, seed=3)
+    assert len(small) == 20 and len(val_small) == 5
+    big, val_big = data.split_indices(100, validation_split=5, train_size=40, seed=3)
+    np.testing.assert_array_equal(val_big, val_small)
+    assert set(small) <= set(big) and not set(big) & set(val_big)
+    assert len(data.split_indices(100, validation_split=0, seed=0)[1]) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(validation_split=1.5), r"`validation_split` must be a fraction .* got 1\.5"),
+        (dict(validation_split=-0.1), "`validation_split` must be"),
+        (dict(validation_split="10%"), "`validation_split` must be"),
+        (dict(train_size=0), "`train_size` must be a positive integer or None; got 0"),
+        (dict(train_size=95, validation_split=10), "cannot take 10 for validation and 95 for training"),
+    ],
+)
+def test_split_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.split_indices(100, **kwargs)
+
+
+# ------------------------------------------------------------------------------------ pipelines
+
+
+def test_pipeline_shapes_and_values(fake_dir):
+    directory, arrays = fake_dir
+    splits = data.load_dataset(
+        data_dir=directory, image_size=32, channels=3, validation_split=10, train_size=30,
+        batch_size=8, normalize="unit",
+    )
+    assert splits.sizes == {"train": 30, "val": 10, "test": 20}
+    assert splits.input_shape == (32, 32, 3) and splits.num_classes == 10
+    assert splits.steps_per_epoch == {"train": 4, "val": 2, "test": 3} and splits.batch_size == 8
+    assert splits.mean is None and splits.std is None
+    assert int(splits.train.cardinality()) == 4 and int(splits.val.cardinality()) == 2
+    x, y = collect(splits.test)
+    assert x.shape == (20, 32, 32, 3) and x.dtype == np.float32 and y.dtype == np.int32
+    images, labels = arrays["t10k"]
+    np.testing.assert_array_equal(y, labels)  # test order kept
+    # Constant images stay constant through the resize; channels repeat the gray value.
+    expected = images[:, 0, 0].astype(np.float32) / 255.0
+    np.testing.assert_allclose(x, np.broadcast_to(expected[:, None, None, None], x.shape), atol=1e-6)
+
+
+def test_standardize_native_size_single_channel(fake_dir):
+    directory, arrays = fake_dir
+    splits = data.load_dataset(data_dir=directory, image_size=None, channels=None, batch_size=16)
+    assert splits.input_shape == (28, 28, 1)
+    pixels = arrays["train"][0].astype(np.float64) / 255.0
+    assert splits.mean[0] == pytest.approx(pixels.mean()) and splits.std[0] == pytest.approx(pixels.std())
+    x, y = collect(splits.test)
+    assert x.shape == (20, 28, 28, 1)
+    expected = (arrays["t10k"][0][..., None] / 255.0 - pixels.mean()) / pixels.std()
+    np.testing.assert_allclose(x, expected, atol=1e-5)
+
+
+def test_resize_real_content(tmp_path):
+    """A non-constant image is resized with tf.image.resize (bilinear) and rounded to uint8."""
+    make_fake_mnist(str(tmp_path))
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (20, 28, 28)).astype(np.uint8)
+    write_idx(str(tmp_path / "t10k-images-idx3-ubyte.gz"), images)
+    splits = data.load_dataset(data_dir=str(tmp_path), image_size=(16, 20), channels=1,
+                               normalize="unit", batch_size=32)
+    x, _ = collect(splits.test)
+    reference = tf.image.resize(images[..., None].astype(np.float32), (16, 20), antialias=True)
+    reference = np.clip(np.round(reference.numpy()), 0, 255) / 255.0
+    assert x.shape == (20, 16, 20, 1)
+    np.testing.assert_allclose(x, reference, atol=1e-6)
+
+
+def test_val_disjoint_seeded_and_train_shuffled(fake_dir):
+    directory, arrays = fake_dir
+    kw = dict(data_dir=directory, validation_split=0.25, batch_size=8, normalize="unit",
+              image_size=28, channels=1)
+    a = data.load_dataset(seed=1, **kw)
+    b = data.load_dataset(seed=1, **kw)
+    c = data.load_dataset(seed=2, **kw)
+    assert a.sizes == {"train": 45, "val": 15, "test": 20}
+    train_x, train_y = collect(a.train)
+    val_x, val_y = collect(a.val)
+    np.testing.assert_array_equal(val_x, collect(b.val)[0])
+    assert not np.array_equal(val_x, collect(c.val)[0])
+    # Train and val together are exactly the training split (as a multiset of images).
+    everything = np.sort(np.concatenate([train_x[:, 0, 0, 0], val_x[:, 0, 0, 0]]))
+    np.testing.assert_allclose(everything, np.sort(arrays["train"][0][:, 0, 0] / 255.0), atol=1e-6)
+    # Reshuffled every epoch, deterministically for a seed; val/test never shuffled.
+    epoch2_y = collect(a.train)[1]
+    assert sorted(train_y) == sorted(epoch2_y) and not np.array_equal(train_y, epoch2_y)
+    np.testing.assert_array_equal(train_y, collect(b.train)[1])
+    np.testing.assert_array_equal(val_y, collect(a.val)[1])
+    no_shuffle = data.load_dataset(seed=1, shuffle=False, **kw)
+    np.testing.assert_array_equal(collect(no_shuffle.train)[1], collect(no_shuffle.train)[1])
+    assert data.load_dataset(**{**kw, "validation_split": 0}).val is None
+
+
+def test_augment_train_only(tmp_path):
+    make_fake_mnist(str(tmp_path), n_train=40)
+    rng = np.random.default_rng(2)
+    train_images = rng.integers(1, 256, (40, 28, 28)).astype(np.uint8)
+    write_idx(str(tmp_path / "train-images-idx3-ubyte.gz"), train_images)
+    kw = dict(data_dir=str(tmp_path), validation_split=8, batch_size=32, normalize="unit",
+              image_size=32, channels=1, shuffle=False, seed=5)
+    plain = data.load_dataset(augment=False, **kw)
+    aug = data.load_dataset(augment=True, **kw)
+    px, py = collect(plain.train)
+    ax, ay = collect(aug.train)
+    np.testing.assert_array_equal(py, ay)
+    assert not np.allclose(px, ax)
+    # Every augmented image is its original padded by 4 (32 // 8), shifted and maybe flipped.
+    pad = np.pad(px, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    for original, augmented in zip(pad, ax):
+        candidates = [
+            view[dy:dy + 32, dx:dx + 32]
+            for view in (original, original[:, ::-1])
+            for dy in range(9) for dx in range(9)
+        ]
+        # (A flip of the padded image is a flip of the crop at the mirrored offset.)
+        assert any(np.array_equal(c, augmented) for c in candidates)
+    # Different every epoch, but reproducible for a seed.
+    ax2 = collect(aug.train)[0]
+    assert not np.array_equal(ax, ax2)
+    np.testing.assert_array_equal(ax, collect(data.load_dataset(augment=True, **kw).train)[0])
+    # Validation and test are untouched.
+    np.testing.assert_array_equal(collect(plain.val)[0], collect(aug.val)[0])
+    np.testing.assert_array_equal(collect(plain.test)[0], collect(aug.test)[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(image_size=0), "`image_size` must be positive"),
+        (dict(image_size=(32, 32, 3)), r"`image_size` must be a positive int, a \(height, width\) pair"),
+        (dict(channels=2), "`channels` must be 1, 3 or None"),
+        (dict(batch_size=0), "`batch_size` must be a positive integer; got 0"),
+        (dict(normalize="zscore"), "`normalize` must be one of 'standardize', 'unit'; got 'zscore'"),
+        (dict(train_size=1000), "cannot take"),
+    ],
+)
+def test_load_dataset_errors(fake_dir, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.load_dataset(data_dir=fake_dir[0], **kwargs)
+
+
+# ------------------------------------------------------------------------------------ TFDS path
+
+
+class FakeBuilder:
+    """The few attributes of a tfds DatasetBuilder that load_dataset uses."""
+
+    def __init__(self, n_train=50, n_test=12, size=(8, 8), channels=3, splits=("train", "test")):
+        rng = np.random.default_rng(0)
+        self.arrays = {}
+        for split, n in (("train", n_train), ("test", n_test), ("validation", n_test)):
+            x = rng.integers(0, 256, (n, *size, channels)).astype(np.uint8)
+            y = np.arange(n) % 4
+            self.arrays[split] = (x, y)
+        self.prepared = False
+        self.info = types.SimpleNamespace(
+            supervised_keys=("image", "label"),
+            features={
+                "image": types.SimpleNamespace(shape=(*size, channels)),
+                "label": types.SimpleNamespace(num_classes=4, names=["a", "b", "c", "d"]),
+            },
+            splits={s: types.SimpleNamespace(num_examples=len(self.arrays[s][0])) for s in splits},
+        )
+
+    def download_and_prepare(self):
+        self.prepared = True
+
+    def as_dataset(self, split, as_supervised, shuffle_files):
+        assert as_supervised and not shuffle_files and self.prepared
+        x, y = self.arrays[split]
+        return tf.data.Dataset.from_tensor_slices((x, y))
+
+
+def test_tfds_path_with_fake_builder(monkeypatch):
+    builder = FakeBuilder()
+    seen = {}
+
+    def fake(name, data_dir):
+        seen.update(name=name, data_dir=data_dir)
+        return builder
+
+    monkeypatch.setattr(data, "_tfds_builder", fake)
+    splits = data.load_dataset("tfds:Fake_Set", data_dir="/somewhere", image_size=None, channels=1,
+                               validation_split=10, train_size=30, batch_size=16, seed=4)
+    assert seen == {"name": "fake_set", "data_dir": "/somewhere"}
+    assert splits.sizes == {"train": 30, "val": 10, "test": 12}
+    assert splits.input_shape == (8, 8, 1) and splits.num_classes == 4
+    assert splits.class_names == ["a", "b", "c", "d"]
+    x_all = builder.arrays["train"][0].astype(np.float64) / 255.0
+    # Unknown dataset: statistics estimated from the training images (all 50 here).
+    np.testing.assert_allclose(splits.mean, x_all.mean(axis=(0, 1, 2)), atol=1e-6)
+    train_idx, val_idx = data.split_indices(50, validation_split=10, train_size=30, seed=4)
+    vx, vy = collect(splits.val)
+    np.testing.assert_array_equal(vy, builder.arrays["train"][1][val_idx])
+    gray = (x_all[val_idx] - np.array(splits.mean)) / np.array(splits.std)
+    gray = (gray * [0.2989, 0.5870, 0.1140]).sum(-1, keepdims=True)
+    np.testing.assert_allclose(vx, gray, atol=1e-5)
+    ty = collect(splits.train)[1]
+    assert sorted(ty) == sorted(builder.arrays["train"][1][train_idx])
+    assert int(splits.train.cardinality()) == 2
+
+
+def test_tfds_validation_as_test_and_known_stats(monkeypatch):
+    builder = FakeBuilder(splits=("train", "validation"))
+    monkeypatch.setattr(data, "_tfds_builder", lambda name, data_dir: builder)
+    splits = data.load_dataset("cifar10", image_size=16, validation_split=0.2, batch_size=64)
+    assert splits.sizes == {"train": 40, "val": 10, "test": 12}
+    assert splits.mean == data.KNOWN_STATS["cifar10"][0]
+    assert collect(splits.test)[0].shape == (12, 16, 16, 3)
+
+    builder = FakeBuilder(splits=("train",))
+    monkeypatch.setattr(data, "_tfds_builder", lambda name, data_dir: builder)
+    with pytest.raises(ValueError, match="neither a 'test' nor a 'validation' split"):
+        data.load_dataset("cifar10")
+
+
+def test_tfds_prepare_failure_is_clear(monkeypatch):
+    builder = FakeBuilder()
+
+    def offline():
+        raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
+
+    builder.download_and_prepare = offline
+    monkeypatch.setattr(data, "_tfds_builder", lambda name, data_dir: builder)
+    with pytest.raises(data.DataNotFoundError, match=r"'cifar10' is not prepared .*\(ConnectionError.*--data-dir"):
+        data.load_dataset("cifar10")
+
+
+def test_unknown_tfds_name():
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(ValueError, match=r"Unknown dataset 'cifar_ten'\. Did you mean cifar10.*e\.g\. fashion_mnist, mnist, cifar10"):
+        data.load_dataset("cifar_ten")

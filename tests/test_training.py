@@ -1,0 +1,284 @@
+"""search.training: precision, strategy, schedules, compile, loss, callbacks."""
+
+import copy
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras_tuner.errors import FailedTrialError
+
+from search import training
+
+
+def tiny_model(num_classes=4, bn=False):
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+    if bn:
+        x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def tiny_data(n=16, num_classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6, 6, 2)).astype("float32"), rng.integers(0, num_classes, n)
+
+
+# ------------------------------------------------------------------------------------ precision
+
+
+def test_resolve_precision(monkeypatch):
+    assert tf.config.list_physical_devices("GPU") == []
+    assert training.resolve_precision() == "float32"
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else [])
+    assert training.resolve_precision("auto") == "mixed_float16"
+    for name in ("float32", "mixed_float16", "mixed_bfloat16"):
+        assert training.resolve_precision(name) == name
+    with pytest.raises(ValueError, match="`precision` must be one of 'auto', 'float32', "
+                                         "'mixed_float16', 'mixed_bfloat16'; got 'float16'"):
+        training.resolve_precision("float16")
+
+
+def test_set_precision():
+    assert training.set_precision("mixed_bfloat16") == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert training.set_precision("auto") == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="got 'half'"):
+        training.set_precision("half")
+
+
+# ------------------------------------------------------------------------------------ strategy
+
+
+def test_resolve_strategy():
+    default = training.resolve_strategy()
+    assert default is tf.distribute.get_strategy()  # CPU only: no wrapper, no overhead
+    one = training.resolve_strategy("one_device")
+    assert isinstance(one, tf.distribute.OneDeviceStrategy)
+    assert "CPU:0" in one.extended.worker_devices[0]
+    mirrored = training.resolve_strategy("mirrored")
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+    assert mirrored.num_replicas_in_sync == 1  # one CPU device unless the CPU was split
+    assert training.resolve_strategy(one) is one
+
+
+def test_multi_worker_refused():
+    with pytest.raises(ValueError) as info:
+        training.resolve_strategy("multi_worker")
+    message = str(info.value)
+    assert "Keras 3's Model.fit does not work with tf.distribute.MultiWorkerMirroredStrategy" in message
+    assert "--role chief" in message and "--role worker" in message and "--oracle" in message
+    with pytest.raises(ValueError, match="`strategy` must be one of 'auto', 'one_device', "
+                                         "'mirrored'; got 'tpu'"):
+        training.resolve_strategy("tpu")
+
+
+# ------------------------------------------------------------------------------------ schedules
+
+
+def lr_at(schedule, steps):
+    return np.array([float(schedule(s)) if callable(schedule) else schedule for s in steps])
+
+
+def test_cosine_with_warmup_values():
+    steps = np.arange(0, 60)
+    schedule = training.make_schedule(0.1, schedule="cosine", epochs=5, steps_per_epoch=10,
+                                      warmup_epochs=1)
+    # Linear from 0 to 0.1 over 10 steps, then cosine over the remaining 40, then flat at 0.
+    expected = np.where(
+        steps < 10, 0.1 * steps / 10,
+        0.05 * (1 + np.cos(np.pi * np.minimum(steps - 10, 40) / 40)),
+    )
+    np.testing.assert_allclose(lr_at(schedule, steps), expected, atol=1e-7)
+    plain = training.make_schedule(0.2, schedule="cosine", epochs=2, steps_per_epoch=5,
+                                   min_fraction=0.1)
+    s = np.arange(12)
+    expected = 0.2 * (0.9 * 0.5 * (1 + np.cos(np.pi * np.minimum(s, 10) / 10)) + 0.1)
+    np.testing.assert_allclose(lr_at(plain, s), expected, atol=1e-7)
+
+
+def test_step_and_constant_with_warmup_values():
+    step = training.make_schedule(0.1, schedule="step", epochs=10, steps_per_epoch=4,
+                                  warmup_epochs=2)
+    # 8 warm-up steps; the 32 after them divide by 10 after 16 and 24 of them.
+    steps = np.arange(45)
+    after = steps - 8
+    expected = np.where(
+        steps < 8, 0.1 * steps / 8,
+        np.where(after <= 16, 0.1, np.where(after <= 24, 0.01, 0.001)),
+    )
+    np.testing.assert_allclose(lr_at(step, steps), expected, rtol=1e-6, atol=1e-9)
+    constant = training.make_schedule(0.3, schedule="constant", epochs=3, steps_per_epoch=10,
+                                      warmup_epochs=0.5)
+    np.testing.assert_allclose(lr_at(constant, [0, 1, 4, 5, 6, 29]), [0, 0.06, 0.24, 0.3, 0.3, 0.3],
+                               atol=1e-7)
+    assert training.make_schedule(0.3, schedule="constant") == 0.3
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(schedule="linear"), "`schedule` must be one of 'cosine', 'step', 'constant'; got 'linear'"),
+        (dict(), r"`steps_per_epoch` is required for schedule='cosine'.*ceil\(train_size / batch_size\)"),
+        (dict(schedule="constant", warmup_epochs=1), "required for schedule='constant' with warm-up"),
+        (dict(steps_per_epoch=10, epochs=2, warmup_epochs=2), "`warmup_epochs`=2 must be shorter"),
+        (dict(steps_per_epoch=10, warmup_epochs=-1), "`warmup_epochs` must be a number >= 0"),
+        (dict(learning_rate=0), "`learning_rate` must be a positive number; got 0"),
+        (dict(learning_rate=float("nan")), "`learning_rate` must be a positive number"),
+        (dict(steps_per_epoch=0), "`steps_per_epoch` must be a positive number; got 0"),
+    ],
+)
+def test_schedule_errors(kwargs, match):
+    kwargs = {"learning_rate": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        training.make_schedule(**kwargs)
+
+
+# ------------------------------------------------------------------------------------ compile
+
+
+def test_compile_sgd_defaults():
+    model = training.compile_model(tiny_model(bn=True), steps_per_epoch=10, epochs=3)
+    opt = model.optimizer
+    assert isinstance(opt, keras.optimizers.SGD)
+    assert opt.momentum == 0.9 and not opt.nesterov and opt.weight_decay == 5e-4
+    assert isinstance(opt._learning_rate, keras.optimizers.schedules.CosineDecay)
+    assert model.loss == "sparse_categorical_crossentropy"
+    assert not model.jit_compile
+    decayed = {v.path for v in model.trainable_variables if opt._use_weight_decay(v)}
+    assert decayed == {"conv/kernel", "head/kernel"}  # biases and BN scale/offset excluded
+    adam = training.compile_model(tiny_model(), optimizer="adam", learning_rate=1e-3,
+                                  schedule="constant", weight_decay=0, nesterov=True)
+    assert isinstance(adam.optimizer, keras.optimizers.Adam)
+    assert adam.optimizer.weight_decay is None
+    assert float(adam.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_compile_errors():
+    with pytest.raises(ValueError, match="`optimizer` must be one of 'sgd', 'adam'; got 'rmsprop'"):
+        training.compile_model(tiny_model(), optimizer="rmsprop", schedule="constant")
+    with pytest.raises(ValueError, match="`momentum` must be in"):
+        training.compile_model(tiny_model(), momentum=1.0, schedule="constant")
+    with pytest.raises(ValueError, match="`weight_decay` must be a number >= 0"):
+        training.compile_model(tiny_model(), weight_decay=-1, schedule="constant")
+    with pytest.raises(ValueError, match=r"`label_smoothing` must be in \[0, 1\); got 1.0"):
+        training.compile_model(tiny_model(), label_smoothing=1.0, schedule="constant")
+
+
+@pytest.mark.parametrize("policy_name, wrapped", [
+    ("float32", False), ("mixed_float16", True), ("mixed_bfloat16", False)])
+def test_loss_scale_optimizer_by_policy(policy_name, wrapped):
+    training.set_precision(policy_name)
+    model = training.compile_model(tiny_model(), schedule="constant")
+    is_lso = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert is_lso == wrapped
+    if wrapped:
+        assert isinstance(model.optimizer.inner_optimizer, keras.optimizers.SGD)
+    x, y = tiny_data()
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert math.isfinite(history.history["loss"][0])
+    assert model.get_layer("conv").kernel.dtype == "float32"
+    assert model.output.dtype == "float32"
+
+
+def test_replica_safe_loss_scale_optimizer_saves(tmp_path):
+    # The multi-replica wrapper (exercised in test_distributed.py) is a serializable Keras
+    # LossScaleOptimizer; on one device it behaves as Keras' own.
+    training.set_precision("mixed_float16")
+    model = tiny_model()
+    opt = training.ReplicaSafeLossScaleOptimizer(training.make_optimizer("sgd", 0.1))
+    training.compile_model(model, optimizer=opt)
+    assert model.optimizer is opt
+    x, y = tiny_data()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "lso.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded.optimizer) is training.ReplicaSafeLossScaleOptimizer
+    assert isinstance(loaded.optimizer.inner_optimizer, keras.optimizers.SGD)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-3)
+
+
+def test_label_smoothing_loss_matches_numpy():
+    loss = training.make_loss(0.1)
+    assert isinstance(loss, training.SparseCategoricalCrossentropyLS)
+    assert training.make_loss(0.0) == "sparse_categorical_crossentropy"
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(5), size=6).astype("float32")
+    labels = np.array([0, 4, 2, 2, 1, 3])
+    target = np.full((6, 5), 0.1 / 5)
+    target[np.arange(6), labels] += 0.9
+    expected = -(target * np.log(probs)).sum(-1).mean()
+    assert float(loss(labels, probs)) == pytest.approx(expected, rel=1e-5)
+    assert float(loss(labels[:, None], probs)) == pytest.approx(expected, rel=1e-5)
+
+    model = training.compile_model(tiny_model(), label_smoothing=0.1, schedule="constant")
+    x, y = tiny_data()
+    pred = model.predict(x, verbose=0)
+    target = np.full((16, 4), 0.1 / 4)
+    target[np.arange(16), y] += 0.9
+    expected = -(target * np.log(np.clip(pred, 1e-7, 1))).sum(-1).mean()
+    result = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
+    assert result["accuracy"] == pytest.approx(np.mean(pred.argmax(-1) == y))
+
+
+def test_compiled_model_saves_and_loads(tmp_path):
+    model = training.compile_model(tiny_model(), label_smoothing=0.2, schedule="step",
+                                   warmup_epochs=1, epochs=3, steps_per_epoch=4)
+    x, y = tiny_data()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    assert isinstance(loaded.loss, training.SparseCategoricalCrossentropyLS)
+    assert loaded.loss.label_smoothing == pytest.approx(0.2)
+    schedule = loaded.optimizer._learning_rate
+    assert isinstance(schedule, training.WarmupSchedule)
+    np.testing.assert_allclose(lr_at(schedule, range(14)), lr_at(model.optimizer._learning_rate, range(14)))
+
+
+# ------------------------------------------------------------------------------------ callbacks
+
+
+def test_stop_on_nan_raises_failed_trial():
+    model = training.compile_model(tiny_model(), schedule="constant")
+    x, y = tiny_data()
+    x[5] = np.nan
+    with pytest.raises(FailedTrialError, match=r"loss became nan at epoch 1, batch 2"):
+        model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[training.StopOnNaN()])
+    # Finite runs are untouched; a NaN validation loss fails at the epoch end.
+    clean_x, clean_y = tiny_data()
+    model = training.compile_model(tiny_model(), schedule="constant")
+    model.fit(clean_x, clean_y, batch_size=4, epochs=1, verbose=0, callbacks=[training.StopOnNaN()])
+    with pytest.raises(FailedTrialError, match="val_loss became nan at epoch 1:"):
+        model.fit(clean_x, clean_y, batch_size=4, epochs=1, verbose=0, validation_data=(x, y),
+                  callbacks=[training.StopOnNaN()])
+    callback = training.StopOnNaN()
+    with pytest.raises(FailedTrialError, match="loss became inf"):
+        callback.on_train_batch_end(0, {"loss": float("inf")})
+
+
+def test_make_callbacks(tmp_path):
+    assert [type(c) for c in training.make_callbacks()] == [training.StopOnNaN]
+    callbacks = training.make_callbacks(log_dir=tmp_path / "logs", early_stopping_patience=2)
+    kinds = [type(c) for c in callbacks]
+    assert kinds == [training.StopOnNaN, keras.callbacks.EarlyStopping, keras.callbacks.TensorBoard]
+    early = callbacks[1]
+    assert early.monitor == "val_accuracy" and early.patience == 2 and early.restore_best_weights
+    assert callbacks[2].log_dir == str(tmp_path / "logs")
+    copy.deepcopy(callbacks)  # KerasTuner deep-copies callbacks for every trial
+    assert training.make_callbacks(stop_on_nan=False) == []
+    with pytest.raises(ValueError, match="`early_stopping_patience` must be an integer >= 0"):
+        training.make_callbacks(early_stopping_patience=-1)
+    # The callbacks work in a real fit (TensorBoard writes its event files).
+    model = training.compile_model(tiny_model(), schedule="constant")
+    x, y = tiny_data()
+    model.fit(x, y, validation_data=(x, y), batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
+    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
