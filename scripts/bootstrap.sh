@@ -32,4 +32,4 @@ if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev/nul
 fi
 export PATH="$VENV/bin:$PATH"
 # Quieter TensorFlow start-up; errors still print.
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"

@@ -47,8 +47,9 @@ DCA_ATTENTIONS = ("dca_se", "dca_cbam", "dca_sb")
 SB_ATTENTIONS = ("sb", "dca_sb")
 
 # Log-uniform learning-rate ranges and defaults per optimiser, for a few epochs from scratch at
-# batch 128 (the papers' 0.1 at batch 256 scales to 0.05).
-LEARNING_RATES = {"sgd": (0.01, 0.2, 0.05), "adam": (3e-4, 3e-3, 1e-3)}
+# batch 128 (the papers' SGD 0.1 at batch 256 scales to 0.05; Adam: MobileNetV2 alpha 0.35 on
+# Fashion-MNIST reached 0.78 val accuracy in 2 epochs of 12,000 images at 3e-3, 0.67 at 1.7e-3).
+LEARNING_RATES = {"sgd": (0.01, 0.2, 0.05), "adam": (1e-3, 1e-2, 3e-3)}
 
 # Conditional hyperparameters: name -> (attentions that use it, default choices, default value,
 # the layer argument it sets).

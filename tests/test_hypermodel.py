@@ -76,7 +76,7 @@ def test_default_space_declared_with_defaults():
     # Every hyperparameter has an explicit default (hp.Choice would otherwise take the first).
     assert all(p.default is not None for p in hp.space)
     assert active(hp) == {"attention", "learning_rate"}  # no placement without attention
-    assert AttentionHyperModel(optimizer="adam").space["learning_rate"] == ("range", 3e-4, 3e-3, 1e-3)
+    assert AttentionHyperModel(optimizer="adam").space["learning_rate"] == ("range", 1e-3, 1e-2, 3e-3)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,247 @@
+"""The search CLI end to end: outputs, errors, resume after kill -9, distributed chief + workers.
+
+The end-to-end runs use tiny Fashion-MNIST-format IDX files (written here) and --run-eagerly, so
+that a trial costs seconds instead of the 20-40 s a MobileNetV2 graph takes to trace.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from search import cli
+from test_data import make_fake_mnist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fmnist")
+    make_fake_mnist(str(directory), n_train=300, n_test=60)
+    return str(directory)
+
+
+def tiny_args(data_dir, out, *extra, trials=2):
+    return [
+        "--data-dir", data_dir, "--train-size", "200", "--max-trials", str(trials),
+        "--epochs", "1", "--final-epochs", "1", "--batch-size", "64",
+        "--attention", "none,simam,sa", "--placement", "block",
+        "--out", str(out), "--quiet", "--run-eagerly", *extra,
+    ]
+
+
+def run_cli(args, timeout=400, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=timeout, **kwargs,
+    )
+
+
+def spawn_cli(args, log_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    log = open(log_path, "w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "search", *args], cwd=ROOT, env=env, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def kill_group(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def read_leaderboard(out):
+    import csv
+
+    with open(os.path.join(out, "leaderboard.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------- user errors
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--max-trials", "0"], "--max-trials: expected a positive integer, got '0'"),
+        (["--epochs", "-2"], "--epochs: expected a positive integer"),
+        (["--batch-size", "many"], "--batch-size: expected a positive integer"),
+        (["--tuner", "grid"], "invalid choice: 'grid'"),
+        (["--backbone", "vgg99"], "unknown --backbone 'vgg99'; valid: "),
+        (["--attention", "sa,foo"], "unknown --attention 'foo'; valid: none, cbam"),
+        (["--placement", "everywhere"], "unknown --placement 'everywhere'; valid: block"),
+        (["--role", "worker"], "--role worker needs --oracle HOST:PORT"),
+        (["--oracle", "127.0.0.1:99999", "--role", "chief"], "port in 1..65535"),
+        (["--validation-split", "1.5"], "expected a number in [0, 1)"),
+    ],
+)
+def test_bad_options_one_line_and_exit_2(argv, match, capsys, tmp_path):
+    code = cli.main(argv + ["--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("keras-attn-search: error: ")
+    assert match in err
+    assert "Traceback" not in err
+
+
+def test_missing_data_files_say_how_to_get_them(capsys, tmp_path):
+    code = cli.main(["--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "dataset-fashion-mnist" in err and "Traceback" not in err
+
+
+def test_unknown_tfds_dataset(capsys, tmp_path):
+    code = cli.main(["--dataset", "no_such_dataset_xyz", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "no_such_dataset_xyz" in err and "Traceback" not in err
+
+
+def test_out_from_a_different_search_is_refused(capsys, tmp_path, tiny_data):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = cli.parse_args(tiny_args(tiny_data, out))
+    ident = cli._identity(args)
+    (out / cli.CONFIG_FILE).write_text(json.dumps({**ident, "epochs": 7}))
+    code = cli.main(tiny_args(tiny_data, out))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "holds a different search (epochs: 7 -> 1)" in err and "--overwrite" in err
+
+
+def test_out_that_is_not_a_search_is_refused(capsys, tmp_path, tiny_data):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    code = cli.main(tiny_args(tiny_data, out))
+    assert code == 2 and "is not a keras-attn search" in capsys.readouterr().err
+    assert (out / "thesis.tex").exists()
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--dataset", "--data-dir", "--backbone", "--image-size", "--train-size",
+                   "--attention", "--placement", "--tuner", "--max-trials", "--epochs",
+                   "--batch-size", "--precision", "--strategy", "--seed", "--out", "--overwrite",
+                   "--role", "--oracle", "--worker-id"):
+        assert option in text
+
+
+# ------------------------------------------------------------------------------- end to end
+
+
+def test_end_to_end_outputs(tmp_path, tiny_data):
+    out = tmp_path / "run"
+    result = run_cli(tiny_args(tiny_data, out))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trial_lines = [l for l in result.stdout.splitlines() if l.startswith("[trial ")]
+    assert len(trial_lines) == 2 and all("val_accuracy=" in l for l in trial_lines)
+
+    for name in ("leaderboard.csv", "leaderboard.md", "best_model.keras", "summary.json",
+                 "val_accuracy_by_trial.png", "accuracy_vs_params.png", "search_config.json"):
+        assert (out / name).is_file(), name
+    for png in ("val_accuracy_by_trial.png", "accuracy_vs_params.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "tuner").is_dir()
+    assert any(f.startswith("events") for _, _, fs in os.walk(out / "logs") for f in fs)
+
+    rows = read_leaderboard(str(out))
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"COMPLETED"}
+    assert all(0.0 <= float(r["val_accuracy"]) <= 1.0 for r in rows)
+    assert all(r["params_added"] != "" and float(r["train_seconds"]) > 0 for r in rows)
+    assert rows[0]["rank"] == "1" and float(rows[0]["val_accuracy"]) >= float(rows[1]["val_accuracy"])
+    md = (out / "leaderboard.md").read_text()
+    assert md.count("\n") == 4 and "| rank |" in md
+
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("best_hyperparameters", "test_accuracy", "val_accuracy", "params", "params_added",
+                "timings_seconds", "versions", "config"):
+        assert key in summary, key
+    assert 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["best_hyperparameters"]["attention"] in ("none", "simam", "sa")
+    assert summary["trials"] == {"total": 2, "completed": 2, "failed": 0}
+
+    import keras
+
+    import keras_attn  # noqa: F401
+
+    model = keras.models.load_model(out / "best_model.keras", safe_mode=True)
+    assert model.output_shape == (None, 10) and model.count_params() == summary["params"]
+
+    # Re-running the finished search changes nothing and retrains nothing.
+    again = run_cli(tiny_args(tiny_data, out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "[trial " not in again.stdout and "reusing" in again.stdout
+    assert json.loads((out / "summary.json").read_text())["test_accuracy"] == summary["test_accuracy"]
+
+
+def test_kill_9_then_rerun_resumes(tmp_path, tiny_data):
+    out = tmp_path / "run"
+    args = tiny_args(tiny_data, out, trials=3)
+    log = tmp_path / "first.log"
+    proc = spawn_cli(args, log)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and "[trial 0]" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert "[trial 0]" in log.read_text(), "no trial finished in time"
+        time.sleep(1.0)  # into the next trial
+    finally:
+        kill_group(proc)
+    first = [l for l in log.read_text().splitlines() if l.startswith("[trial 0]")][0]
+
+    result = run_cli(args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = read_leaderboard(str(out))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
+    trial0 = next(r for r in rows if r["trial"] == "0")
+    assert f"val_accuracy={float(trial0['val_accuracy']):.4f}" in first
+    assert "[trial 0]" not in result.stdout  # not run again
+    assert (out / "summary.json").is_file()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_complete_a_search(tmp_path, tiny_data):
+    out = tmp_path / "dist"
+    oracle = f"127.0.0.1:{_free_port()}"
+    args = tiny_args(tiny_data, out, "--oracle", oracle, trials=3)
+    procs = []
+    try:
+        procs.append(spawn_cli(args + ["--role", "chief"], tmp_path / "chief.log"))
+        time.sleep(3)  # the chief writes the search's config first
+        for i in range(2):
+            procs.append(spawn_cli(args + ["--role", "worker", "--worker-id", str(i)],
+                                   tmp_path / f"worker{i}.log"))
+        deadline = time.time() + 420
+        while time.time() < deadline and any(p.poll() is None for p in procs):
+            time.sleep(1)
+        logs = {p: (tmp_path / name).read_text()
+                for p, name in zip(procs, ("chief.log", "worker0.log", "worker1.log"))}
+        for p in procs:
+            assert p.poll() == 0, logs[p][-3000:]
+    finally:
+        for p in procs:
+            kill_group(p)
+    rows = read_leaderboard(str(out))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
+    assert {r["tuner_id"] for r in rows} <= {"worker-0", "worker-1"}
+    assert (out / "summary.json").is_file() and (out / "best_model.keras").is_file()
