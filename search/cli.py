@@ -52,24 +52,21 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see {PROG} --help)")
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _fraction(text):
@@ -103,7 +100,7 @@ def build_parser():
                    help="fashion_mnist: directory with the four IDX .gz files "
                    "(default /usr/share/datasets/fashion-mnist); TFDS: its data_dir")
     d.add_argument("--image-size", type=_positive_int, default=32, help="input height = width, pixels")
-    d.add_argument("--train-size", type=_non_negative_int, default=12000,
+    d.add_argument("--train-size", type=_non_negative_int, default=10000,
                    help="training images per trial (0 = all); the final model uses all")
     d.add_argument("--validation-split", type=_fraction, default=0.1,
                    help="fraction of the training split held out for validation (seeded)")
@@ -123,7 +120,7 @@ def build_parser():
     t.add_argument("--max-trials", type=_positive_int, default=6,
                    help="trials in all (random, bayesian); Hyperband sizes itself from --epochs")
     t.add_argument("--epochs", type=_positive_int, default=2, help="epochs per trial")
-    t.add_argument("--final-epochs", type=_non_negative_int, default=3,
+    t.add_argument("--final-epochs", type=_non_negative_int, default=4,
                    help="epochs to retrain the best configuration on the full training split "
                    "(0: keep the best trial's model)")
     t.add_argument("--batch-size", type=_positive_int, default=128, help="global batch size")

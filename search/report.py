@@ -183,48 +183,33 @@ def plot_trials(rows, out_dir, objective="val_accuracy"):
     markers = {"block": "o", "layer": "s", "paper": "^"}
     paths = []
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in sorted(done, key=lambda r: r["trial"]):
-        ax.scatter(
-            int(r["trial"]) if str(r["trial"]).isdigit() else r["trial"],
-            r[objective],
-            color=colors[r["attention"]],
-            marker=markers.get(r["placement"], "D"),
-            s=50,
-        )
-    _legend(ax, attentions, colors, markers, plt)
-    ax.set_xlabel("trial")
-    ax.set_ylabel(objective.replace("_", " "))
-    ax.set_title("Validation accuracy per trial (colour: attention, marker: placement)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "val_accuracy_by_trial.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    def trial_number(r):
+        return int(r["trial"]) if str(r["trial"]).isdigit() else r["trial"]
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in done:
-        if r["params_added"] is None:
-            continue
-        ax.scatter(
-            r["params_added"],
-            r[objective],
-            color=colors[r["attention"]],
-            marker=markers.get(r["placement"], "D"),
-            s=50,
-        )
-    _legend(ax, attentions, colors, markers, plt)
-    ax.set_xscale("symlog", linthresh=100)
-    ax.set_xlabel("parameters added by attention")
-    ax.set_ylabel(objective.replace("_", " "))
-    ax.set_title("Accuracy vs cost")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "accuracy_vs_params.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    def scatter(rows_, x_of, xlabel, title, filename, xscale=None):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in rows_:
+            ax.scatter(x_of(r), r[objective], color=colors[r["attention"]],
+                       marker=markers.get(r["placement"], "D"), s=50)
+        _legend(ax, attentions, colors, markers, plt)
+        if xscale:
+            ax.set_xscale(*xscale[:1], **xscale[1])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(objective.replace("_", " "))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(out_dir, filename)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+
+    scatter(sorted(done, key=lambda r: r["trial"]), trial_number, "trial",
+            "Validation accuracy per trial (colour: attention, marker: placement)",
+            "val_accuracy_by_trial.png")
+    scatter([r for r in done if r["params_added"] is not None], lambda r: r["params_added"],
+            "parameters added by attention", "Accuracy vs cost", "accuracy_vs_params.png",
+            xscale=("symlog", {"linthresh": 100}))
     return paths
 
 

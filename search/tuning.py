@@ -15,8 +15,54 @@ import keras_tuner as kt
 from search.hypermodel import describe_hyperparameters
 from search.report import write_trial_info
 
+class BalancedRandomSearchOracle(kt.oracles.RandomSearchOracle):
+    """Random search that spreads trials evenly over the ``attention`` choices.
+
+    Plain random search over a handful of trials easily draws one attention type three times and
+    another never. Here every trial's values are drawn as in ``RandomSearchOracle``, redrawn
+    (rejection sampling, so the conditional hyperparameters stay consistent with the attention
+    drawn) until the attention type is one of the least tried so far: no type gets a (k+1)-th
+    trial before every type has k. Without an ``attention`` choice it is plain random search.
+    """
+
+    def populate_space(self, trial_id):
+        choices = [p.values for p in self.hyperparameters.space
+                   if p.name == "attention" and hasattr(p, "values")]
+        result = super().populate_space(trial_id)
+        if not choices or result["status"] != kt.engine.trial.TrialStatus.RUNNING:
+            return result
+        counts = {choice: 0 for choice in choices[0]}
+        for other_id, trial in self.trials.items():
+            value = trial.hyperparameters.values.get("attention")
+            if other_id != trial_id and value in counts:
+                counts[value] += 1
+        least = min(counts.values())
+        for _ in range(200):
+            if counts.get(result["values"].get("attention")) == least:
+                break
+            result = super().populate_space(trial_id)
+            if result["status"] != kt.engine.trial.TrialStatus.RUNNING:
+                break
+        return result
+
+
+class BalancedRandomSearch(kt.Tuner):
+    """``keras_tuner.RandomSearch`` with :class:`BalancedRandomSearchOracle` (same arguments)."""
+
+    def __init__(self, hypermodel=None, objective=None, max_trials=10, seed=None,
+                 hyperparameters=None, tune_new_entries=True, allow_new_entries=True,
+                 max_retries_per_trial=0, max_consecutive_failed_trials=3, **kwargs):
+        oracle = BalancedRandomSearchOracle(
+            objective=objective, max_trials=max_trials, seed=seed,
+            hyperparameters=hyperparameters, tune_new_entries=tune_new_entries,
+            allow_new_entries=allow_new_entries, max_retries_per_trial=max_retries_per_trial,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        super().__init__(oracle, hypermodel, **kwargs)
+
+
 TUNER_CLASSES = {
-    "random": kt.RandomSearch,
+    "random": BalancedRandomSearch,
     "bayesian": kt.BayesianOptimization,
     "hyperband": kt.Hyperband,
 }

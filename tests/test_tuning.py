@@ -1,0 +1,79 @@
+"""The CLI's tuners: balanced random search, cheap space discovery, per-trial facts."""
+
+import collections
+import json
+import os
+
+from search.hypermodel import DEFAULT_ATTENTIONS, AttentionHyperModel
+from search.report import TRIAL_INFO, collect_trials
+from search.tuning import BalancedRandomSearch, ReportingMixin
+
+
+class _ScoringSearch(BalancedRandomSearch):
+    def run_trial(self, trial, *args, **kwargs):
+        # A score without training: the oracle and the reporting are under test, not a model.
+        attention = trial.hyperparameters.get("attention")
+        return {"val_accuracy": 0.5 + 0.01 * DEFAULT_ATTENTIONS.index(attention)}
+
+
+class _Scoring(ReportingMixin, _ScoringSearch):
+    pass
+
+
+def _scoring_tuner(tmp_path, max_trials, **kwargs):
+    return _Scoring(hypermodel=AttentionHyperModel(**kwargs), objective="val_accuracy",
+                    max_trials=max_trials, directory=str(tmp_path), project_name="p", seed=3)
+
+
+def test_balanced_random_search_tries_every_attention_before_repeating(tmp_path):
+    tuner = _scoring_tuner(tmp_path, max_trials=2 * len(DEFAULT_ATTENTIONS))
+    tuner.search()
+    counts = collections.Counter(
+        t.hyperparameters.get("attention") for t in tuner.oracle.trials.values()
+    )
+    assert counts == {a: 2 for a in DEFAULT_ATTENTIONS}
+    first_round = [tuner.oracle.trials[k].hyperparameters.get("attention")
+                   for k in sorted(tuner.oracle.trials)[: len(DEFAULT_ATTENTIONS)]]
+    assert sorted(first_round) == sorted(DEFAULT_ATTENTIONS)
+
+
+def test_conditional_values_match_the_attention_drawn(tmp_path):
+    tuner = _scoring_tuner(tmp_path, max_trials=10)
+    tuner.search()
+    for trial in tuner.oracle.trials.values():
+        hp = trial.hyperparameters
+        attention = hp.get("attention")
+        assert hp.is_active("groups") == (attention == "sa")
+        assert hp.is_active("lambda_init") == (attention == "sb")
+        assert hp.is_active("connection") == (attention == "dca_se")
+
+
+def test_restricted_space_is_plain_random_over_what_is_left(tmp_path):
+    tuner = _scoring_tuner(tmp_path, max_trials=4, space={"attention": "sb"})
+    tuner.search()
+    assert {t.hyperparameters.get("attention") for t in tuner.oracle.trials.values()} == {"sb"}
+
+
+def test_space_discovery_declares_without_building(tmp_path, monkeypatch):
+    builds = []
+    monkeypatch.setattr(AttentionHyperModel, "_builder",
+                        lambda self: (lambda **kw: builds.append(kw)))
+    tuner = _scoring_tuner(tmp_path, max_trials=1)
+    names = {p.name for p in tuner.oracle.hyperparameters.space}
+    assert {"attention", "placement", "groups", "e_lambda", "lambda_init", "gate", "connection",
+            "learning_rate"} <= names
+    assert builds == []
+
+
+def test_trial_facts_written_and_collected(tmp_path):
+    tuner = _scoring_tuner(tmp_path, max_trials=3)
+    tuner.search()
+    for trial_id in tuner.oracle.trials:
+        with open(os.path.join(tuner.get_trial_dir(trial_id), TRIAL_INFO)) as f:
+            info = json.load(f)
+        assert info["tuner_id"] == "tuner0" and info["train_seconds"] >= 0
+    rows = collect_trials(tuner)
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    scores = [r["val_accuracy"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r["status"] == "COMPLETED" for r in rows)
