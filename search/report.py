@@ -220,5 +220,5 @@ def _legend(ax, attentions, colors, markers, plt):
         Line2D([], [], color=colors[a], marker="o", linestyle="", label=a) for a in attentions
     ] + [
         Line2D([], [], color="gray", marker=m, linestyle="", label=p) for p, m in markers.items()
-    ]
+    ] + [Line2D([], [], color="gray", marker="D", linestyle="", label="(no attention)")]
     ax.legend(handles=handles, fontsize=8, loc="best")
