@@ -31,4 +31,4 @@ tuner = kt.RandomSearch(hypermodel, objective="val_accuracy", max_trials=3,
 tuner.search(data.train, validation_data=data.val, epochs=1, verbose=2)
 tuner.results_summary(3)
 best = tuner.get_best_models(1)[0]
-print("test:", dict(zip(best.metrics_names, best.evaluate(data.test, verbose=0))))
+print("test:", best.evaluate(data.test, verbose=0, return_dict=True))

@@ -34,10 +34,11 @@ model = keras_attn.build_model(
     attention="sa",
     placement="block",
     attention_kwargs={"groups": args.groups},
+    bn_momentum=0.9,  # from scratch: Keras' 0.99 moving statistics lag a short run
 )
 keras_attn.print_attention_summary(model)  # 16 SA layers, 708 parameters for G=64
 compile_model(model, optimizer="sgd", learning_rate=0.1, epochs=args.epochs,
               steps_per_epoch=data.steps_per_epoch["train"])
 model.fit(data.train, validation_data=data.val, epochs=args.epochs)
-print(dict(zip(model.metrics_names, model.evaluate(data.test, verbose=0))))
+print(model.evaluate(data.test, verbose=0, return_dict=True))
 model.save("sa_resnet50.keras")
