@@ -16,6 +16,7 @@ from keras_attn import (
 )
 from keras_attn.layers.deep_connected import adaptive_bins, connect, match_spatial
 from keras_attn.registry import is_connected
+from test_cbam import conv_same  # the same direct-loop reference
 
 EPS_BN = 1e-5
 
@@ -63,18 +64,6 @@ def adaptive_pool_ref(m, out_hw, mode):
             c0, c1 = int(np.floor(j * w / ow)), int(np.ceil((j + 1) * w / ow))
             out[:, i, j, :] = reduce(m[:, r0:r1, c0:c1, :], axis=(1, 2))
     return out
-
-
-def conv_same(m, kernel):
-    k = kernel.shape[0]
-    pad = k // 2
-    h, w = m.shape[1:3]
-    mp = np.pad(m, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    out = np.zeros(m.shape[:3])
-    for i in range(k):
-        for j in range(k):
-            out += np.einsum("bhwc,c->bhw", mp[:, i : i + h, j : j + w, :], kernel[i, j, :, 0])
-    return out[..., None]
 
 
 def _alpha(layer, name="alpha"):
