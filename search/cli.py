@@ -19,6 +19,8 @@ import sys
 import time
 
 PROG = "keras-attn-search"
+# The choices are spelled out here rather than imported from search.training / search.tuning,
+# which import TensorFlow: `--help` and option errors stay instant.
 TUNERS = ("random", "bayesian", "hyperband")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored")
@@ -189,6 +191,21 @@ def _validate_names(args):
             raise CLIError(f"unknown --placement {name!r}; valid: {', '.join(PLACEMENTS)}")
 
 
+def data_kwargs(args, **overrides):
+    """``search.data.load_dataset`` arguments for parsed ``args`` (``overrides`` win)."""
+    return {
+        "name": args.dataset,
+        "data_dir": args.data_dir,
+        "image_size": args.image_size,
+        "channels": 3,
+        "train_size": args.train_size or None,
+        "validation_split": args.validation_split,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        **overrides,
+    }
+
+
 def _identity(args):
     return {k: getattr(args, k) for k in IDENTITY_KEYS}
 
@@ -294,16 +311,7 @@ def run(args):
 
     # The chief needs the data too: it retrains and tests the best configuration at the end.
     t0 = time.time()
-    splits = data_mod.load_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        image_size=args.image_size,
-        channels=3,
-        train_size=args.train_size or None,
-        validation_split=args.validation_split,
-        batch_size=args.batch_size,
-        seed=args.seed,
-    )
+    splits = data_mod.load_dataset(**data_kwargs(args))
     _log(f"data: {splits.sizes} in {time.time() - t0:.1f}s")
 
     tuner, hypermodel = make_tuner(args, splits, precision, strategy)
@@ -341,7 +349,7 @@ def run(args):
 
     from search.final import finalize
 
-    final = finalize(args, tuner, hypermodel, best_trial, precision, strategy)
+    final = finalize(args, tuner, hypermodel, best_trial, strategy, splits)
     summary = {
         "best_trial": best["trial"],
         "best_hyperparameters": dict(best_trial.hyperparameters.values),

@@ -25,9 +25,13 @@ def _params_added(model):
     return int(attention_summary(model).total_params)
 
 
-def finalize(args, tuner, hypermodel, best_trial, precision, strategy):
-    """Train (or take) the best model, test it, save ``best_model.keras``; return its facts."""
+def finalize(args, tuner, hypermodel, best_trial, strategy, splits):
+    """Train (or take) the best model, test it, save ``best_model.keras``; return its facts.
+
+    ``splits`` are the search's own data; retraining loads the full training split itself.
+    """
     from search import data as data_mod
+    from search.cli import data_kwargs
 
     out = args.out
     model_path = os.path.join(out, "best_model.keras")
@@ -44,18 +48,11 @@ def finalize(args, tuner, hypermodel, best_trial, precision, strategy):
     verbose = 0 if args.quiet else 2
     if args.final_epochs == 0:
         model = tuner.get_best_models(1)[0]
-        splits = data_mod.load_dataset(
-            args.dataset, data_dir=args.data_dir, image_size=args.image_size, channels=3,
-            train_size=args.train_size or None, validation_split=args.validation_split,
-            batch_size=args.batch_size, seed=args.seed,
-        )
         how = f"best trial's weights ({args.epochs} epochs on {splits.sizes['train']} images)"
     else:
         # Every training image, no validation hold-out: the choice is made, only the test is left.
         splits = data_mod.load_dataset(
-            args.dataset, data_dir=args.data_dir, image_size=args.image_size, channels=3,
-            train_size=None, validation_split=0.0, batch_size=args.batch_size, seed=args.seed,
-            augment=False,
+            **data_kwargs(args, train_size=None, validation_split=0.0, augment=False)
         )
         hp = best_trial.hyperparameters
         keras.backend.clear_session()

@@ -28,11 +28,10 @@ import math
 import numbers
 import time
 
-import keras
 import keras_tuner
 
-from search import training
 from keras_attn.backbones import set_bn_momentum
+from search import training
 
 ATTENTIONS = ("none", "sa", "simam", "sb", "dca_se", "dca_cbam", "dca_sb", "se", "cbam", "eca")
 DEFAULT_ATTENTIONS = ("none", "sa", "simam", "sb", "dca_se")

@@ -87,14 +87,6 @@ def collect_trials(tuner, objective="val_accuracy"):
     return rows
 
 
-def _fmt(value, digits=4):
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}"
-    return str(value)
-
-
 def _hp_text(hp):
     return " ".join(f"{k}={format(v, '.3g') if isinstance(v, float) else v}" for k, v in sorted(hp.items()))
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_attn.layers._base import AttentionLayer, check_number, stats_dtype
+from keras_attn.layers._base import AttentionLayer, check_number
 from keras_attn.registry import register_attention
 
 
