@@ -7,40 +7,12 @@ once for both layouts (and, later, for 1-D and 3-D feature maps: only ``SUPPORTE
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 from keras import ops
 
+from keras_attn.validation import check_bool, check_choice, check_number  # noqa: F401
+
 DATA_FORMATS = ("channels_last", "channels_first")
-
-
-def check_choice(name, value, choices):
-    """Return ``value`` if it is one of ``choices``, else raise a ValueError naming all three."""
-    if value not in choices:
-        raise ValueError(
-            f"`{name}` must be one of {', '.join(repr(c) for c in choices)}; got {value!r}."
-        )
-    return value
-
-
-def check_number(name, value, *, minimum=None, strict=False, integer=False, allow_none=False):
-    """Validate a numeric constructor argument and return it (``int`` or ``float``).
-
-    ``minimum`` with ``strict=True`` means ``value > minimum``, else ``value >= minimum``.
-    """
-    if value is None and allow_none:
-        return None
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        what = "an integer" if integer else "a number"
-        raise ValueError(f"`{name}` must be {what}; got {value!r}.")
-    if minimum is not None:
-        bad = value <= minimum if strict else value < minimum
-        if bad:
-            op = ">" if strict else ">="
-            raise ValueError(f"`{name}` must be {op} {minimum}; got {value!r}.")
-    return int(value) if integer else float(value)
 
 
 def stats_dtype(compute_dtype):
@@ -66,8 +38,55 @@ class AttentionLayer(keras.layers.Layer):
             dimension is unknown.
     """
 
-    # Feature-map ranks (batch included) the layer accepts; 3-D and 5-D will join later.
+    # Feature-map ranks (batch included) the layer accepts: 3 = (batch, steps, channels),
+    # 4 = (batch, height, width, channels), 5 = (batch, depth, height, width, channels).
     SUPPORTED_RANKS = (4,)
+
+    # ---- What the layer knows about itself. Placement and the search ask these; they never
+    # ---- test a layer's name. A new attention layer sets them and needs no edit elsewhere.
+
+    #: Where the method's paper puts it, for ``attach(placement="paper")``: ``"block"`` (on each
+    #: residual branch before its Add), ``"layer"`` (after every convolution of each block) or
+    #: ``"spatial"`` (after the spatial, i.e. k > 1 or depthwise, convolution of each block).
+    paper_placement = "block"
+
+    #: True: at layer-wise insertion points the layer is called as ``layer([conv_input,
+    #: conv_output])`` (its branch reads the convolution's input, as Shift-and-Balance's);
+    #: False: ``layer(conv_output)``.
+    takes_layerwise_input = False
+
+    #: True for DCA-connected layers: they take ``[x, previous_state]`` and return
+    #: ``(y, state)``; placement threads the state from one insertion point to the next.
+    is_connected = False
+
+    @classmethod
+    def role_defaults(cls, conv_kind):
+        """Constructor defaults for an insertion after a convolution of ``conv_kind``.
+
+        Args:
+            conv_kind: ``"pointwise"`` (1x1), ``"depthwise"`` or ``"standard"`` (k > 1, dense).
+
+        Returns:
+            A dict of constructor arguments; arguments the user passes take precedence.
+        """
+        return {}
+
+    @classmethod
+    def adapt_to_channels(cls, kwargs, channels, where=None):
+        """Constructor arguments ``kwargs`` adapted to an insertion point with ``channels``.
+
+        The default returns ``kwargs`` unchanged. A layer with a channel constraint (e.g.
+        ShuffleAttention's ``C % (2 * groups) == 0``) lowers its argument here.
+
+        Args:
+            kwargs: the constructor arguments the user asked for (not modified).
+            channels: the feature map's channel count at the insertion point.
+            where: name of the insertion point, for error messages.
+
+        Raises:
+            ValueError: no valid arguments exist for ``channels``.
+        """
+        return dict(kwargs)
 
     def __init__(self, data_format="channels_last", **kwargs):
         super().__init__(**kwargs)
@@ -79,10 +98,19 @@ class AttentionLayer(keras.layers.Layer):
     def _resolve_axes(self, input_shape, what="input"):
         shape = tuple(input_shape)
         if len(shape) not in self.SUPPORTED_RANKS:
+            forms = {
+                3: "(batch, steps, channels)",
+                4: "(batch, height, width, channels)",
+                5: "(batch, depth, height, width, channels)",
+            }
+            ranks = self.SUPPORTED_RANKS
+            dims = ", ".join(f"{r}-D" for r in ranks[:-1])
+            dims = f"{dims} or {ranks[-1]}-D" if dims else f"{ranks[-1]}-D"
+            layouts = " or ".join(forms.get(r, "?") for r in ranks)
             raise ValueError(
-                f"{type(self).__name__} expects a 4-D {what} "
-                f"(batch, height, width, channels) for data_format='channels_last' or "
-                f"(batch, channels, height, width) for 'channels_first'; got shape {shape}."
+                f"{type(self).__name__} expects a {dims} {what}: {layouts} for "
+                f"data_format='channels_last', channels second for 'channels_first'; got a "
+                f"{len(shape)}-D {what} of shape {shape}."
             )
         rank = len(shape)
         if self.data_format == "channels_last":

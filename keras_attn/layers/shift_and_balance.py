@@ -74,6 +74,15 @@ class ShiftAndBalance(AttentionLayer):
             4-D (or a list of more than two inputs).
     """
 
+    # The paper puts SB after every convolution, its branch reading the convolution's input.
+    paper_placement = "layer"
+    takes_layerwise_input = True
+
+    @classmethod
+    def role_defaults(cls, conv_kind):
+        """The paper's branch width: ``hidden_ratio`` 1/6 after depthwise convolutions, else 1."""
+        return {"hidden_ratio": 1.0 / 6.0} if conv_kind == "depthwise" else {}
+
     def __init__(
         self,
         hidden_ratio=1.0,

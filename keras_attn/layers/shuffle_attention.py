@@ -52,7 +52,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_attn.layers._base import AttentionLayer, check_choice, check_number
+from keras_attn.layers._base import AttentionLayer
+from keras_attn.validation import check_bool, check_choice, check_number
 from keras_attn.registry import register_attention
 
 TRANSFORMS = ("affine", "none", "conv")
@@ -60,12 +61,6 @@ TRANSFORMS = ("affine", "none", "conv")
 # Largest magnitude kept for a float16 gate coefficient: finite after the cast, and sigmoid is
 # saturated long before it.
 _F16_LIMIT = 6.0e4
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False; got {value!r}.")
-    return value
 
 
 def valid_groups(channels):
@@ -122,12 +117,33 @@ class ShuffleAttention(AttentionLayer):
         super().__init__(data_format=data_format, **kwargs)
         self.groups = check_number("groups", groups, minimum=1, integer=True)
         self.epsilon = check_number("epsilon", epsilon, minimum=0.0, strict=True)
-        self.use_norm = _check_bool("use_norm", use_norm)
-        self.shuffle = _check_bool("shuffle", shuffle)
+        self.use_norm = check_bool("use_norm", use_norm)
+        self.shuffle = check_bool("shuffle", shuffle)
         self.transform = check_choice("transform", transform, TRANSFORMS)
         self.channel_weight = self.channel_bias = None
         self.spatial_weight = self.spatial_bias = None
         self.norm_gamma = self.norm_beta = None
+
+    @classmethod
+    def adapt_to_channels(cls, kwargs, channels, where=None):
+        """``kwargs`` with ``groups`` lowered to the largest valid g <= ``groups`` for ``channels``.
+
+        The rule is the build check's (:func:`valid_groups`): ``channels % (2 * g) == 0``.
+
+        Raises:
+            ValueError: ``channels`` is odd (no ``groups`` is valid).
+        """
+        kwargs = dict(kwargs)
+        groups = kwargs.get("groups", 64)
+        valid = [g for g in valid_groups(channels) if g <= groups]
+        if not valid:
+            at = f" at {where!r}" if where else ""
+            raise ValueError(
+                f"ShuffleAttention cannot go{at}: it has {channels} channels and needs an even "
+                f"number (C % (2 * groups) == 0 for some groups >= 1)."
+            )
+        kwargs["groups"] = valid[-1]
+        return kwargs
 
     def build(self, input_shape):
         self._set_axes(input_shape)

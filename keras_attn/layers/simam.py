@@ -51,6 +51,10 @@ class SimAM(AttentionLayer):
     The layer has no variables.
     """
 
+    # The paper (Sec. 4.1) and official code put SimAM after the 3x3 (spatial) convolution of
+    # each block.
+    paper_placement = "spatial"
+
     def __init__(self, e_lambda=1e-4, data_format="channels_last", **kwargs):
         super().__init__(data_format=data_format, **kwargs)
         self.e_lambda = check_number("e_lambda", e_lambda, minimum=0.0)

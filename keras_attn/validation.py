@@ -1,0 +1,91 @@
+"""Argument checks shared by the layers, ``keras_attn.backbones``, ``keras_attn.placement`` and
+``search``: every public entry point validates its arguments with these, so that a bad value gets
+one ``ValueError`` that names the argument, the bad value and the valid ones, raised at the API
+boundary rather than from deep inside TensorFlow.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+__all__ = ["check_bool", "check_choice", "check_number", "check_shape"]
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` if it is one of ``choices``, else raise a ValueError naming all three."""
+    try:
+        ok = value in choices
+    except TypeError:  # e.g. an unhashable value against a set
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(repr(c) for c in choices)}; got {value!r}."
+        )
+    return value
+
+
+def check_bool(name, value):
+    """Return ``value`` if it is ``True`` or ``False`` (not merely truthy), else a ValueError."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False; got {value!r}.")
+    return value
+
+
+def check_number(
+    name, value, *, minimum=None, maximum=None, strict=False, strict_max=False, integer=False,
+    allow_none=False,
+):
+    """Validate a numeric argument and return it as ``int`` (``integer=True``) or ``float``.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value to check; booleans are rejected.
+        minimum: lower bound; ``strict=True`` means ``value > minimum``, else ``value >= minimum``.
+        maximum: upper bound; ``strict_max=True`` means ``value < maximum``, else ``<=``.
+        integer: require an integral value.
+        allow_none: accept ``None`` (returned as is).
+
+    Raises:
+        ValueError: not a number (or not an integer), or out of bounds; the message names the
+            argument, the bound and the value.
+    """
+    if value is None and allow_none:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"`{name}` must be {what}; got {value!r}.")
+    if value != value:  # NaN
+        raise ValueError(f"`{name}` must be a number; got {value!r}.")
+    if minimum is not None:
+        if value <= minimum if strict else value < minimum:
+            raise ValueError(f"`{name}` must be {'>' if strict else '>='} {minimum}; got {value!r}.")
+    if maximum is not None:
+        if value >= maximum if strict_max else value > maximum:
+            raise ValueError(
+                f"`{name}` must be {'<' if strict_max else '<='} {maximum}; got {value!r}."
+            )
+    return int(value) if integer else float(value)
+
+
+def check_shape(name, value, *, rank=None, allow_none_dims=True):
+    """Validate a shape tuple of positive integers (``None`` allowed where ``allow_none_dims``).
+
+    Returns it as a tuple. ``rank`` may be an int or a tuple of accepted lengths.
+    """
+    ranks = (rank,) if isinstance(rank, int) else rank
+    ok = isinstance(value, (tuple, list)) and (ranks is None or len(value) in ranks)
+    if ok:
+        for d in value:
+            if d is None and allow_none_dims:
+                continue
+            if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d <= 0:
+                ok = False
+                break
+    if not ok:
+        length = f" of length {' or '.join(map(str, ranks))}" if ranks else ""
+        raise ValueError(
+            f"`{name}` must be a tuple{length} of positive integers"
+            f"{' (None for unknown)' if allow_none_dims else ''}; got {value!r}."
+        )
+    return tuple(None if d is None else int(d) for d in value)
