@@ -29,14 +29,20 @@ def _sigmoid(v):
 
 
 def connect_ref(g, p, alpha, connection):
-    q = alpha * p
-    if connection == "direct":
+    """dcanet.txt Eq. 4-6, written from the paper (float64), not from the code."""
+    g, q = np.asarray(g, np.float64), alpha * np.asarray(p, np.float64)
+    if connection == "direct":  # Eq. 4
         return g + q
     if connection == "weighted":
-        return (np.abs(g) * g + np.abs(q) * q) / (np.abs(g) + np.abs(q) + 1e-7)
-    m = np.maximum(g, q)  # softmax over the two candidates, shifted for stability
-    eg, eq = np.exp(g - m), np.exp(q - m)
-    return (eg * g + eq * q) / (eg + eq)
+        same_sign = g * q >= 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            paper = g / (g + q) * g + q / (g + q) * q  # Eq. 5
+        paper = np.where(g + q == 0, 0.0, paper)
+        # The documented departure where the signs differ: weights |G|/(|G|+|q|), |q|/(|G|+|q|).
+        wg = np.abs(g) / (np.abs(g) + np.abs(q) + 1e-7)
+        return np.where(same_sign, paper, wg * g + (1 - wg) * q)
+    eg, eq = np.exp(-g), np.exp(-q)  # Eq. 6
+    return eg / (eg + eq) * g + eq / (eg + eq) * q
 
 
 def dense_ref(v, layer):
@@ -110,11 +116,33 @@ def test_weighted_connection_is_the_papers_ratio_on_positive_terms():
     np.testing.assert_allclose(out, (g * g + q * q) / (g + q), rtol=1e-5)
 
 
+def test_softmax_connection_favours_the_smaller_term_as_eq6():
+    # G = 0.5, aT = 1.5: (e^-0.5 0.5 + e^-1.5 1.5) / (e^-0.5 + e^-1.5) = 0.7689...
+    out = _np(connect(_t(np.array([[0.5]], "float32")), _t(np.array([[1.5]], "float32")), 1.0,
+                      "softmax"))
+    expected = (np.exp(-0.5) * 0.5 + np.exp(-1.5) * 1.5) / (np.exp(-0.5) + np.exp(-1.5))
+    np.testing.assert_allclose(out, [[expected]], rtol=1e-6)
+    assert abs(expected - 0.769) < 1e-3
+
+
 def test_softmax_connection_is_stable_for_large_values():
     g = np.array([[1e3, -1e3, 0.0]], "float32")
     p = np.array([[-1e3, 1e3, 0.0]], "float32")
     out = _np(connect(_t(g), _t(p), 1.0, "softmax"))
-    np.testing.assert_allclose(out, [[1e3, 1e3, 0.0]])
+    np.testing.assert_allclose(out, [[-1e3, -1e3, 0.0]])
+
+
+def test_weighted_connection_in_both_sign_regions():
+    g, p = _rand(64, 32, seed=5) * 2, _rand(64, 32, seed=6) * 2
+    out = _np(connect(_t(g), _t(p), 0.5, "weighted")).astype(np.float64)
+    q = 0.5 * p.astype(np.float64)
+    same = g * q > 0
+    assert same.any() and (~same).any()
+    # Same signs (both negative too): exactly Eq. 5.
+    np.testing.assert_allclose(out[same], ((g * g + q * q) / (g + q))[same], rtol=1e-4, atol=1e-6)
+    # Mixed signs: the departure stays a convex combination, where Eq. 5 is unbounded.
+    lo, hi = np.minimum(g, q), np.maximum(g, q)
+    assert np.all(out >= lo - 1e-5) and np.all(out <= hi + 1e-5)
 
 
 def test_adaptive_bins_follow_pytorch():
