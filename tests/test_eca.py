@@ -1,6 +1,5 @@
 """ECA against a NumPy 1-D convolution over the pooled channels (Wang et al., CVPR 2020)."""
 
-import math
 
 import numpy as np
 import pytest
@@ -35,14 +34,13 @@ def _input(shape=(2, 6, 6, 16), seed=0, scale=1.0):
     return (x * scale).astype("float32")
 
 
-def _formula(c, gamma=2, b=1):
-    t = int(abs((math.log(c, 2) + b) / gamma))
-    return t if t % 2 else t + 1
-
-
-@pytest.mark.parametrize("channels,k", [(64, 3), (256, 5), (512, 5), (1024, 5), (2048, 7)])
+# ECA-Net Eq. 12, k = |log2(C) / gamma + b / gamma|_odd with gamma = 2, b = 1, worked by hand:
+# C = 64: 3.5 -> 3; 128: 4.0 -> 5; 256: 4.5 -> 5; 512: 5.0 -> 5; 1024: 5.5 -> 5; 2048: 6.0 -> 7.
+@pytest.mark.parametrize(
+    "channels,k", [(64, 3), (128, 5), (256, 5), (512, 5), (1024, 5), (2048, 7)]
+)
 def test_adaptive_kernel_size(channels, k):
-    assert adaptive_kernel_size(channels) == k == _formula(channels)
+    assert adaptive_kernel_size(channels) == k
     layer = ECA()
     layer.build((None, 2, 2, channels))
     assert layer.effective_kernel_size == k
@@ -50,11 +48,14 @@ def test_adaptive_kernel_size(channels, k):
     assert layer.count_params() == k
 
 
-def test_adaptive_kernel_size_formula():
-    for gamma, b in [(2, 1), (1, 0), (3, 2)]:
-        for channels in [1, 2, 3, 8, 16, 24, 32, 96, 160, 320, 1280]:
-            k = adaptive_kernel_size(channels, gamma, b)
-            assert k == _formula(channels, gamma, b) and k % 2 == 1, (channels, gamma, b)
+# Other gamma, b, by hand: (gamma=1, b=0) C=8: 3 -> 3, C=16: 4 -> 5, C=1: 0 -> 1;
+# (gamma=3, b=2) C=16: 2 -> 3, C=1280: (10.32 + 2) / 3 = 4.1 -> 5, C=2: 1 -> 1.
+@pytest.mark.parametrize(
+    "channels,gamma,b,k",
+    [(8, 1, 0, 3), (16, 1, 0, 5), (1, 1, 0, 1), (16, 3, 2, 3), (1280, 3, 2, 5), (2, 3, 2, 1)],
+)
+def test_adaptive_kernel_size_other_gamma_b(channels, gamma, b, k):
+    assert adaptive_kernel_size(channels, gamma, b) == k
 
 
 def test_initial_kernel_like_torch_conv1d():
