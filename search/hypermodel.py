@@ -512,8 +512,11 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         # given its own optimizer).
         if state is not None and model.optimizer is state["optimizer"]:
             epochs = int(kwargs.get("epochs", 1)) - int(kwargs.get("initial_epoch", 0))
-            steps = (kwargs.get("steps_per_epoch") or self.steps_per_epoch
-                     or self._infer_steps(args, kwargs))
+            # The data's own length wins over the constructor's hint: the hint is the trials'
+            # length, and a final retraining on the full split must not decay to zero after the
+            # trials' number of steps.
+            steps = (kwargs.get("steps_per_epoch") or self._infer_steps(args, kwargs)
+                     or self.steps_per_epoch)
             needs_steps = self.schedule != "constant" or self.warmup_epochs
             if needs_steps and steps is None:
                 raise keras_tuner.errors.FatalValueError(

@@ -319,6 +319,23 @@ def test_fit_matches_schedule_to_the_run():
     assert model.optimizer._learning_rate.decay_steps == 2
 
 
+def test_fit_schedule_spans_the_fits_own_steps():
+    # The constructor's steps_per_epoch (a trial's length) must not size the schedule of a fit on
+    # longer data, e.g. the final retraining on the full training split (issue 8, bug 1).
+    hm = AttentionHyperModel(backbone="tiny", input_shape=(8, 8, 3), num_classes=3,
+                             model_builder=tiny_builder, steps_per_epoch=1, schedule="cosine",
+                             space={"attention": "none", "learning_rate": 0.1})
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    train, _ = tiny_datasets(n_train=64)  # 4 batches per epoch
+    hm.fit(hp, model, train, epochs=2, verbose=0)
+    schedule = model.optimizer._learning_rate
+    assert model._keras_attn_search["schedule_for"] == (2, 4)
+    # Cosine over 2 x 4 steps: half the peak rate at step 4, zero only at step 8.
+    np.testing.assert_allclose(float(schedule(4)), 0.05, rtol=1e-4)
+    assert float(schedule(7)) > 0.0
+
+
 def test_fit_adds_stop_on_nan():
     hm = AttentionHyperModel(backbone="tiny", input_shape=(8, 8, 3), num_classes=3,
                              model_builder=tiny_builder, space={"attention": "none"})
