@@ -538,7 +538,10 @@ def _unknown_name_error(name, err):
     try:
         import tensorflow_datasets as tfds
 
-        close = difflib.get_close_matches(name, tfds.list_builders(), n=3)
+        # Registered builders only: the community list is fetched over the network.
+        close = difflib.get_close_matches(
+            name, tfds.list_builders(with_community_datasets=False), n=3
+        )
     except Exception:  # pragma: no cover - listing is only a hint
         close = []
     hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -1,7 +1,8 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The suite (search/ included) is TensorFlow-only: a user's KERAS_BACKEND must not switch it.
+os.environ["KERAS_BACKEND"] = "tensorflow"
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -11,6 +12,8 @@ import pytest  # noqa: E402
 def _fresh_keras_state():
     """Each test starts float32 with a fresh Keras session and a fixed seed."""
     keras.mixed_precision.set_global_policy("float32")
+    # A user's ~/.keras/keras.json may say channels_first; layouts are explicit in the tests.
+    keras.config.set_image_data_format("channels_last")
     # free_memory=False skips a gc.collect() that costs ~0.3 s per test.
     keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)

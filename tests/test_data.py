@@ -405,3 +405,17 @@ def test_unknown_tfds_name():
     pytest.importorskip("tensorflow_datasets")
     with pytest.raises(ValueError, match=r"Unknown dataset 'cifar_ten'\. Did you mean cifar10.*e\.g\. fashion_mnist, mnist, cifar10"):
         data.load_dataset("cifar_ten")
+
+
+def test_unknown_tfds_name_hint_stays_offline(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    real = tfds.list_builders
+
+    def local_only(*, with_community_datasets=True):
+        # The community list is downloaded: a hint must never ask for it.
+        assert with_community_datasets is False, "the dataset-name hint reached for the network"
+        return real(with_community_datasets=False)
+
+    monkeypatch.setattr(tfds, "list_builders", local_only)
+    with pytest.raises(ValueError, match=r"Did you mean cifar10"):
+        data.load_dataset("cifar_ten")
