@@ -11,7 +11,7 @@ Hyperparameters (all with explicit defaults; ``*`` marks the choices of the defa
 * ``lambda_init`` (sb, dca_sb): 0.01*, 0.05*, 0.1*, 0.5*, 1.0* (SB paper, Table 8); default 0.1.
 * ``gate`` (sb, dca_sb): tanh*, sigmoid*, softmax*, relu*, none* (SB paper, Table 9); default tanh.
 * ``connection`` (dca_se, dca_cbam, dca_sb): direct*, weighted*, softmax* (DCANet); default direct.
-* ``learning_rate``: log-uniform 0.01-0.2, default 0.05 (SGD); 3e-4-3e-3, default 1e-3 (Adam).
+* ``learning_rate``: log-uniform 0.01-0.2, default 0.05 (SGD); 1e-3-1e-2, default 3e-3 (Adam).
 
 Conditional hyperparameters live in ``hp.conditional_scope("attention", [...])``, so a trial only
 carries (and the oracle only samples) the ones its attention uses; ``placement`` is absent for
