@@ -24,6 +24,7 @@ __all__ = list(_layer_names) + [
 ]
 
 from keras_attn.backbones import SUPPORTED_BACKBONES, build_model  # noqa: E402
+from keras_attn.optimizers import ReplicaSafeLossScaleOptimizer  # noqa: E402
 from keras_attn.placement import (  # noqa: E402
     attach,
     attention_summary,
@@ -38,4 +39,5 @@ __all__ += [
     "print_attention_summary",
     "build_model",
     "SUPPORTED_BACKBONES",
+    "ReplicaSafeLossScaleOptimizer",
 ]

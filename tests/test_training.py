@@ -2,6 +2,9 @@
 
 import copy
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -282,3 +285,29 @@ def test_make_callbacks(tmp_path):
     x, y = tiny_data()
     model.fit(x, y, validation_data=(x, y), batch_size=8, epochs=2, verbose=0, callbacks=callbacks)
     assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_saved_model_loads_with_keras_attn_alone(tmp_path):
+    # Users load best_model.keras in a fresh process with `import keras_attn` only (README); the
+    # multi-replica mixed-precision optimiser it may carry must be found without `search`.
+    training.set_precision("mixed_float16")
+    model = tiny_model()
+    training.compile_model(
+        model, optimizer=training.ReplicaSafeLossScaleOptimizer(training.make_optimizer("sgd", 0.1))
+    )
+    x, y = tiny_data()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = tmp_path / "best_model.keras"
+    model.save(str(path))
+    code = (
+        "import sys, keras, keras_attn\n"
+        f"m = keras.models.load_model({str(path)!r})\n"
+        "assert not any(k == 'search' or k.startswith('search.') for k in sys.modules), 'search'\n"
+        "print(type(m.optimizer).__name__)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=env, cwd=str(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "ReplicaSafeLossScaleOptimizer"
