@@ -198,7 +198,10 @@ def test_gradients_reach_every_trainable_variable(name):
     grads = tape.gradient(loss, variables)
     for var, grad in zip(variables, grads):
         assert grad is not None, f"{name}: no gradient for {var.path}"
-        assert np.all(np.isfinite(np.asarray(grad))), f"{name}: non-finite gradient for {var.path}"
+        grad = np.asarray(grad)
+        assert np.all(np.isfinite(grad)), f"{name}: non-finite gradient for {var.path}"
+        # A variable that receives an all-zero gradient on a generic input is not being trained.
+        assert np.any(grad != 0), f"{name}: all-zero gradient for {var.path}"
 
 
 @pytest.mark.parametrize("name", NAMES)
