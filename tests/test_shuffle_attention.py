@@ -336,11 +336,16 @@ def test_mixed_precision_large_inputs(policy, kwargs):
     x_seen = np.asarray(tf.cast(tf.cast(x, compute), tf.float32))
     ref = _nhwc(sa_reference(_nchw(x_seen), 4, **_ref_kwargs(values), **kwargs))
     tol = {"float32": 1e-3, "float16": 2e-3, "bfloat16": 1e-2}[compute]
+    if kwargs.get("transform") == "conv" and compute == "float32":
+        # Channel 21's mean (1e3) is 1e6 times its spread: its float32 mean is only good to ~6%
+        # of the spread, and the 1x1 conv spreads that into the other channels of its group
+        # (measured max 7.7e-3). The per-channel affine paths keep it in channel 21 (< 1e-3).
+        tol = 1e-2
     magnitude = np.abs(x_seen)
     if kwargs.get("shuffle", True):
         magnitude = _shuffle_nhwc(magnitude)
     err = np.abs(y - ref) / (magnitude + 1.0)  # ~ the error of the gate
-    assert np.mean(err) < tol, np.mean(err)
+    assert np.max(err) < tol, np.max(err)
 
 
 def test_gradients_reach_every_variable():

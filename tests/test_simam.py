@@ -97,4 +97,4 @@ def test_mixed_precision_large_inputs(policy):
     assert np.all(np.isfinite(y))
     x_seen = np.asarray(tf.cast(tf.cast(x, compute), tf.float32))
     err = np.abs(y - simam_reference(x_seen)) / (np.abs(x_seen) + 1.0)
-    assert np.mean(err) < {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}[compute]
+    assert np.max(err) < {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}[compute], np.max(err)
