@@ -340,7 +340,9 @@ def run(args):
     if not completed:
         raise CLIError(f"no trial completed; see {os.path.join(args.out, 'leaderboard.md')}")
     best = completed[0]
-    best_trial = tuner.oracle.get_best_trials(1)[0]
+    # One source for "best": the leaderboard's first row (ties go to the lower trial id). The
+    # oracle's get_best_trials breaks ties by file order, which changes after a resume.
+    best_trial = tuner.oracle.trials[best["trial"]]
     _log(
         f"best trial {best['trial']}: val_accuracy={best['val_accuracy']:.4f} "
         f"attention={best['attention']} placement={best['placement']} "

@@ -184,7 +184,7 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     # Re-running the finished search changes nothing and retrains nothing.
     again = run_cli(tiny_args(tiny_data, out))
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "[trial " not in again.stdout and "reusing" in again.stdout
+    assert "[trial " not in again.stdout and "reusing" in again.stdout, again.stdout
     assert json.loads((out / "summary.json").read_text())["test_accuracy"] == summary["test_accuracy"]
 
 
