@@ -23,13 +23,15 @@ Placements (the DESIGN's contract):
   the ``Add`` (for EfficientNet that is after the branch's stochastic-depth ``Dropout``); blocks
   without an ``Add`` get it after their last BatchNorm (the linear bottleneck's projection BN).
 * ``"layer"``: after every convolution of every block (after its BatchNorm when one follows;
-  depthwise convolutions count). ShiftAndBalance (``attention_name`` ``"sb"``/``"dca_sb"``) is then
-  called as ``sb([conv_input, conv_output])``, the paper's layer-wise form; the conv input is taken
-  before any ``ZeroPadding2D`` that only emulates the conv's padding.
-* ``"paper"``: SimAM after the spatial (3x3 / depthwise) convolution of each block, after its
-  BatchNorm; ShiftAndBalance as ``"layer"``, with the SB paper's ``hidden_ratio=1/6`` after
-  depthwise convolutions (unless ``hidden_ratio`` is given); everything else (SA, SE, CBAM, ECA,
-  DCA) as ``"block"``.
+  depthwise convolutions count). A layer class with ``takes_layerwise_input`` (ShiftAndBalance,
+  DCA-SB) is then called as ``layer([conv_input, conv_output])``, the SB paper's layer-wise form;
+  the conv input is taken before any ``ZeroPadding2D`` that only emulates the conv's padding.
+* ``"paper"``: where the class's ``paper_placement`` says: ``"spatial"`` (SimAM) after the spatial
+  (3x3 / depthwise) convolution of each block, after its BatchNorm; ``"layer"`` (ShiftAndBalance)
+  as ``"layer"``, with the class's ``role_defaults`` per convolution kind (SB: ``hidden_ratio=1/6``
+  after depthwise convolutions, unless ``hidden_ratio`` is given); ``"block"`` (SA, SE, CBAM, ECA,
+  DCA) as ``"block"``. Placement never tests a layer's name: a new layer class sets these
+  attributes (``keras_attn.layers._base.AttentionLayer``) and needs no edit here.
   Departure: the official SimAM code (github.com/ZjjConan/SimAM, ``networks/imagenet``) applies
   SimAM between that conv and its BatchNorm; here it follows the BatchNorm, so that the pretrained
   BN statistics still see the features they were computed on. Factories default to ``"block"``.
@@ -63,10 +65,6 @@ SUPPORTED_FAMILIES = (
     "EfficientNetB0-B7",
 )
 
-# Attention names that take [conv_input, conv_output] at layer-wise insertion points.
-_LAYERWISE_PAIR_NAMES = ("sb", "dca_sb")
-# The SB paper's branch width after depthwise convolutions (1 after pointwise ones).
-_SB_DEPTHWISE_HIDDEN_RATIO = 1.0 / 6.0
 
 _CONV_TYPES = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
 _GLOBAL_POOL_TYPES = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)
@@ -316,13 +314,16 @@ def _check_placement(placement):
 
 
 def _paper_mode(spec):
-    """What "paper" means for this attention: "block", "layer" or "spatial" (SimAM)."""
-    label = spec.label if spec is not None else None
-    if label in _LAYERWISE_PAIR_NAMES:
-        return "layer"
-    if label == "simam":
-        return "spatial"
-    return "block"
+    """What "paper" means for this attention, as its class says: "block", "layer" or "spatial"."""
+    cls = spec.cls if spec is not None else None
+    return getattr(cls, "paper_placement", "block")
+
+
+def _conv_kind(op):
+    """The role a convolution plays, in the terms of ``AttentionLayer.role_defaults``."""
+    if isinstance(op, keras.layers.DepthwiseConv2D):
+        return "depthwise"
+    return "pointwise" if _kernel_extent(op) == 1 else "standard"
 
 
 def _plan(model, graph, placement, spec):
@@ -353,10 +354,10 @@ def _plan(model, graph, placement, spec):
         for b in blocks:
             for c in b.convs:
                 defaults = {}
-                if placement == "paper" and isinstance(
-                    graph.nodes[c].op, keras.layers.DepthwiseConv2D
-                ):
-                    defaults = {"hidden_ratio": _SB_DEPTHWISE_HIDDEN_RATIO}
+                if placement == "paper" and spec is not None and spec.cls is not None:
+                    role_defaults = getattr(spec.cls, "role_defaults", None)
+                    if role_defaults is not None:
+                        defaults = role_defaults(_conv_kind(graph.nodes[c].op))
                 points.append(
                     _Point(_after_norm(graph, c), _conv_input_capture(graph, c), defaults)
                 )
@@ -403,13 +404,6 @@ def _label_of(cls):
     return getattr(cls, "attention_name", None) or _snake(cls.__name__)
 
 
-def _shuffle_attention_class():
-    try:
-        return get_attention_class("sa")
-    except ValueError:  # not registered (yet)
-        return None
-
-
 def _default_argument(cls, name):
     try:
         parameter = inspect.signature(cls.__init__).parameters.get(name)
@@ -449,8 +443,6 @@ class _AttentionSpec:
         else:
             raise self._bad(attention)
         self.label = _label_of(self.cls) if self.cls is not None else None
-        sa = _shuffle_attention_class()
-        self.adapts_groups = self.cls is not None and sa is not None and issubclass(self.cls, sa)
         if self.cls is not None:
             self._probe()
 
@@ -489,10 +481,10 @@ class _AttentionSpec:
             return layer, label
         kwargs = dict(defaults or {})
         kwargs.update(self.kwargs)
-        if self.adapts_groups:
-            kwargs["groups"] = _largest_groups(
-                kwargs.get("groups", _default_argument(self.cls, "groups")), channels, anchor_name
-            )
+        adapt = getattr(self.cls, "adapt_to_channels", None)
+        if adapt is not None:
+            # The class knows its channel constraints (e.g. ShuffleAttention lowers `groups`).
+            kwargs = adapt(kwargs, channels, where=anchor_name)
         if data_format == "channels_first":
             kwargs.setdefault("data_format", data_format)
         policy = getattr(anchor_op, "dtype_policy", None)
@@ -513,19 +505,6 @@ def _unique_name(base, used_names, layer_id):
         name = f"{base}_{k}"
     used_names[name] = layer_id
     return name
-
-
-def _largest_groups(groups, channels, anchor_name):
-    """The largest g <= groups with channels % (2 g) == 0 (ShuffleAttention's constraint)."""
-    if groups is None:
-        return None
-    for g in range(min(int(groups), channels // 2), 0, -1):
-        if channels % (2 * g) == 0:
-            return g
-    raise ValueError(
-        f"ShuffleAttention cannot go after {anchor_name!r}: it has {channels} channels and needs "
-        f"an even number (C % (2 * groups) == 0 for some groups >= 1)."
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,7 +610,7 @@ def attach(model, attention, placement="block", **attention_kwargs):
             )
         layer, label = spec.make(channels, anchor.name, op, data_format, used_names, point.defaults)
         x = outputs
-        if layerwise and label in _LAYERWISE_PAIR_NAMES:
+        if layerwise and getattr(type(layer), "takes_layerwise_input", False):
             x = [conv_inputs.pop(point.anchor), outputs]
         if getattr(type(layer), "is_connected", False):
             if dca_state[0] is None:

@@ -137,7 +137,7 @@ class ShuffleAttention(AttentionLayer):
         groups = kwargs.get("groups", 64)
         valid = [g for g in valid_groups(channels) if g <= groups]
         if not valid:
-            at = f" at {where!r}" if where else ""
+            at = f" after {where!r}" if where else ""
             raise ValueError(
                 f"ShuffleAttention cannot go{at}: it has {channels} channels and needs an even "
                 f"number (C % (2 * groups) == 0 for some groups >= 1)."
