@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_attn.layers._base import AttentionLayer
 from keras_attn import get_attention_class
 from keras_attn.placement import (
     PLACEMENTS,
@@ -651,3 +652,47 @@ def test_not_a_functional_model():
         attach(object(), "simam", is_conv)
     with pytest.raises(ValueError, match="must be built"):
         attach(keras.Sequential([keras.layers.Dense(2)]), "simam", is_conv)
+
+
+@keras.saving.register_keras_serializable(package="keras_attn_tests")
+class PairGate(AttentionLayer):
+    """A new attention class, unknown to placement: it only states facts about itself."""
+
+    paper_placement = "layer"
+    takes_layerwise_input = True
+
+    def __init__(self, width=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+
+    @classmethod
+    def role_defaults(cls, conv_kind):
+        return {"width": {"depthwise": 2.0, "pointwise": 3.0}.get(conv_kind, 4.0)}
+
+    @classmethod
+    def adapt_to_channels(cls, kwargs, channels, where=None):
+        return {**kwargs, "width": kwargs["width"] + channels / 1000.0}
+
+    def call(self, inputs):
+        return inputs[1]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1])
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+def test_placement_asks_a_new_layer_class_not_its_name():
+    base = mobilenet()
+    model = attach(base, PairGate, "paper")
+    layers = inserted(model, PairGate)
+    assert [layer.name for layer in layers] == [
+        f"{a}_pair_gate" for a in insertion_points(base, "layer")
+    ]
+    # Layer-wise form, per-role defaults and channel adaptation all came from the class.
+    assert node_inputs(model, layers[0]) == ["Conv1_relu", "expanded_conv_depthwise_BN"]
+    first = model.get_layer("expanded_conv_depthwise_BN_pair_gate")
+    assert first.width == pytest.approx(2.0 + 16 / 1000.0)  # depthwise, 16 channels (alpha 0.35)
+    project = model.get_layer("expanded_conv_project_BN_pair_gate")
+    assert project.width == pytest.approx(3.0 + 8 / 1000.0)
