@@ -26,9 +26,12 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored")
 ROLES = ("single", "chief", "worker")
 CONFIG_FILE = "search_config.json"
-# Options that change what is searched: a resumed --out must have been made with the same ones.
+# Options that change what is measured: a resumed --out must have been made with the same ones
+# (another --data-dir would mix two datasets in one leaderboard; another --precision other numerics).
 IDENTITY_KEYS = (
     "dataset",
+    "data_dir",
+    "precision",
     "backbone",
     "width",
     "image_size",
@@ -43,6 +46,9 @@ IDENTITY_KEYS = (
     "optimizer",
     "bn_momentum",
 )
+# Options that only change how a run goes (how far the search goes, the final retraining, the
+# devices): a resume may change them; each run's values are recorded in search_config.json.
+RUN_KEYS = ("max_trials", "final_epochs", "strategy", "role", "run_eagerly")
 
 
 class CLIError(Exception):
@@ -215,6 +221,7 @@ def _check_out_dir(args):
     out = args.out
     path = os.path.join(out, CONFIG_FILE)
     ident = _identity(args)
+    old = {}
     if os.path.exists(path) and not args.overwrite:
         with open(path) as f:
             old = json.load(f)
@@ -241,7 +248,9 @@ def _check_out_dir(args):
     if args.role != "worker":
         from search.report import write_json
 
-        write_json(path, ident)
+        run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               **{k: getattr(args, k) for k in RUN_KEYS}}
+        write_json(path, {**ident, "runs": list(old.get("runs", [])) + [run]})
 
 
 def _setup_distributed(args):

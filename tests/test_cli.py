@@ -245,3 +245,28 @@ def test_chief_and_two_workers_complete_a_search(tmp_path, tiny_data):
     assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
     assert {r["tuner_id"] for r in rows} <= {"worker-0", "worker-1"}
     assert (out / "summary.json").is_file() and (out / "best_model.keras").is_file()
+
+
+@pytest.mark.parametrize("option,value", [("--data-dir", "/elsewhere"),
+                                          ("--precision", "mixed_bfloat16")])
+def test_resume_with_an_option_that_changes_what_is_measured_is_refused(tmp_path, tiny_data,
+                                                                          option, value):
+    out = tmp_path / "out"
+    cli._check_out_dir(cli.parse_args(tiny_args(tiny_data, out)))
+    args = tiny_args(tiny_data, out)
+    if option == "--data-dir":
+        args[args.index("--data-dir") + 1] = value
+    else:
+        args += [option, value]
+    with pytest.raises(cli.CLIError, match=f"holds a different search \\({option[2:].replace('-', '_')}"):
+        cli._check_out_dir(cli.parse_args(args))
+
+
+def test_resume_may_change_how_it_runs_and_each_run_is_recorded(tmp_path, tiny_data):
+    out = tmp_path / "out"
+    cli._check_out_dir(cli.parse_args(tiny_args(tiny_data, out, trials=2)))
+    cli._check_out_dir(cli.parse_args(
+        tiny_args(tiny_data, out, "--final-epochs", "3", "--strategy", "one_device", trials=5)))
+    runs = json.loads((out / cli.CONFIG_FILE).read_text())["runs"]
+    assert [(r["max_trials"], r["final_epochs"], r["strategy"]) for r in runs] == [
+        (2, 1, "auto"), (5, 3, "one_device")]
