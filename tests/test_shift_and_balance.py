@@ -30,7 +30,8 @@ def sb_weights(layer):
     return {
         "w1": layer.fc1.get_weights()[0], "bn1": (g1, b1, m1, v1),
         "w2": layer.fc2.get_weights()[0], "bn2": (g2, b2, m2, v2),
-        "cf": keras.ops.convert_to_numpy(layer.control_factor),
+        "cf": (None if layer.control_factor is None
+               else keras.ops.convert_to_numpy(layer.control_factor)),
     }
 
 
@@ -207,3 +208,65 @@ def test_bad_inputs():
     t = np.zeros((2, 4, 4, 8), "float32")
     with pytest.raises(ValueError, match="3 inputs"):
         ShiftAndBalance()([t, t, t])
+
+
+# -- the SB paper's layer-wise SE (fusion="multiply") and the hidden width multiplier ----------
+
+
+def test_multiply_fusion_is_the_papers_layerwise_se():
+    """SB Tables 2, 5, 7 "SE" rows: t * sigmoid(branch(GAP(x))), the branch shared with SB."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 8, 8, 12)).astype("float32")
+    t = rng.normal(size=(3, 4, 4, 20)).astype("float32")
+    layer = ShiftAndBalance(fusion="multiply")
+    layer([x, t])
+    _randomise(layer)
+    w = sb_weights(layer)
+    assert layer.gate == "sigmoid" and w["cf"] is None
+    a = branch_reference(x.mean(axis=(1, 2)), w, "sigmoid")
+    ref = t * a[:, None, None, :]
+    y = keras.ops.convert_to_numpy(layer([x, t], training=False))
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("multiplier", [1, 2, 3, 4])
+def test_hidden_multiplier_scales_the_branch_width(multiplier):
+    # C_in = 24, C_out = 36, hidden_ratio 1/6 (after a depthwise conv): hidden = 6 * multiplier.
+    layer = ShiftAndBalance(hidden_ratio=1 / 6, hidden_multiplier=multiplier)
+    layer([np.zeros((1, 4, 4, 24), "float32"), np.zeros((1, 4, 4, 36), "float32")])
+    hidden = 6 * multiplier
+    assert layer.fc1.kernel.shape == (24, hidden) and layer.fc2.kernel.shape == (hidden, 36)
+    # fc1 + bn1 (gamma, beta, moving mean, variance) + fc2 + bn2 + control factor, by hand.
+    expected = 24 * hidden + 4 * hidden + hidden * 36 + 4 * 36 + 36
+    assert layer.count_params() == expected
+
+
+def test_multiply_has_no_control_factor_and_configs_round_trip():
+    shape = (1, 4, 4, 16)
+    add, mul = ShiftAndBalance(), ShiftAndBalance(fusion="multiply", hidden_multiplier=2.0)
+    add.build(shape)
+    mul.build(shape)
+    two = ShiftAndBalance(hidden_multiplier=2.0)
+    two.build(shape)
+    assert two.count_params() - mul.count_params() == 16  # exactly the control factor
+    for layer in (add, mul):
+        config = layer.get_config()
+        again = ShiftAndBalance.from_config(config)
+        assert again.get_config() == config
+    assert mul.get_config()["fusion"] == "multiply" and mul.get_config()["gate"] == "sigmoid"
+    assert add.get_config()["gate"] == "tanh"
+
+
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        ({"hidden_multiplier": 0}, "hidden_multiplier.*> 0"),
+        ({"hidden_multiplier": -1}, "hidden_multiplier.*> 0"),
+        ({"hidden_multiplier": "x"}, "hidden_multiplier.*a number"),
+        ({"fusion": "bogus"}, "fusion.*'add', 'multiply'.*'bogus'"),
+        ({"fusion": "multiply", "gate": "tanh"}, "fusion='multiply'.*sigmoid.*'tanh'"),
+    ],
+)
+def test_bad_fusion_and_multiplier(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        ShiftAndBalance(**kwargs)

@@ -12,11 +12,18 @@ Where SE multiplies the trunk by a sigmoid gate, SB adds a channel-wise shift wh
 ``s`` is what the branch reads: the trunk tensor ``t`` itself (``sb(t)``, block-wise) or the
 trunk's input ``x`` (``sb([x, t])``, layer-wise: the branch runs in parallel with a convolution
 ``x -> t``, so ``x`` may have other channels and spatial size than ``t``).
-``hidden = max(1, round(hidden_ratio * C_out))``; the paper uses ``hidden_ratio`` 1 for pointwise
-and 1/6 for depthwise layers. ``gate`` is ``"tanh"`` (the paper's choice), ``"sigmoid"``,
+``hidden = max(1, round(hidden_ratio * hidden_multiplier * C_out))``; the paper uses
+``hidden_ratio`` 1 for pointwise and 1/6 for depthwise layers (``role_defaults``), and scales both
+by x1, x2, x3, x4 in Table 10 (``hidden_multiplier``). ``gate`` is ``"tanh"`` (the paper's choice), ``"sigmoid"``,
 ``"softmax"`` (over channels), ``"relu"`` or ``"none"`` (the paper's ablations).
 
 With ``control_factor`` all zero the output is exactly ``t``.
+
+``fusion="multiply"`` is the SB paper's layer-wise SE baseline (Tables 2, 5 and 7: "SE,
+Pointwise" etc.): the same branch on the same input, a sigmoid gate, and the trunk *multiplied* by
+it, ``out = t * sigmoid(BN2(W2 ReLU(BN1(W1 GAP(s)))))``, with no control factor (so it has
+``C_out`` parameters fewer than the SB layer of the same width: 2.500M vs 2.503M on
+MobileNetV2_x0.35 in Table 2).
 
 Written as DCANet's three stages (Ma et al., arXiv 2007.05099, Sec. 3.1) so that
 :class:`~keras_attn.layers.deep_connected.DCAShiftAndBalance` only inserts its connection:
@@ -37,6 +44,7 @@ from keras_attn.layers._base import AttentionLayer, check_choice, check_number
 from keras_attn.registry import register_attention
 
 GATES = ("tanh", "sigmoid", "softmax", "relu", "none")
+FUSIONS = ("add", "multiply")
 
 
 def _is_shape(value):
@@ -56,8 +64,13 @@ class ShiftAndBalance(AttentionLayer):
 
     Args:
         hidden_ratio: hidden width relative to ``C_out``, a number ``> 0`` (default 1.0).
-        gate: ``"tanh"`` (default), ``"sigmoid"``, ``"softmax"`` (over channels), ``"relu"`` or
-            ``"none"``.
+        hidden_multiplier: factor on the hidden width, ``> 0`` (default 1.0; Table 10's x1-x4).
+            ``hidden = max(1, round(hidden_ratio * hidden_multiplier * C_out))``.
+        gate: ``"tanh"``, ``"sigmoid"``, ``"softmax"`` (over channels), ``"relu"`` or ``"none"``;
+            default None: ``"tanh"`` (the paper's SB) with ``fusion="add"``, ``"sigmoid"`` with
+            ``fusion="multiply"`` (which takes no other gate).
+        fusion: ``"add"`` (default, SB: ``t + control_factor * A``) or ``"multiply"`` (the paper's
+            layer-wise SE: ``t * A``, sigmoid gate, no ``control_factor``).
         lambda_init: initial value of every ``control_factor`` entry (default 0.1).
         dropout: dropout rate after the hidden ReLU, in ``[0, 1)`` (default 0.0).
         data_format: ``"channels_last"`` (default) or ``"channels_first"``.
@@ -65,11 +78,12 @@ class ShiftAndBalance(AttentionLayer):
 
     Call arguments: ``training`` for the BatchNormalizations and the dropout.
 
-    Variables: ``control_factor`` ``(C_out,)``; ``fc1`` (C_in x hidden), ``bn1`` (hidden),
+    Variables: ``control_factor`` ``(C_out,)`` (``fusion="add"`` only); ``fc1`` (C_in x hidden), ``bn1`` (hidden),
     ``fc2`` (hidden x C_out), ``bn2`` (C_out), Dense layers without bias.
 
     Raises:
-        ValueError: non-positive ``hidden_ratio``, unknown ``gate``, non-numeric ``lambda_init``,
+        ValueError: non-positive ``hidden_ratio`` or ``hidden_multiplier``, unknown ``gate`` or
+            ``fusion``, a gate other than ``"sigmoid"`` with ``fusion="multiply"``, non-numeric ``lambda_init``,
             ``dropout`` outside ``[0, 1)``, unknown ``data_format``; at build, an input that is not
             4-D (or a list of more than two inputs).
     """
@@ -86,15 +100,28 @@ class ShiftAndBalance(AttentionLayer):
     def __init__(
         self,
         hidden_ratio=1.0,
-        gate="tanh",
+        gate=None,
         lambda_init=0.1,
         dropout=0.0,
+        hidden_multiplier=1.0,
+        fusion="add",
         data_format="channels_last",
         **kwargs,
     ):
         super().__init__(data_format=data_format, **kwargs)
         self.hidden_ratio = check_number("hidden_ratio", hidden_ratio, minimum=0.0, strict=True)
+        self.hidden_multiplier = check_number(
+            "hidden_multiplier", hidden_multiplier, minimum=0.0, strict=True
+        )
+        self.fusion = check_choice("fusion", fusion, FUSIONS)
+        if gate is None:
+            gate = "sigmoid" if self.fusion == "multiply" else "tanh"
         self.gate = check_choice("gate", gate, GATES)
+        if self.fusion == "multiply" and self.gate != "sigmoid":
+            raise ValueError(
+                f"`fusion='multiply'` (the SB paper's layer-wise SE) gates with a sigmoid; got "
+                f"gate={gate!r}. Use gate='sigmoid' (or None), or fusion='add' for {gate!r}."
+            )
         self.lambda_init = check_number("lambda_init", lambda_init)
         self.dropout = check_number("dropout", dropout, minimum=0.0)
         if self.dropout >= 1.0:
@@ -126,7 +153,7 @@ class ShiftAndBalance(AttentionLayer):
         self._set_axes(trunk_shape)
         _, _, self.source_channels = self._resolve_axes(source_shape, what="branch input `x`")
         channels = self.channels
-        hidden = max(1, int(round(self.hidden_ratio * channels)))
+        hidden = max(1, int(round(self.hidden_ratio * self.hidden_multiplier * channels)))
         policy = self.dtype_policy
         self.fc1 = keras.layers.Dense(hidden, use_bias=False, name="fc1", dtype=policy)
         self.bn1 = keras.layers.BatchNormalization(epsilon=1e-5, name="bn1", dtype=policy)
@@ -137,11 +164,13 @@ class ShiftAndBalance(AttentionLayer):
         self.bn1.build((None, hidden))
         self.fc2.build((None, hidden))
         self.bn2.build((None, channels))
-        self.control_factor = self.add_weight(
-            name="control_factor",
-            shape=(channels,),
-            initializer=keras.initializers.Constant(self.lambda_init),
-        )
+        self.control_factor = None
+        if self.fusion == "add":
+            self.control_factor = self.add_weight(
+                name="control_factor",
+                shape=(channels,),
+                initializer=keras.initializers.Constant(self.lambda_init),
+            )
 
     # -- the three stages ------------------------------------------------------------------
 
@@ -179,9 +208,11 @@ class ShiftAndBalance(AttentionLayer):
     def fuse(self, t, shift):
         # The per-(batch, channel) coefficient is formed on the small vector, so the full map sees
         # a single broadcast add.
-        coeff = ops.cast(self.control_factor, t.dtype) * ops.cast(shift, t.dtype)
         shape = list(self._channel_shape(len(t.shape)))
         shape[0] = -1
+        if self.fusion == "multiply":
+            return t * ops.reshape(ops.cast(shift, t.dtype), shape)
+        coeff = ops.cast(self.control_factor, t.dtype) * ops.cast(shift, t.dtype)
         return t + ops.reshape(coeff, shape)
 
     def call(self, inputs, training=None):
@@ -196,6 +227,8 @@ class ShiftAndBalance(AttentionLayer):
         config.update(
             {
                 "hidden_ratio": self.hidden_ratio,
+                "hidden_multiplier": self.hidden_multiplier,
+                "fusion": self.fusion,
                 "gate": self.gate,
                 "lambda_init": self.lambda_init,
                 "dropout": self.dropout,
