@@ -104,7 +104,9 @@ def build_model(
         num_classes: number of classes, ``>= 2``.
         attention: ``None`` or ``"none"`` for the plain backbone; else anything :func:`attach`
             takes (registry name, layer class, factory).
-        placement: ``"block"`` (default), ``"layer"``, ``"paper"`` or ``callable(layer) -> bool``.
+        placement: ``"block"`` (default), ``"layer"``, ``"paper"``, a tuple of convolution roles
+            (e.g. ``("expand", "project")``) or ``callable(layer) -> bool``; see
+            :func:`keras_attn.attach`.
         attention_kwargs: dict of arguments for the attention layers (e.g. ``{"groups": 32}``).
         weights: ``None`` (random init, default), ``"imagenet"`` or a weights file path, passed
             to the ``keras.applications`` constructor.
@@ -184,7 +186,10 @@ def build_model(
         )
         if not str(label).isidentifier():  # e.g. "<lambda>"
             label = "custom"
-        where = placement if isinstance(placement, str) else "custom"
+        if isinstance(placement, str):
+            where = placement
+        else:
+            where = "+".join(placement) if isinstance(placement, tuple) else "custom"
         name = f"{key}_{label}_{where}"
 
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)

@@ -35,6 +35,11 @@ Placements (the DESIGN's contract):
   Departure: the official SimAM code (github.com/ZjjConan/SimAM, ``networks/imagenet``) applies
   SimAM between that conv and its BatchNorm; here it follows the BatchNorm, so that the pretrained
   BN statistics still see the features they were computed on. Factories default to ``"block"``.
+* a tuple of convolution roles, ``("expand", "depthwise", "project")`` (any subset) in inverted
+  residual blocks or ``("conv1", "conv2", "conv3")`` in ResNet blocks: after the convolutions of
+  those roles (after their BatchNorm), layer-wise as ``"layer"`` and with the class's
+  ``role_defaults``: the SB paper's C1 / C2 / C3 placements (Tables 2 and 5). A role the model's
+  blocks do not have is a ValueError naming the roles they have.
 * ``callable(layer) -> bool``: after every call of every layer it selects, in any functional model
   (input layers cannot be selected; the selected outputs must be 4-D feature maps).
 
@@ -56,6 +61,10 @@ import keras
 from keras_attn.registry import available_attentions, get_attention_class
 
 PLACEMENTS = ("block", "layer", "paper")
+# Convolution roles for placement=tuple (the SB paper's C1/C2/C3, Tables 2 and 5): inverted
+# residual blocks (those with a depthwise convolution), and ResNet blocks (basic: conv1, conv2).
+INVERTED_RESIDUAL_ROLES = ("expand", "depthwise", "project")
+RESNET_ROLES = ("conv1", "conv2", "conv3")
 
 SUPPORTED_FAMILIES = (
     "ResNet50/101/152",
@@ -307,10 +316,27 @@ def _check_placement(placement):
         return placement
     if isinstance(placement, str) and placement.lower() in PLACEMENTS:
         return placement.lower()
+    roles = INVERTED_RESIDUAL_ROLES + RESNET_ROLES
+    if isinstance(placement, (tuple, list)) and placement and all(
+        isinstance(r, str) and r in roles for r in placement
+    ):
+        return tuple(dict.fromkeys(placement))
     raise ValueError(
-        f"`placement` must be one of {', '.join(repr(p) for p in PLACEMENTS)} or a "
-        f"callable(layer) -> bool; got {placement!r}."
+        f"`placement` must be one of {', '.join(repr(p) for p in PLACEMENTS)}, a tuple of "
+        f"convolution roles (any of {INVERTED_RESIDUAL_ROLES} for inverted residual blocks, "
+        f"{RESNET_ROLES} for ResNet blocks) or a callable(layer) -> bool; got {placement!r}."
     )
+
+
+def _conv_roles(graph, convs):
+    """Role of each of a block's convolutions: expand/depthwise/project around a depthwise
+    convolution, else conv1, conv2, ... in graph order."""
+    ops_ = [graph.nodes[c].op for c in convs]
+    depthwise = [i for i, op in enumerate(ops_) if isinstance(op, keras.layers.DepthwiseConv2D)]
+    if depthwise:
+        d = depthwise[0]
+        return ["expand" if i < d else "depthwise" if i == d else "project" for i in range(len(convs))]
+    return [f"conv{i + 1}" for i in range(len(convs))]
 
 
 def _paper_mode(spec):
@@ -324,6 +350,12 @@ def _conv_kind(op):
     if isinstance(op, keras.layers.DepthwiseConv2D):
         return "depthwise"
     return "pointwise" if _kernel_extent(op) == 1 else "standard"
+
+
+def _role_defaults(spec, conv_op):
+    """The attention class's own constructor defaults after this kind of convolution."""
+    role_defaults = getattr(spec.cls, "role_defaults", None) if spec is not None else None
+    return role_defaults(_conv_kind(conv_op)) if role_defaults is not None else {}
 
 
 def _plan(model, graph, placement, spec):
@@ -348,16 +380,28 @@ def _plan(model, graph, placement, spec):
     mode = _paper_mode(spec) if placement == "paper" else placement
     blocks = _analyse_blocks(graph, family)
     points = []
+    if isinstance(mode, tuple):
+        roles_seen = set()
+        for b in blocks:
+            for c, role in zip(b.convs, _conv_roles(graph, b.convs), strict=True):
+                roles_seen.add(role)
+                if role in mode:
+                    points.append(_Point(_after_norm(graph, c), _conv_input_capture(graph, c),
+                                         _role_defaults(spec, graph.nodes[c].op)))
+        unknown = [r for r in mode if r not in roles_seen]
+        if unknown:
+            valid = [r for r in INVERTED_RESIDUAL_ROLES + RESNET_ROLES if r in roles_seen]
+            raise ValueError(
+                f"placement roles {unknown} do not occur in model {model.name!r}; its blocks have "
+                f"the convolution roles {valid}."
+            )
+        return points, True
     if mode == "block":
         points = [_Point(b.end) for b in blocks]
     elif mode == "layer":
         for b in blocks:
             for c in b.convs:
-                defaults = {}
-                if placement == "paper" and spec is not None and spec.cls is not None:
-                    role_defaults = getattr(spec.cls, "role_defaults", None)
-                    if role_defaults is not None:
-                        defaults = role_defaults(_conv_kind(graph.nodes[c].op))
+                defaults = _role_defaults(spec, graph.nodes[c].op) if placement == "paper" else {}
                 points.append(
                     _Point(_after_norm(graph, c), _conv_input_capture(graph, c), defaults)
                 )
@@ -555,7 +599,8 @@ def attach(model, attention, placement="block", **attention_kwargs):
         attention: a registry name (``"sa"``, ``"simam"``, ``"sb"``, ``"se"``, ``"cbam"``,
             ``"eca"``, ``"dca_se"``, ``"dca_cbam"``, ``"dca_sb"``), a ``keras.layers.Layer``
             subclass, or a factory ``callable(channels) -> Layer`` returning a new layer per call.
-        placement: ``"block"`` (default), ``"layer"``, ``"paper"`` (see the module docstring) or
+        placement: ``"block"`` (default), ``"layer"``, ``"paper"``, a tuple of convolution roles
+            (``("expand", "project")``, ``("conv1",)``, ...; see the module docstring) or
             ``callable(layer) -> bool`` selecting the layers to insert after (any functional model).
         **attention_kwargs: passed to the layer constructor (or to the factory after
             ``channels``). For ShuffleAttention, ``groups`` (default 64) is lowered per insertion
@@ -570,7 +615,7 @@ def attach(model, attention, placement="block", **attention_kwargs):
         A new functional model with the same name, inputs and outputs structure.
 
     Raises:
-        ValueError: unknown ``placement``; unknown ``attention`` (lists the registry names) or bad
+        ValueError: unknown ``placement`` (or a role the model's blocks lack); unknown ``attention`` (lists the registry names) or bad
             ``attention_kwargs``; a named placement on a model that is not one of the supported
             families (lists them and mentions the callable form); a callable placement selecting
             a layer whose output is not 4-D; ShuffleAttention at an odd channel count.

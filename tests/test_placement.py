@@ -696,3 +696,29 @@ def test_placement_asks_a_new_layer_class_not_its_name():
     assert first.width == pytest.approx(2.0 + 16 / 1000.0)  # depthwise, 16 channels (alpha 0.35)
     project = model.get_layer("expanded_conv_project_BN_pair_gate")
     assert project.width == pytest.approx(3.0 + 8 / 1000.0)
+
+
+def test_role_placement_mobilenetv2_sb_is_layerwise_with_role_defaults():
+    # The SB paper's C1 (expand) + C3 (project), Table 5; the first block has no expand conv.
+    base = mobilenet()
+    reference = run(base, images())
+    model = attach(base, "sb", ("expand", "project"), lambda_init=0.0)
+    sbs = inserted(model, get_attention_class("sb"))
+    assert len(sbs) == 16 + 17
+    assert all(l.name.endswith(("_expand_BN_sb", "_project_BN_sb")) for l in sbs)
+    np.testing.assert_array_equal(run(model, images()), reference)  # control factor 0
+    assert node_inputs(model, "block_1_expand_BN_sb") == [
+        "expanded_conv_project_BN_sb", "block_1_expand_BN"]
+    only_dw = attach(base, "sb", ("depthwise",))
+    for row in attention_summary(only_dw):  # role_defaults: 1/6 after depthwise convolutions
+        assert row["config"]["hidden_ratio"] == pytest.approx(1.0 / 6.0), row["name"]
+
+
+def test_role_placement_resnet50_and_bad_roles():
+    base = backbone("ResNet50")
+    assert len(insertion_points(base, ("conv1",))) == 16
+    assert insertion_points(base, ("conv3",))[:2] == ["conv2_block1_3_bn", "conv2_block2_3_bn"]
+    with pytest.raises(ValueError, match=r"roles \['expand'\] do not occur.*'conv1', 'conv2', 'conv3'"):
+        insertion_points(base, ("expand",))
+    with pytest.raises(ValueError, match=r"tuple of convolution roles.*got \('conv9',\)"):
+        attach(base, "se", ("conv9",))
