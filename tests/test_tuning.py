@@ -3,15 +3,21 @@
 import collections
 import json
 import os
+import time
 
 from search.hypermodel import DEFAULT_ATTENTIONS, AttentionHyperModel
 from search.report import TRIAL_INFO, collect_trials
 from search.tuning import BalancedRandomSearch, ReportingMixin
 
 
+TRIAL_SLEEP = 0.2
+
+
 class _ScoringSearch(BalancedRandomSearch):
     def run_trial(self, trial, *args, **kwargs):
         # A score without training: the oracle and the reporting are under test, not a model.
+        # The known duration lets the test check that train_seconds times the trial itself.
+        time.sleep(TRIAL_SLEEP)
         attention = trial.hyperparameters.get("attention")
         return {"val_accuracy": 0.5 + 0.01 * DEFAULT_ATTENTIONS.index(attention)}
 
@@ -71,7 +77,9 @@ def test_trial_facts_written_and_collected(tmp_path):
     for trial_id in tuner.oracle.trials:
         with open(os.path.join(tuner.get_trial_dir(trial_id), TRIAL_INFO)) as f:
             info = json.load(f)
-        assert info["tuner_id"] == "tuner0" and info["train_seconds"] >= 0
+        assert info["tuner_id"] == "tuner0"
+        # The trial's own run time, not 0 and not the whole search's (3 trials).
+        assert TRIAL_SLEEP <= info["train_seconds"] < 2 * TRIAL_SLEEP + 1.0
     rows = collect_trials(tuner)
     assert [r["rank"] for r in rows] == [1, 2, 3]
     scores = [r["val_accuracy"] for r in rows]
