@@ -23,7 +23,11 @@ __all__ = list(_layer_names) + [
     "register_attention",
 ]
 
-from keras_attn.backbones import SUPPORTED_BACKBONES, build_model  # noqa: E402
+from keras_attn.backbones import (  # noqa: E402
+    SMALL_IMAGE_BACKBONES,
+    SUPPORTED_BACKBONES,
+    build_model,
+)
 from keras_attn.optimizers import ReplicaSafeLossScaleOptimizer  # noqa: E402
 from keras_attn.placement import (  # noqa: E402
     attach,
@@ -39,5 +43,6 @@ __all__ += [
     "print_attention_summary",
     "build_model",
     "SUPPORTED_BACKBONES",
+    "SMALL_IMAGE_BACKBONES",
     "ReplicaSafeLossScaleOptimizer",
 ]

@@ -1,4 +1,14 @@
-"""``build_model``: a ``keras.applications`` backbone, attention attached, and a float32 head.
+"""``build_model``: a backbone, attention attached, and a float32 head.
+
+Backbones: the ``keras.applications`` families (ImageNet networks, inputs of at least 32x32) and
+the papers' small-image networks of :mod:`keras_attn.cifar_backbones` (``resnet20`` ...
+``resnet110``, ``mobilenetv2_cifar``; any input size and channel count).
+
+With ``seed``, initial weights are drawn from three independent streams: the backbone's (seeded by
+``seed`` alone), the attention layers' and the head's. Keras draws an initializer's seed from
+Python's ``random`` when a layer is made, so each part is made under its own seeded
+``random.Random`` state and two models with the same seed share their backbone's and head's
+initial weights whatever attention they carry (the paired comparison of ``search`` rests on this).
 
 The head is global average pooling, an optional Dropout and ``Dense(num_classes,
 activation="softmax", dtype="float32")``: a float16 softmax gave NaN losses under
@@ -7,9 +17,13 @@ MirroredStrategy with ``mixed_float16``, so the probabilities are always compute
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+import random
 
 import keras
+
+from keras_attn import cifar_backbones
 
 from keras_attn.placement import _INSERTIONS, _AttentionSpec, _check_placement, attach
 
@@ -27,7 +41,16 @@ _BACKBONES = {
     **{f"efficientnetb{i}": f"EfficientNetB{i}" for i in range(8)},
 }
 
-SUPPORTED_BACKBONES = tuple(_BACKBONES)
+# The papers' small-image networks: name -> builder(input_shape, **kwargs).
+_SMALL_BACKBONES = {
+    **{f"resnet{d}": (lambda d: lambda input_shape, **kw: cifar_backbones.resnet_cifar(
+        d, input_shape, **kw))(d) for d in cifar_backbones.RESNET_DEPTHS},
+    "mobilenetv2cifar": cifar_backbones.mobilenetv2_cifar,
+}
+_DISPLAY = {"mobilenetv2cifar": "mobilenetv2_cifar"}
+
+SUPPORTED_BACKBONES = tuple(_DISPLAY.get(k, k) for k in (*_BACKBONES, *_SMALL_BACKBONES))
+SMALL_IMAGE_BACKBONES = tuple(_DISPLAY.get(k, k) for k in _SMALL_BACKBONES)
 
 # What keras.applications accepts without top (include_top=False): its ValueErrors are terse.
 _ACCEPTS = (
@@ -39,7 +62,7 @@ _ACCEPTS = (
 def _backbone_key(backbone):
     if isinstance(backbone, str):
         key = backbone.lower().replace("_", "").replace("-", "")
-        if key in _BACKBONES:
+        if key in _BACKBONES or key in _SMALL_BACKBONES:
             return key
     raise ValueError(
         f"Unknown `backbone` {backbone!r}; valid (case-insensitive): "
@@ -63,6 +86,21 @@ def _check_input_shape(input_shape):
             f"(height/width may be None); got {input_shape!r}."
         )
     return tuple(int(d) if d is not None else None for d in input_shape)
+
+
+@contextlib.contextmanager
+def _seeded(seed, stream):
+    """Make layers under ``random.seed(f"{seed}/{stream}")``; Python's random state is restored
+    after, so the caller's own sequence is not disturbed. ``seed=None``: no seeding."""
+    if seed is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(f"keras_attn/{seed}/{stream}")
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def _is_none_attention(attention):
@@ -93,14 +131,19 @@ def build_model(
     weights=None,
     dropout=0.0,
     bn_momentum=None,
+    seed=None,
     **backbone_kwargs,
 ):
     """A classifier: backbone without top, attention attached, pooled float32 softmax head.
 
     Args:
         backbone: one of :data:`SUPPORTED_BACKBONES` (case-insensitive; ``_``/``-`` ignored, so
-            ``"ResNet50"`` and ``"mobilenet_v2"`` work).
-        input_shape: ``(height, width, channels)``; the backbones need height, width >= 32.
+            ``"ResNet50"`` and ``"mobilenet_v2"`` work): a ``keras.applications`` family or one
+            of the papers' small-image networks (:data:`SMALL_IMAGE_BACKBONES`: ``resnet20``,
+            ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``, ``mobilenetv2_cifar``).
+        input_shape: ``(height, width, channels)``; the ``keras.applications`` backbones need
+            height, width >= 32 (and 3 channels for ``weights="imagenet"``), the small-image
+            ones take any size and channel count (e.g. ``(28, 28, 1)``).
         num_classes: number of classes, ``>= 2``.
         attention: ``None`` or ``"none"`` for the plain backbone; else anything :func:`attach`
             takes (registry name, layer class, factory).
@@ -109,15 +152,21 @@ def build_model(
             :func:`keras_attn.attach`.
         attention_kwargs: dict of arguments for the attention layers (e.g. ``{"groups": 32}``).
         weights: ``None`` (random init, default), ``"imagenet"`` or a weights file path, passed
-            to the ``keras.applications`` constructor.
+            to the ``keras.applications`` constructor (the small-image backbones have no
+            pretrained weights: only ``None``).
         dropout: rate of a Dropout before the classifier, in ``[0, 1)``; 0 (default) adds none.
         bn_momentum: momentum of every BatchNormalization (backbone and attention), in ``[0, 1)``, or
             None (default) to keep ``keras.applications``' own (0.999 in the MobileNets, tuned for
             ImageNet-length runs: after a few hundred steps from scratch their moving statistics
             are still far from the batch statistics and inference accuracy collapses; 0.9 suits
             short runs).
-        **backbone_kwargs: passed to the ``keras.applications`` constructor (``alpha=0.35``,
-            ``include_preprocessing=False``, ...).
+        seed: ``None`` (default: unseeded) or an int. With a seed the backbone's initial weights
+            depend only on ``(seed, backbone, its arguments)``, not on the attention or the head;
+            the attention layers and the head are seeded from their own streams. Two models
+            built with one seed and different attention start from identical backbone and head
+            weights.
+        **backbone_kwargs: passed to the backbone constructor (``alpha=0.35`` for the MobileNets
+            including ``mobilenetv2_cifar``; ``include_preprocessing=False``, ...).
 
     Returns:
         A functional ``keras.Model`` named ``f"{backbone}_{attention}_{placement}"`` (or just the
@@ -129,7 +178,8 @@ def build_model(
         ValueError: unknown ``backbone`` (lists the valid ones); ``input_shape`` not three
             positive integers or rejected by the backbone (names the backbone and what it
             accepts); ``num_classes < 2``; ``dropout`` outside ``[0, 1)``; unknown ``placement``
-            or ``attention``; arguments the backbone constructor does not take.
+            or ``attention``; arguments the backbone constructor does not take; ``seed`` not an
+            integer.
     """
     key = _backbone_key(backbone)
     input_shape = _check_input_shape(input_shape)
@@ -160,11 +210,22 @@ def build_model(
     if with_attention:
         _AttentionSpec(attention, attention_kwargs)
 
-    constructor = getattr(keras.applications, _BACKBONES[key])
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
+    if key in _SMALL_BACKBONES:
+        if weights is not None:
+            raise ValueError(
+                f"Backbone {_DISPLAY.get(key, key)!r} has no pretrained weights; use weights=None "
+                f"(got {weights!r})."
+            )
+        constructor = _SMALL_BACKBONES[key]
+        kwargs = dict(backbone_kwargs)
+    else:
+        constructor = getattr(keras.applications, _BACKBONES[key])
+        kwargs = dict(include_top=False, weights=weights, **backbone_kwargs)
     try:
-        base = constructor(
-            include_top=False, weights=weights, input_shape=input_shape, **backbone_kwargs
-        )
+        with _seeded(seed, "backbone"):
+            base = constructor(input_shape=input_shape, **kwargs)
     except TypeError as err:
         raise ValueError(
             f"Backbone {key!r} does not take the arguments {sorted(backbone_kwargs)}: {err}"
@@ -173,12 +234,14 @@ def build_model(
         raise ValueError(
             f"Backbone {key!r} rejects input_shape={input_shape}, weights={weights!r}"
             + (f", {backbone_kwargs}" if backbone_kwargs else "")
-            + f": {err} It accepts {_ACCEPTS}."
+            + f": {err}"
+            + ("" if key in _SMALL_BACKBONES else f" It accepts {_ACCEPTS}.")
         ) from err
 
-    name = key
+    name = _DISPLAY.get(key, key)
     if with_attention:
-        base = attach(base, attention, placement, **attention_kwargs)
+        with _seeded(seed, "attention"):
+            base = attach(base, attention, placement, **attention_kwargs)
         label = (
             attention.lower()
             if isinstance(attention, str)
@@ -190,14 +253,15 @@ def build_model(
             where = placement
         else:
             where = "+".join(placement) if isinstance(placement, tuple) else "custom"
-        name = f"{key}_{label}_{where}"
+        name = f"{name}_{label}_{where}"
 
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
-    if dropout > 0:
-        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="predictions"
-    )(x)
+    with _seeded(seed, "head"):
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name="top_dropout")(x)
+        outputs = keras.layers.Dense(
+            num_classes, activation="softmax", dtype="float32", name="predictions"
+        )(x)
     model = keras.Model(base.input, outputs, name=name)
     if bn_momentum is not None:
         set_bn_momentum(model, bn_momentum)

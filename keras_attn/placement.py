@@ -43,7 +43,8 @@ Placements (the DESIGN's contract):
 * ``callable(layer) -> bool``: after every call of every layer it selects, in any functional model
   (input layers cannot be selected; the selected outputs must be 4-D feature maps).
 
-Expected counts (block / layer): ResNet50 16 / 48, ResNet101 33 / 99, ResNet152 50 / 150 (same for
+Expected counts (block / layer): resnet20 9 / 18 (resnet110 54 / 108), mobilenetv2_cifar
+17 / 51 (every block has its expansion conv), ResNet50 16 / 48, ResNet101 33 / 99, ResNet152 50 / 150 (same for
 the V2 models), MobileNetV2 17 / 50, MobileNetV3Small 11 / 32, MobileNetV3Large 15 / 44,
 EfficientNetB0 16 / 47 ... B7 55 / 161.
 """
@@ -72,6 +73,8 @@ SUPPORTED_FAMILIES = (
     "MobileNetV2",
     "MobileNetV3Small/Large",
     "EfficientNetB0-B7",
+    "CIFAR ResNet-20/32/44/56/110",
+    "CIFAR MobileNetV2 (mobilenetv2_cifar)",
 )
 
 
@@ -101,6 +104,13 @@ _FAMILIES = (
         re.compile(r"^(conv\d+_block\d+)_"),
     ),
     _Family(
+        # keras_attn.cifar_backbones.resnet_cifar: basic blocks (conv1, conv2), option-A shortcuts.
+        "CIFAR ResNet-20/32/44/56/110",
+        re.compile(r"^stack\d+_block\d+_2_bn$"),
+        re.compile(r"^(stack\d+_block\d+)_"),
+    ),
+    _Family(
+        # Also keras_attn.cifar_backbones.mobilenetv2_cifar, named alike.
         "MobileNetV2",
         re.compile(r"^(expanded_conv|block_\d+)_project_BN$"),
         re.compile(r"^(expanded_conv|block_\d+)_"),

@@ -40,6 +40,12 @@ def test_supported_backbones_map_to_keras_applications():
         "efficientnetb5",
         "efficientnetb6",
         "efficientnetb7",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet110",
+        "mobilenetv2_cifar",
     )
     for name in (
         "ResNet50",
