@@ -126,6 +126,20 @@ class DataSplits:
     name: str = ""
     mean: tuple | None = None
     std: tuple | None = None
+    # seed -> the training pipeline (same images) shuffled and augmented with that seed.
+    _train_factory: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    def train_with_seed(self, seed):
+        """The training pipeline over the same images, in the order (shuffling, augmentation)
+        of ``seed``; the split itself stays the one ``load_dataset``'s seed drew. Two calls with
+        one seed give the same batches: the data order of a repeat in the comparison protocol.
+
+        Raises:
+            ValueError: these splits were not made by :func:`load_dataset`.
+        """
+        if self._train_factory is None:
+            raise ValueError("train_with_seed needs DataSplits made by load_dataset.")
+        return self._train_factory(int(seed))
 
     @property
     def steps_per_epoch(self):
@@ -501,15 +515,16 @@ def _load_fashion_mnist(*, data_dir, size, channels, train_size, validation_spli
     out_channels = channels or 1
     batch_kw = dict(size=size, mean=mean, std=std, in_channels=1, out_channels=out_channels)
 
-    def pipeline(x, y, train):
+    def pipeline(x, y, train, order_seed=seed):
         x = _resize_array(x[..., None], size)
         ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
         fn = _make_batch_fn(train=train, augment=augment, **batch_kw)
         # Arrays are already in memory: a cache would only copy them.
         return _finish(ds, train=train, shuffle=shuffle, n=len(x), batch_size=batch_size,
-                       seed=seed, batch_fn=fn, cache=False)
+                       seed=order_seed, batch_fn=fn, cache=False)
 
     return DataSplits(
+        _train_factory=lambda s: pipeline(x_train[train_idx], y_train[train_idx], True, s),
         train=pipeline(x_train[train_idx], y_train[train_idx], True),
         val=pipeline(x_train[val_idx], y_train[val_idx], False) if len(val_idx) else None,
         test=pipeline(x_test, y_test, False),
@@ -634,7 +649,7 @@ def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, 
     batch_kw = dict(size=size, mean=mean, std=std, in_channels=in_channels,
                     out_channels=out_channels)
 
-    def pipeline(split, indices, n, train, cache_suffix):
+    def pipeline(split, indices, n, train, cache_suffix, order_seed=seed):
         fn = _make_batch_fn(train=train, augment=augment, **batch_kw)
         cache_arg = cache
         if isinstance(cache, str):
@@ -644,10 +659,13 @@ def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, 
                 key.update(np.ascontiguousarray(indices).tobytes())
             cache_arg = f"{cache}_{name}_{cache_suffix}_{key.hexdigest()[:12]}"
         return _finish(source(split, indices), train=train, shuffle=shuffle, n=n,
-                       batch_size=batch_size, seed=seed, batch_fn=fn, cache=cache_arg)
+                       batch_size=batch_size, seed=order_seed, batch_fn=fn, cache=cache_arg)
 
     n_test = splits[test_split].num_examples
     return DataSplits(
+        # In-memory caches are per pipeline: another seed's pipeline decodes the images again
+        # (a file cache, cache="prefix", is shared).
+        _train_factory=lambda s: pipeline("train", train_idx, len(train_idx), True, "train", s),
         train=pipeline("train", train_idx, len(train_idx), True, "train"),
         val=pipeline("train", val_idx, len(val_idx), False, "val") if len(val_idx) else None,
         test=pipeline(test_split, None, n_test, False, test_split),

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Lives in keras_attn so that a saved model loads with `import keras_attn` alone.
@@ -460,6 +462,56 @@ class StopOnNaN(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, "", self.monitor + ("val_loss",))
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Times a ``fit``: how much of it is training, and how much is one-off overhead.
+
+    The first training (and validation) batch of a fit includes tracing the ``tf.function`` (and
+    the first run of every kernel); the overhead is that batch's time minus the median of the
+    others. After ``fit``, :meth:`result` gives ``{"fit_seconds", "train_steps",
+    "median_step_seconds", "overhead_seconds"}``; a phase with a single batch has nothing to
+    compare with and is left out of ``overhead_seconds`` (None if both are).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._times = {"train": [], "test": []}
+        self._start = {}
+        self._fit_start = None
+        self._fit_seconds = None
+
+    def on_train_begin(self, logs=None):
+        self._fit_start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self._fit_seconds = time.perf_counter() - self._fit_start
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start["train"] = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._times["train"].append(time.perf_counter() - self._start["train"])
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._start["test"] = time.perf_counter()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._times["test"].append(time.perf_counter() - self._start["test"])
+
+    def result(self):
+        overhead = None
+        for phase in ("train", "test"):
+            times = self._times[phase]
+            if len(times) > 1:  # one batch: its time cannot be split into tracing and work
+                overhead = (overhead or 0.0) + max(0.0, times[0] - float(np.median(times[1:])))
+        train = self._times["train"]
+        return {
+            "fit_seconds": self._fit_seconds,
+            "train_steps": len(train),
+            "median_step_seconds": float(np.median(train[1:])) if len(train) > 1 else None,
+            "overhead_seconds": overhead,
+        }
 
 
 def make_callbacks(log_dir=None, early_stopping_patience=None, *, monitor="val_accuracy",

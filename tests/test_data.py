@@ -266,6 +266,23 @@ def test_val_disjoint_seeded_and_train_shuffled(fake_dir):
     assert data.load_dataset(**{**kw, "validation_split": 0}).val is None
 
 
+def test_train_with_seed_orders_the_same_images_by_its_seed(fake_dir):
+    directory, _ = fake_dir
+    splits = data.load_dataset(data_dir=directory, validation_split=10, batch_size=8, seed=3,
+                               augment=True, image_size=None, channels=None)
+    x5, y5 = collect(splits.train_with_seed(5))
+    x5b, y5b = collect(splits.train_with_seed(5))
+    x6, y6 = collect(splits.train_with_seed(6))
+    # One seed: the same batches (order and augmentation), whichever pipeline object.
+    np.testing.assert_array_equal(x5, x5b)
+    np.testing.assert_array_equal(y5, y5b)
+    # Another seed: the same images (the split is load_dataset's), in another order.
+    assert sorted(y5) == sorted(y6) and not np.array_equal(y5, y6)
+    assert x5.shape == (50, 28, 28, 1)
+    # The split's own seed gives the default pipeline's order.
+    np.testing.assert_array_equal(collect(splits.train_with_seed(3))[1], collect(splits.train)[1])
+
+
 def test_augment_train_only(tmp_path):
     make_fake_mnist(str(tmp_path), n_train=40)
     rng = np.random.default_rng(2)
