@@ -1,7 +1,9 @@
 """The architecture search over where and which attention to put in a backbone (KerasTuner).
 
 Modules: :mod:`search.data` (input pipelines), :mod:`search.training` (precision, strategy, compile,
-callbacks), :mod:`search.hypermodel` (the search space), and the CLI. Importing ``search`` itself is
+callbacks), :mod:`search.hypermodel` (the search space), :mod:`search.protocol` (seeds, repeats),
+:mod:`search.stats` (mean, std, paired interval), :mod:`search.tuning` (tuners),
+:mod:`search.report` (leaderboard, plots, summary), :mod:`search.final` (the test) and the CLI. Importing ``search`` itself is
 cheap: the names below load their module (and TensorFlow) on first use.
 """
 
@@ -22,6 +24,10 @@ _LAZY = {
     "AttentionHyperModel": "search.hypermodel",
     "describe_hyperparameters": "search.hypermodel",
     "trial_row": "search.hypermodel",
+    "Protocol": "search.protocol",
+    "make_tuner": "search.tuning",
+    "paired_difference": "search.stats",
+    "mean_std": "search.stats",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,13 +1,16 @@
 """``keras-attn-search`` / ``python -m search``: the attention architecture search, end to end.
 
-With no options it runs the embedded main job: the real Fashion-MNIST (offline, from Debian's
-``dataset-fashion-mnist``), MobileNetV2 (alpha 0.35) at 32x32x3, a KerasTuner random search over
-{none, SA, SimAM, SB, DCA-SE} x {block, layer} and their conditional hyperparameters on a training
-subset, then the best configuration retrained on the full training split and tested once.
+With no options it runs the embedded main job on the real Fashion-MNIST (offline, from Debian's
+``dataset-fashion-mnist``) at its native 28x28x1 in the CIFAR ResNet-20: the baseline (no
+attention) and every (attention, placement) pair of {SA, SimAM, SB, DCA-SE} x {block, layer},
+each configuration trained with the same recipe and the same seeds (``--repeats``; shared initial
+backbone weights and data order per seed) on a training subset; a leaderboard of mean +- std and
+the paired difference to the baseline with its 95% interval; then the best configuration and the
+baseline retrained on the full training split and tested once.
 
-Re-running the same command resumes (KerasTuner reloads its project; a trial cut off mid-way runs
-again). ``--role chief|worker --oracle HOST:PORT`` runs KerasTuner's distributed tuning over gRPC,
-every process pointing at the same ``--out``.
+Re-running the same command resumes (KerasTuner reloads its project; an unfinished trial runs
+again without the repeats it had finished). ``--role chief|worker --oracle HOST:PORT`` runs
+KerasTuner's distributed tuning over gRPC, every process pointing at the same ``--out``.
 """
 
 from __future__ import annotations
@@ -45,10 +48,13 @@ IDENTITY_KEYS = (
     "seed",
     "optimizer",
     "bn_momentum",
+    "repeats",
+    "learning_rate",
+    "search_learning_rate",
 )
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
-RUN_KEYS = ("max_trials", "final_epochs", "strategy", "role", "run_eagerly")
+RUN_KEYS = ("max_trials", "final_epochs", "final_repeats", "strategy", "role", "run_eagerly")
 
 
 class CLIError(Exception):
@@ -77,6 +83,13 @@ _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
+def _split(text):
+    """An int >= 1 is a number of images, anything else a fraction in [0, 1)."""
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    return _fraction(text)
+
+
 def _fraction(text):
     try:
         value = float(text)
@@ -84,6 +97,16 @@ def _fraction(text):
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
@@ -98,7 +121,9 @@ def build_parser():
     p = _Parser(
         prog=PROG,
         description="KerasTuner architecture search over CNN attention (SA-Net, SimAM, "
-        "Shift-and-Balance, DCANet) in a keras.applications backbone.",
+        "Shift-and-Balance, DCANet): every configuration trained with the same recipe and seeds "
+        "as the no-attention baseline, repeated, reported as mean +- std and a paired difference "
+        "with its 95%% interval.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
@@ -107,38 +132,59 @@ def build_parser():
     d.add_argument("--data-dir", default=None,
                    help="fashion_mnist: directory with the four IDX .gz files "
                    "(default /usr/share/datasets/fashion-mnist); TFDS: its data_dir")
-    d.add_argument("--image-size", type=_positive_int, default=32, help="input height = width, pixels")
-    d.add_argument("--train-size", type=_non_negative_int, default=10000,
-                   help="training images per trial (0 = all); the final model uses all")
-    d.add_argument("--validation-split", type=_fraction, default=0.1,
-                   help="fraction of the training split held out for validation (seeded)")
+    d.add_argument("--image-size", type=_non_negative_int, default=0,
+                   help="input height = width in pixels; 0 = the dataset's native size (28 for "
+                   "Fashion-MNIST; the keras.applications backbones need >= 32)")
+    d.add_argument("--train-size", type=_non_negative_int, default=6000,
+                   help="training images per search run (0 = all); the final runs use all")
+    d.add_argument("--validation-split", type=_split, default=4000,
+                   help="validation images held out of the training split (seeded, the same for "
+                   "every run): a number of images, or a fraction in [0, 1) of train + validation")
     m = p.add_argument_group("model and search space")
-    m.add_argument("--backbone", default="mobilenetv2", help="keras.applications backbone")
+    m.add_argument("--backbone", default="resnet20",
+                   help="resnet20/32/44/56/110, mobilenetv2_cifar (the papers' small-image "
+                   "networks) or a keras.applications family (mobilenetv2, resnet50, ...)")
     m.add_argument("--width", type=float, default=None,
-                   help="MobileNet width multiplier alpha (default 0.35 for MobileNetV2/V3)")
+                   help="MobileNet width multiplier alpha (default 0.35 for the MobileNets)")
     m.add_argument("--bn-momentum", type=float, default=0.9,
                    help="BatchNorm momentum of the backbone (keras.applications' 0.999 leaves the "
                    "moving statistics unusable after a short run from scratch)")
     m.add_argument("--attention", type=_csv_list, default=None,
-                   help="comma-separated attention types to search (default: none,sa,simam,sb,dca_se)")
+                   help="comma-separated attention types to search (default: sa,simam,sb,dca_se;"
+                   " the baseline 'none' is always added)")
     m.add_argument("--placement", type=_csv_list, default=None,
                    help="comma-separated placements to search (default: block,layer)")
-    t = p.add_argument_group("search and training")
-    t.add_argument("--tuner", default="random", choices=TUNERS, help="KerasTuner algorithm")
-    t.add_argument("--max-trials", type=_positive_int, default=6,
-                   help="trials in all (random, bayesian); Hyperband sizes itself from --epochs")
-    t.add_argument("--epochs", type=_positive_int, default=2, help="epochs per trial")
-    t.add_argument("--final-epochs", type=_non_negative_int, default=4,
-                   help="epochs to retrain the best configuration on the full training split "
-                   "(0: keep the best trial's model)")
-    t.add_argument("--batch-size", type=_positive_int, default=128, help="global batch size")
-    t.add_argument("--optimizer", default="adam", choices=("sgd", "adam"),
-                   help="SGD with momentum (the papers') or Adam (converges in fewer epochs)")
+    t = p.add_argument_group("protocol, search and training")
+    t.add_argument("--repeats", type=_positive_int, default=2,
+                   help="runs per configuration, with seeds seed, seed+1, ... (the same for every "
+                   "configuration and the baseline)")
+    t.add_argument("--tuner", default="random", choices=TUNERS,
+                   help="KerasTuner algorithm (random: balanced over attention x placement)")
+    t.add_argument("--max-trials", type=_positive_int, default=9,
+                   help="configurations in all, the baseline included (random, bayesian); "
+                   "Hyperband sizes itself from --epochs")
+    t.add_argument("--epochs", type=_positive_int, default=1, help="epochs per search run")
+    t.add_argument("--final-epochs", type=_non_negative_int, default=1,
+                   help="epochs to retrain the best configuration and the baseline on the full "
+                   "training split (0: test the search's own runs)")
+    t.add_argument("--final-repeats", type=_positive_int, default=1,
+                   help="seeds of the final runs (each trains both the best and the baseline)")
+    t.add_argument("--batch-size", type=_positive_int, default=64,
+                   help="global batch size (64: twice the steps of 128 in a short run)")
+    t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
+                   help="SGD with momentum 0.9 and weight decay 5e-4 (the papers'), or Adam")
+    t.add_argument("--learning-rate", type=_positive_float, default=None,
+                   help="the recipe's peak learning rate, cosine-annealed to 0 over each run "
+                   "(default: SGD 0.1 x batch size / 128, the papers' 0.1 at 128 with the linear "
+                   "scaling rule; Adam 3e-3)")
+    t.add_argument("--search-learning-rate", action="store_true",
+                   help="search the learning rate too (trials then differ in more than attention)")
     t.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto = mixed_float16 on a GPU, float32 on a CPU")
     t.add_argument("--strategy", default="auto", choices=STRATEGIES,
                    help="tf.distribute strategy; auto = MirroredStrategy over several GPUs")
-    t.add_argument("--seed", type=int, default=0, help="seed for data split, tuner and weights")
+    t.add_argument("--seed", type=int, default=0,
+                   help="first seed: data split, oracle, initial weights and data order")
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/search", help="output directory (re-run to resume)")
     o.add_argument("--overwrite", action="store_true",
@@ -173,10 +219,37 @@ def parse_args(argv=None):
     if args.width is not None and args.width <= 0:
         raise CLIError(f"--width must be > 0, got {args.width}")
     args.dataset = args.dataset.lower()
-    args.backbone = args.backbone.lower()
+    # One spelling per backbone, so that --backbone MobileNetV2_CIFAR resumes a mobilenetv2_cifar
+    # search.
+    key = args.backbone.lower().replace("-", "_")
+    args.backbone = {b.replace("_", ""): b for b in _SMALL_BACKBONES}.get(key.replace("_", ""), key)
     if args.width is None and args.backbone.startswith("mobilenet"):
         args.width = 0.35
+    if args.learning_rate is None and not args.search_learning_rate:
+        args.learning_rate = 3e-3 if args.optimizer == "adam" else 0.1 * args.batch_size / 128
+    if args.attention is not None and "none" not in args.attention:
+        args.attention = ["none", *args.attention]  # the baseline always runs
+    if args.final_epochs == 0 and args.final_repeats > args.repeats:
+        raise CLIError(
+            f"--final-epochs 0 tests the search's own runs: --final-repeats {args.final_repeats} "
+            f"must be <= --repeats {args.repeats}"
+        )
+    if args.image_size and args.image_size < 32 and not _is_small(args.backbone):
+        raise CLIError(
+            f"--backbone {args.backbone} (keras.applications) needs --image-size >= 32, got "
+            f"{args.image_size}; the small-image backbones ({', '.join(_SMALL_BACKBONES)}) take "
+            "any size"
+        )
     return args
+
+
+# Spelled out (not imported from keras_attn.backbones, which imports Keras): --help stays instant.
+_SMALL_BACKBONES = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+                    "mobilenetv2_cifar")
+
+
+def _is_small(backbone):
+    return backbone in _SMALL_BACKBONES
 
 
 def _validate_names(args):
@@ -186,7 +259,7 @@ def _validate_names(args):
     from search.hypermodel import PLACEMENTS
 
     backbones = [b.lower() for b in SUPPORTED_BACKBONES]
-    if args.backbone not in backbones:
+    if args.backbone.replace("_", "") not in [b.replace("_", "") for b in backbones]:
         raise CLIError(f"unknown --backbone {args.backbone!r}; valid: {', '.join(backbones)}")
     valid = ["none"] + available_attentions()
     for name in args.attention or []:
@@ -202,8 +275,10 @@ def data_kwargs(args, **overrides):
     return {
         "name": args.dataset,
         "data_dir": args.data_dir,
-        "image_size": args.image_size,
-        "channels": 3,
+        # 0: the native size; the small-image backbones take the native channels too, the
+        # keras.applications ones 3 (grayscale repeated).
+        "image_size": args.image_size or (None if _is_small(args.backbone) else 32),
+        "channels": None if _is_small(args.backbone) else 3,
         "train_size": args.train_size or None,
         "validation_split": args.validation_split,
         "batch_size": args.batch_size,
@@ -293,6 +368,18 @@ def main(argv=None):
         return 2
 
 
+def _quiet_retracing_warning():
+    """Every run builds a new model, so TensorFlow's "triggered tf.function retracing" warning
+    fires on every trial; it is expected here (the overhead is measured and reported instead)."""
+    import logging
+
+    class _Filter(logging.Filter):
+        def filter(self, record):
+            return "triggered tf.function retracing" not in record.getMessage()
+
+    logging.getLogger("tensorflow").addFilter(_Filter())
+
+
 def run(args):
     t_start = time.time()
     _validate_names(args)
@@ -302,9 +389,10 @@ def run(args):
     import keras
 
     from search import data as data_mod
-    from search import report, training
-    from search.tuning import make_tuner
+    from search import final, report, training, tuning
+    from search.protocol import Protocol
 
+    _quiet_retracing_warning()
     precision = training.resolve_precision(args.precision)
     strategy = training.resolve_strategy(args.strategy)
     keras.utils.set_random_seed(args.seed)
@@ -314,16 +402,44 @@ def run(args):
         tf.config.run_functions_eagerly(True)
     _log(
         f"dataset={args.dataset} backbone={args.backbone} width={args.width} "
-        f"image={args.image_size} precision={precision} strategy={type(strategy).__name__} "
-        f"replicas={strategy.num_replicas_in_sync} role={args.role} out={args.out}"
+        f"precision={precision} strategy={type(strategy).__name__} "
+        f"replicas={strategy.num_replicas_in_sync} repeats={args.repeats} role={args.role} "
+        f"out={args.out}"
     )
 
     # The chief needs the data too: it retrains and tests the best configuration at the end.
     t0 = time.time()
     splits = data_mod.load_dataset(**data_kwargs(args))
-    _log(f"data: {splits.sizes} in {time.time() - t0:.1f}s")
+    _log(f"data: {splits.sizes} images of {splits.input_shape} in {time.time() - t0:.1f}s")
+    if args.role != "chief" and not splits.sizes.get("val"):
+        raise CLIError("the comparison needs a validation set: --validation-split must be > 0")
 
-    tuner, hypermodel = make_tuner(args, splits, precision, strategy)
+    protocol = Protocol.with_repeats(args.repeats, args.seed, train_data=splits.train_with_seed)
+    space = {}
+    if args.attention:
+        space["attention"] = args.attention
+    if args.placement:
+        space["placement"] = args.placement
+    tuner, hypermodel = tuning.make_tuner(
+        backbone=args.backbone,
+        input_shape=splits.input_shape,
+        num_classes=splits.num_classes,
+        out=args.out,
+        epochs=args.epochs,
+        steps_per_epoch=splits.steps_per_epoch["train"],
+        tuner=args.tuner,
+        max_trials=args.max_trials,
+        seed=args.seed,
+        precision=precision,
+        strategy=strategy,
+        protocol=protocol,
+        space=space or None,
+        backbone_kwargs={"alpha": args.width} if args.width is not None else None,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        search_learning_rate=args.search_learning_rate,
+        bn_momentum=args.bn_momentum,
+    )
     callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(args.out, "logs"))]
     t_search = time.time()
     if args.role == "chief":
@@ -335,69 +451,49 @@ def run(args):
             validation_data=splits.val,
             epochs=args.epochs,
             callbacks=callbacks,
-            verbose=0 if args.quiet else 1,
+            verbose=0 if args.quiet else 2,
         )
     search_seconds = time.time() - t_search
     if args.role == "worker":
         _log(f"worker done in {time.time() - t_start:.0f}s")
         return 0
 
-    rows = report.collect_trials(tuner)
-    report.write_leaderboard(rows, args.out)
-    plots = report.plot_trials(rows, args.out)
-    completed = [r for r in rows if r["status"] == "COMPLETED" and r["val_accuracy"] is not None]
-    if not completed:
-        raise CLIError(f"no trial completed; see {os.path.join(args.out, 'leaderboard.md')}")
-    best = completed[0]
-    # One source for "best": the leaderboard's first row (ties go to the lower trial id). The
-    # oracle's get_best_trials breaks ties by file order, which changes after a resume.
-    best_trial = tuner.oracle.trials[best["trial"]]
-    _log(
-        f"best trial {best['trial']}: val_accuracy={best['val_accuracy']:.4f} "
-        f"attention={best['attention']} placement={best['placement']} "
-        f"{report._hp_text(best['hyperparameters'])}"
-    )
+    board = report.configuration_rows(report.collect_trials(tuner),
+                                      num_classes=splits.num_classes)
+    report.write_leaderboard(board, args.out)
+    plots = report.plot_configurations(board, args.out)
+    best, baseline = report.best_and_baseline(board)
+    if baseline is None or not baseline["repeats"]:
+        raise CLIError(f"the baseline (no attention) did not finish; see "
+                       f"{os.path.join(args.out, 'leaderboard.md')}")
+    print(report.leaderboard_text(board), flush=True)
 
-    from search.final import finalize
-
-    final = finalize(args, tuner, hypermodel, best_trial, strategy, splits)
-    summary = {
-        "best_trial": best["trial"],
-        "best_hyperparameters": dict(best_trial.hyperparameters.values),
-        "val_accuracy": best["val_accuracy"],
-        "test_accuracy": final["test_accuracy"],
-        "test_loss": final["test_loss"],
-        "params": final["params"],
-        "params_added": final["params_added"],
-        "final_training": final["how"],
-        "trials": {
-            "total": len(rows),
-            "completed": len(completed),
-            "failed": sum(r["status"] in ("FAILED", "INVALID") for r in rows),
-        },
-        "timings_seconds": {
-            "search": round(search_seconds, 1),
-            "final_training": round(final["train_seconds"], 1),
-            "total": round(time.time() - t_start, 1),
-        },
-        "config": {**_identity(args), "max_trials": args.max_trials,
-                   "final_epochs": args.final_epochs, "precision": precision,
-                   "strategy": type(strategy).__name__,
-                   "replicas": strategy.num_replicas_in_sync},
-        "files": {
-            "leaderboard": ["leaderboard.csv", "leaderboard.md"],
-            "best_model": "best_model.keras",
-            "plots": [os.path.basename(p) for p in plots],
-            "tensorboard": "logs",
-            "tuner_project": "tuner",
-        },
-        "versions": _versions(),
-    }
-    report.write_json(os.path.join(args.out, "summary.json"), summary)
-    _log(
-        f"test_accuracy={final['test_accuracy']:.4f} (best model: "
-        f"{os.path.join(args.out, 'best_model.keras')}); total {time.time() - t_start:.0f}s"
+    seeds = list(range(args.seed, args.seed + args.final_repeats))
+    full = None
+    if args.final_epochs:
+        # Every training image, no validation hold-out: the choice is made, only the test is left.
+        full = data_mod.load_dataset(**data_kwargs(args, train_size=None, validation_split=0.0))
+    result = final.finalize(
+        out=args.out, tuner=tuner, hypermodel=hypermodel, best=best, baseline=baseline,
+        seeds=seeds, final_epochs=args.final_epochs, strategy=strategy,
+        full_train=None if full is None else full.train_with_seed, test_data=splits.test,
+        verbose=0 if args.quiet else 2,
     )
+    summary = report.write_summary(
+        args.out,
+        board=board,
+        final=result,
+        plots=plots,
+        timings={"search": round(search_seconds, 1),
+                 "final": result["train_seconds"],
+                 "total": round(time.time() - t_start, 1)},
+        config={**_identity(args), **{k: getattr(args, k) for k in RUN_KEYS},
+                "precision": precision, "strategy": type(strategy).__name__,
+                "replicas": strategy.num_replicas_in_sync},
+        versions=_versions(),
+    )
+    for line in report.summary_lines(summary):
+        _log(line)
     return 0
 
 

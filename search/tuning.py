@@ -1,9 +1,16 @@
-"""KerasTuner tuners for the CLI: a line per trial, per-trial facts on disk, resumable.
+"""KerasTuner tuners for the CLI: the comparison protocol, a line per run, resumable.
 
-The tuners are KerasTuner's own (RandomSearch, BayesianOptimization, Hyperband) with a mixin that
-prints one line per finished trial and stores what the leaderboard needs beyond the score
-(parameters, parameters added by attention, train time) in the trial's directory, so that a
-resumed or distributed search reports every trial, whichever process ran it.
+The tuners are KerasTuner's own (RandomSearch, BayesianOptimization, Hyperband) with a mixin
+(:class:`ReportingMixin`) that
+
+* runs each trial's configuration once per seed of a :class:`search.protocol.Protocol` (same
+  initial weights and data order per seed for every configuration), writing each finished repeat
+  to the trial's directory at once, so a resumed trial keeps them;
+* gives the oracle the protocol's order (:class:`PairedOracleMixin`): the baseline first, then
+  trials balanced over (attention, placement) pairs;
+* prints one line per run and per trial, and stores what the leaderboard needs beyond the score
+  (parameters, parameters added by attention, train time) in the trial's directory, so that a
+  resumed or distributed search reports every trial, whichever process ran it.
 """
 
 from __future__ import annotations
@@ -15,35 +22,81 @@ import keras_tuner as kt
 from search.hypermodel import describe_hyperparameters
 from search.report import write_trial_info
 
-class BalancedRandomSearchOracle(kt.oracles.RandomSearchOracle):
-    """Random search that spreads trials evenly over the ``attention`` choices.
+def _baseline_values(oracle):
+    """The values of the no-attention configuration in ``oracle``'s space (defaults elsewhere),
+    or None when ``"none"`` is not an attention choice."""
+    hps = kt.HyperParameters()
+    found = False
+    for hp in oracle.hyperparameters.space:
+        hps.merge([hp])
+        if hp.name == "attention":
+            if "none" not in getattr(hp, "values", [getattr(hp, "value", None)]):
+                return None
+            hps.values["attention"] = "none"
+            found = True
+        elif hps.is_active(hp):
+            hps.values[hp.name] = hp.default if not isinstance(hp, kt.engine.hyperparameters.Fixed) \
+                else hp.value
+    return dict(hps.values) if found else None
 
-    Plain random search over a handful of trials easily draws one attention type three times and
-    another never. Here every trial's values are drawn as in ``RandomSearchOracle``, redrawn
-    (rejection sampling, so the conditional hyperparameters stay consistent with the attention
-    drawn) until the attention type is one of the least tried so far: no type gets a (k+1)-th
-    trial before every type has k. Without an ``attention`` choice it is plain random search.
+
+class PairedOracleMixin:
+    """Oracle behaviour of the comparison protocol, for any KerasTuner oracle whose new values
+    come from ``_random_values`` (random search, Bayesian optimisation's initial points,
+    Hyperband's new models):
+
+    * the baseline first: while no trial has ``attention="none"``, the next values are the
+      baseline's (when ``none`` is an attention choice);
+    * balanced coverage: values are drawn as the oracle draws them, and redrawn (rejection
+      sampling, so the conditional hyperparameters stay consistent) until their
+      ``(attention, placement)`` pair is one of the least tried: no pair gets a (k+1)-th trial
+      before every pair has k. With 4 attention types and 2 placements, 9 trials train every pair
+      once, and the baseline.
     """
 
-    def populate_space(self, trial_id):
-        choices = [p.values for p in self.hyperparameters.space
-                   if p.name == "attention" and hasattr(p, "values")]
-        result = super().populate_space(trial_id)
-        if not choices or result["status"] != kt.engine.trial.TrialStatus.RUNNING:
-            return result
-        counts = {choice: 0 for choice in choices[0]}
-        for other_id, trial in self.trials.items():
-            value = trial.hyperparameters.values.get("attention")
-            if other_id != trial_id and value in counts:
-                counts[value] += 1
+    _REDRAWS = 1000
+
+    def _pair(self, values):
+        return values.get("attention"), values.get("placement")
+
+    def _all_pairs(self):
+        space = {p.name: p for p in self.hyperparameters.space}
+        attention = space.get("attention")
+        if attention is None or not hasattr(attention, "values"):
+            return []
+        placement = space.get("placement")
+        places = list(getattr(placement, "values", [getattr(placement, "value", None)])) \
+            if placement is not None else [None]
+        return [(a, p) for a in attention.values if a != "none" for p in places]
+
+    def _random_values(self):
+        tried = [t.hyperparameters.values for t in self.trials.values()]
+        baseline = _baseline_values(self)
+        if baseline is not None and not any(v.get("attention") == "none" for v in tried) \
+                and not self._duplicate(baseline):
+            return baseline
+        values = super()._random_values()
+        pairs = self._all_pairs()
+        if values is None or not pairs:
+            return values
+        counts = {pair: 0 for pair in pairs}
+        for v in tried:
+            if self._pair(v) in counts:
+                counts[self._pair(v)] += 1
         least = min(counts.values())
-        for _ in range(200):
-            if counts.get(result["values"].get("attention")) == least:
+        for _ in range(self._REDRAWS):
+            if counts.get(self._pair(values)) == least:
+                return values
+            redrawn = super()._random_values()
+            if redrawn is None:
                 break
-            result = super().populate_space(trial_id)
-            if result["status"] != kt.engine.trial.TrialStatus.RUNNING:
-                break
-        return result
+            values = redrawn
+        return values
+
+
+class BalancedRandomSearchOracle(PairedOracleMixin, kt.oracles.RandomSearchOracle):
+    """``RandomSearchOracle`` with the baseline first and trials balanced over (attention,
+    placement) pairs (see :class:`PairedOracleMixin`)."""
 
 
 class BalancedRandomSearch(kt.Tuner):
@@ -61,6 +114,34 @@ class BalancedRandomSearch(kt.Tuner):
         super().__init__(oracle, hypermodel, **kwargs)
 
 
+def _restart(model, fresh, optimizer_start):
+    """Put ``model`` in the state of ``fresh`` (the same configuration built with another seed):
+    every variable (weights, BatchNorm statistics, random-seed states) from ``fresh``, the
+    optimizer back to its state before any step. Returns False, changing nothing, when the two
+    models' variables do not correspond one to one."""
+    pairs = list(zip(model.variables, fresh.variables))
+    if len(model.variables) != len(fresh.variables) or any(
+            tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype for a, b in pairs):
+        return False
+    optimizer = model.optimizer
+    if optimizer_start is None or len(optimizer.variables) != len(optimizer_start):
+        return False
+    for a, b in pairs:
+        a.assign(b.value)
+    for v, start in zip(optimizer.variables, optimizer_start):
+        v.assign(start)
+    return True
+
+
+def _paired_oracle(oracle):
+    """Give an oracle made by a KerasTuner tuner the :class:`PairedOracleMixin` behaviour (its
+    class is extended in place: the tuner made it, with arguments we do not repeat here)."""
+    if not isinstance(oracle, PairedOracleMixin):
+        cls = type(oracle)
+        oracle.__class__ = type(f"Paired{cls.__name__}", (PairedOracleMixin, cls), {})
+    return oracle
+
+
 TUNER_CLASSES = {
     "random": BalancedRandomSearch,
     "bayesian": kt.BayesianOptimization,
@@ -69,7 +150,18 @@ TUNER_CLASSES = {
 
 
 class ReportingMixin:
-    """Mixed in before a KerasTuner tuner class (see :func:`tuner_class`)."""
+    """Mixed in before a KerasTuner tuner class (see :func:`tuner_class`).
+
+    Args (keyword, besides the tuner's own):
+        protocol: a :class:`search.protocol.Protocol`: each trial trains its configuration once
+            per seed (see :meth:`run_trial`). None (default): KerasTuner's own ``run_trial``.
+    """
+
+    def __init__(self, *args, protocol=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.protocol = protocol
+        if protocol is not None:
+            _paired_oracle(self.oracle)
 
     def _populate_initial_space(self):
         # KerasTuner discovers conditional hyperparameters by building the model again and again
@@ -88,12 +180,94 @@ class ReportingMixin:
 
     def run_trial(self, trial, *args, **kwargs):
         start = time.time()
-        results = super().run_trial(trial, *args, **kwargs)
+        if self.protocol is None:
+            results = super().run_trial(trial, *args, **kwargs)
+        else:
+            results = self._run_repeats(trial, *args, **kwargs)
         info = {"train_seconds": round(time.time() - start, 2), "tuner_id": self.tuner_id}
         # AttentionHyperModel(track_build_info=True) leaves params and params_added there.
         info.update(getattr(self.hypermodel, "last_build_info", None) or {})
         write_trial_info(self.get_trial_dir(trial.trial_id), info)
         return results
+
+    def _run_repeats(self, trial, *args, **kwargs):
+        """Train the trial's configuration once per seed of the protocol; return the objective's
+        mean over the seeds (each the value after the last epoch: the fixed recipe's result,
+        not the best epoch picked on the validation set).
+
+        Repeats already in the trial directory (from a run that was cut off) are kept, not
+        retrained. Hyperband's ``tuner/epochs`` sets the epochs of its rounds; each round trains
+        from scratch (a schedule over its own epochs), not from the previous round's weights.
+        """
+        import keras
+        from keras_tuner.src.engine.tuner import maybe_distribute
+
+        from search import training
+        from search.protocol import load_repeats, save_repeats, weights_path
+
+        hp = trial.hyperparameters
+        trial_dir = self.get_trial_dir(trial.trial_id)
+        records = load_repeats(trial_dir)
+        kwargs = dict(kwargs)
+        callbacks = kwargs.pop("callbacks", None) or []
+        kwargs.pop("initial_epoch", None)
+        if "tuner/epochs" in hp.values:
+            kwargs["epochs"] = hp.values["tuner/epochs"]
+        objective = self.oracle.objective.name
+        # One model per configuration: each further seed restarts it from that seed's initial
+        # weights (see _restart), so Keras' traced train and test functions are reused instead
+        # of traced again (5-12 s per run on a 2-core CPU, a third of a short run).
+        model = optimizer_start = None
+        for index, seed in enumerate(self.protocol.seeds):
+            if str(seed) in records:
+                continue
+            t0 = time.perf_counter()
+            if model is None:
+                keras.backend.clear_session()
+            keras.utils.set_random_seed(seed)
+            with maybe_distribute(self.distribution_strategy):
+                fresh = self.hypermodel.build(hp, seed=seed)
+                if model is None or not _restart(model, fresh, optimizer_start):
+                    model = fresh
+                    # The optimizer's state before any step, to restart the next seed from.
+                    model.optimizer.build(model.trainable_variables)
+                    optimizer_start = [v.numpy() for v in model.optimizer.variables]
+            del fresh
+            build_seconds = time.perf_counter() - t0
+            run_callbacks = self._deepcopy_callbacks(callbacks)
+            self._configure_tensorboard_dir(run_callbacks, trial, index)
+            timer = training.StepTimer()
+            run_callbacks.append(timer)
+            data = args[0] if self.protocol.train_data is None else self.protocol.train_data(seed)
+            history = self.hypermodel.fit(hp, model, data, *args[1:], callbacks=run_callbacks,
+                                          **kwargs)
+            logs = history.history
+            if objective not in logs:
+                raise kt.errors.FatalValueError(
+                    f"fit did not report {objective!r} (got {sorted(logs)}): the protocol needs "
+                    "validation data."
+                )
+            record = {
+                "seed": seed,
+                objective: float(logs[objective][-1]),
+                **{k: float(v[-1]) for k, v in logs.items() if k != objective},
+                "epochs": len(logs[objective]),
+                "build_seconds": round(build_seconds, 3),
+                **{k: (round(v, 3) if isinstance(v, float) else v)
+                   for k, v in timer.result().items()},
+            }
+            if self.protocol.save_weights:
+                model.save_weights(weights_path(trial_dir, seed))
+            record["wall_seconds"] = round(time.perf_counter() - t0, 3)
+            records[str(seed)] = record
+            save_repeats(trial_dir, records)
+            overhead = record["overhead_seconds"]
+            print(f"[trial {trial.trial_id}] seed {seed}: {objective}={record[objective]:.4f} "
+                  f"({record['fit_seconds']:.0f}s"
+                  + ("" if overhead is None else f", of which {overhead:.1f}s tracing/first steps")
+                  + ")", flush=True)
+        values = [records[str(s)][objective] for s in self.protocol.seeds]
+        return {objective: sum(values) / len(values)}
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -101,8 +275,9 @@ class ReportingMixin:
         done = self.oracle.get_trial(trial.trial_id)
         status = getattr(done.status, "value", done.status)
         score = "-" if done.score is None else f"{done.score:.4f}"
+        what = "mean " if self.protocol is not None and len(self.protocol.seeds) > 1 else ""
         print(
-            f"[trial {trial.trial_id}] {status} val_accuracy={score} "
+            f"[trial {trial.trial_id}] {status} {what}val_accuracy={score} "
             f"{describe_hyperparameters(done.hyperparameters)}",
             flush=True,
         )
@@ -121,41 +296,78 @@ def tuner_class(name):
     return _CLASS_CACHE[name]
 
 
-def make_tuner(args, splits, precision, strategy):
-    """The CLI's tuner and hypermodel for parsed ``args`` and loaded ``splits``."""
+def make_tuner(
+    *,
+    backbone,
+    input_shape,
+    num_classes,
+    out,
+    epochs,
+    steps_per_epoch,
+    tuner="random",
+    max_trials=9,
+    seed=0,
+    precision="float32",
+    strategy=None,
+    protocol=None,
+    space=None,
+    backbone_kwargs=None,
+    optimizer="sgd",
+    learning_rate=None,
+    search_learning_rate=False,
+    bn_momentum=0.9,
+    project_name="tuner",
+):
+    """A KerasTuner tuner (with reporting and the comparison protocol) and its hypermodel.
+
+    Args:
+        backbone, input_shape, num_classes, backbone_kwargs, optimizer, learning_rate,
+            search_learning_rate, bn_momentum, space, precision: see
+            :class:`search.hypermodel.AttentionHyperModel`.
+        out: the directory of the tuner project (``out/project_name``); an existing project is
+            resumed.
+        epochs: epochs per run (Hyperband: its ``max_epochs``); steps_per_epoch: training batches
+            per epoch (the schedule's length).
+        tuner: ``"random"`` (balanced over attention and placement, baseline first),
+            ``"bayesian"`` or ``"hyperband"``.
+        max_trials: configurations to try (random, bayesian).
+        seed: the oracle's seed.
+        strategy: a ``tf.distribute`` strategy (used when it has several replicas).
+        protocol: a :class:`search.protocol.Protocol` (repeats, seeds, data order), or None for
+            KerasTuner's plain one-run trials.
+
+    Returns:
+        ``(tuner, hypermodel)``.
+    """
     from search.hypermodel import AttentionHyperModel
 
-    space = {}
-    if args.attention:
-        space["attention"] = args.attention
-    if args.placement:
-        space["placement"] = args.placement
-    backbone_kwargs = {"alpha": args.width} if args.width is not None else {}
     hypermodel = AttentionHyperModel(
-        backbone=args.backbone,
-        input_shape=tuple(splits.input_shape),
-        num_classes=splits.num_classes,
+        backbone=backbone,
+        input_shape=tuple(input_shape),
+        num_classes=num_classes,
         precision=precision,
         backbone_kwargs=backbone_kwargs,
-        space=space or None,
-        optimizer=args.optimizer,
-        bn_momentum=args.bn_momentum,
-        epochs_hint=args.epochs,
-        steps_per_epoch=splits.steps_per_epoch["train"],
+        space=space,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        search_learning_rate=search_learning_rate,
+        bn_momentum=bn_momentum,
+        epochs_hint=epochs,
+        steps_per_epoch=steps_per_epoch,
         track_build_info=True,
     )
     common = dict(
         hypermodel=hypermodel,
         objective="val_accuracy",
-        directory=args.out,
-        project_name="tuner",
-        seed=args.seed,
-        overwrite=False,  # re-running resumes; --overwrite already cleared the directory
-        distribution_strategy=strategy if strategy.num_replicas_in_sync > 1 else None,
+        directory=out,
+        project_name=project_name,
+        seed=seed,
+        overwrite=False,  # re-running resumes
+        distribution_strategy=strategy if strategy is not None and
+        strategy.num_replicas_in_sync > 1 else None,
+        protocol=protocol,
     )
-    cls = tuner_class(args.tuner)
-    if args.tuner == "hyperband":
-        tuner = cls(max_epochs=args.epochs, factor=3, **common)
-    else:
-        tuner = cls(max_trials=args.max_trials, **common)
-    return tuner, hypermodel
+    cls = tuner_class(tuner)
+    if tuner == "hyperband":
+        return cls(max_epochs=epochs, factor=3, **common), hypermodel
+    return cls(max_trials=max_trials, **common), hypermodel

@@ -182,12 +182,43 @@ def run_loss_scale():
     return result
 
 
+def run_protocol(work_dir):
+    """The comparison protocol under MirroredStrategy + mixed_float16: two seeds per trial, the
+    second restarting the first's traced model (LossScaleOptimizer state and mirrored variables
+    reset), against the second seed run alone."""
+    from search.protocol import Protocol, load_repeats
+    from search.tuning import tuner_class
+
+    strategy = training.resolve_strategy("mirrored")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 8, 8, 3)).astype("float32")
+    y = rng.integers(0, 3, 96).astype("int32")
+    train = tf.data.Dataset.from_tensor_slices((x[:64], y[:64])).batch(16)
+    val = tf.data.Dataset.from_tensor_slices((x[64:], y[64:])).batch(16)
+    records = {}
+    for name, seeds in (("both", (0, 1)), ("alone", (1,))):
+        hm = AttentionHyperModel(backbone="tiny", model_builder=tiny_builder, input_shape=(8, 8, 3),
+                                 num_classes=3, precision="mixed_float16", steps_per_epoch=4,
+                                 space={"attention": "simam", "placement": "block",
+                                        "e_lambda": 1e-4})
+        tuner = tuner_class("random")(hypermodel=hm, objective="val_accuracy", max_trials=1,
+                                      seed=0, distribution_strategy=strategy,
+                                      directory=work_dir, project_name=f"protocol_{name}",
+                                      protocol=Protocol(seeds))
+        tuner.search(train, validation_data=val, epochs=2, verbose=0)
+        trial = tuner.oracle.trials["0"]
+        records[name] = {"status": trial.status,
+                         "repeats": load_repeats(tuner.get_trial_dir("0"))}
+    return records
+
+
 def main():
     out_path, work_dir = sys.argv[1], sys.argv[2]
     mobilenet = "--mobilenet" in sys.argv[3:]
     result = {}
     for name, fn in (("equivalence", run_equivalence), ("loss_scale", run_loss_scale),
-                     ("search", lambda: run_search(work_dir, mobilenet))):
+                     ("search", lambda: run_search(work_dir, mobilenet)),
+                     ("protocol", lambda: run_protocol(work_dir))):
         try:
             result[name] = fn()
         except Exception:

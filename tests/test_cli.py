@@ -29,8 +29,9 @@ def tiny_data(tmp_path_factory):
 
 def tiny_args(data_dir, out, *extra, trials=2):
     return [
-        "--data-dir", data_dir, "--train-size", "200", "--max-trials", str(trials),
-        "--epochs", "1", "--final-epochs", "1", "--batch-size", "64",
+        "--data-dir", data_dir, "--train-size", "200", "--validation-split", "50",
+        "--max-trials", str(trials),
+        "--epochs", "1", "--final-epochs", "1", "--batch-size", "64", "--repeats", "2",
         "--attention", "none,simam,sa", "--placement", "block",
         "--out", str(out), "--quiet", "--run-eagerly", *extra,
     ]
@@ -82,6 +83,13 @@ def read_leaderboard(out):
         (["--role", "worker"], "--role worker needs --oracle HOST:PORT"),
         (["--oracle", "127.0.0.1:99999", "--role", "chief"], "port in 1..65535"),
         (["--validation-split", "1.5"], "expected a number in [0, 1)"),
+        (["--repeats", "0"], "--repeats: expected a positive integer, got '0'"),
+        (["--repeats", "-1"], "--repeats: expected a positive integer, got '-1'"),
+        (["--repeats", "1.5"], "--repeats: expected a positive integer, got '1.5'"),
+        (["--backbone", "resnet18"], "unknown --backbone 'resnet18'; valid: "),
+        (["--learning-rate", "0"], "--learning-rate: expected a positive number"),
+        (["--final-epochs", "0", "--final-repeats", "3"], "must be <= --repeats 2"),
+        (["--backbone", "mobilenetv2", "--image-size", "28"], "needs --image-size >= 32"),
     ],
 )
 def test_bad_options_one_line_and_exit_2(argv, match, capsys, tmp_path):
@@ -136,7 +144,9 @@ def test_help_lists_every_option(capsys):
     for option in ("--dataset", "--data-dir", "--backbone", "--image-size", "--train-size",
                    "--attention", "--placement", "--tuner", "--max-trials", "--epochs",
                    "--batch-size", "--precision", "--strategy", "--seed", "--out", "--overwrite",
-                   "--role", "--oracle", "--worker-id"):
+                   "--role", "--oracle", "--worker-id", "--repeats", "--learning-rate",
+                   "--search-learning-rate", "--final-epochs", "--final-repeats",
+                   "--validation-split"):
         assert option in text
 
 
@@ -147,39 +157,60 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     out = tmp_path / "run"
     result = run_cli(tiny_args(tiny_data, out))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trial_lines = [l for l in result.stdout.splitlines() if l.startswith("[trial ")]
-    assert len(trial_lines) == 2 and all("val_accuracy=" in l for l in trial_lines)
+    lines = result.stdout.splitlines()
+    done = [l for l in lines if l.startswith("[trial ") and "COMPLETED" in l]
+    assert len(done) == 2 and all("mean val_accuracy=" in l for l in done)
+    assert "attention=none" in done[0]  # the baseline first
+    seeds = [l for l in lines if l.startswith("[trial ") and " seed " in l]
+    assert [l.split(":")[0] for l in seeds] == ["[trial 0] seed 0", "[trial 0] seed 1",
+                                                "[trial 1] seed 0", "[trial 1] seed 1"]
 
+    plots = ("val_accuracy_by_configuration.png", "delta_vs_baseline.png")
     for name in ("leaderboard.csv", "leaderboard.md", "best_model.keras", "summary.json",
-                 "val_accuracy_by_trial.png", "accuracy_vs_params.png", "search_config.json"):
+                 "final.json", "search_config.json", *plots):
         assert (out / name).is_file(), name
-    for png in ("val_accuracy_by_trial.png", "accuracy_vs_params.png"):
+    for png in plots:
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "tuner").is_dir()
     assert any(f.startswith("events") for _, _, fs in os.walk(out / "logs") for f in fs)
 
     rows = read_leaderboard(str(out))
     assert len(rows) == 2 and {r["status"] for r in rows} == {"COMPLETED"}
-    assert all(0.0 <= float(r["val_accuracy"]) <= 1.0 for r in rows)
-    assert all(r["params_added"] != "" and float(r["train_seconds"]) > 0 for r in rows)
-    assert rows[0]["rank"] == "1" and float(rows[0]["val_accuracy"]) >= float(rows[1]["val_accuracy"])
+    assert {r["repeats"] for r in rows} == {"2"}
+    for r in rows:
+        runs = json.loads(r["runs"])
+        assert sorted(runs) == ["0", "1"]
+        assert float(r["val_accuracy_mean"]) == pytest.approx(sum(runs.values()) / 2, abs=1e-4)
+        assert float(r["val_accuracy_std"]) >= 0
+    base = next(r for r in rows if r["attention"] == "none")
+    other = next(r for r in rows if r["attention"] != "none")
+    assert base["verdict"] == "baseline" and float(base["delta_vs_baseline"]) == 0.0
+    deltas = [json.loads(other["runs"])[s] - json.loads(base["runs"])[s] for s in ("0", "1")]
+    assert float(other["delta_vs_baseline"]) == pytest.approx(sum(deltas) / 2, abs=1e-4)
+    assert float(other["delta_ci95_low"]) <= float(other["delta_vs_baseline"]) <= \
+        float(other["delta_ci95_high"])
     md = (out / "leaderboard.md").read_text()
-    assert md.count("\n") == 4 and "| rank |" in md
+    assert md.count("\n") == 6 and "| rank |" in md and "95% CI" in md
 
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("best_hyperparameters", "test_accuracy", "val_accuracy", "params", "params_added",
-                "timings_seconds", "versions", "config"):
+    for key in ("best", "baseline", "test_accuracy", "baseline_test_accuracy",
+                "test_delta_vs_baseline", "final", "how", "timings_seconds", "versions",
+                "config", "overhead_seconds_per_run"):
         assert key in summary, key
+    assert summary["best"]["attention"] in ("simam", "sa")
+    assert summary["baseline"]["val_accuracy_runs"].keys() == {"0", "1"}
     assert 0.0 <= summary["test_accuracy"] <= 1.0
-    assert summary["best_hyperparameters"]["attention"] in ("none", "simam", "sa")
-    assert summary["trials"] == {"total": 2, "completed": 2, "failed": 0}
+    assert summary["test_delta_vs_baseline"] == pytest.approx(
+        summary["test_accuracy"] - summary["baseline_test_accuracy"])
+    assert summary["config"]["repeats"] == 2
 
     import keras
 
     import keras_attn  # noqa: F401
 
     model = keras.models.load_model(out / "best_model.keras", safe_mode=True)
-    assert model.output_shape == (None, 10) and model.count_params() == summary["params"]
+    assert model.output_shape == (None, 10) and model.input_shape == (None, 28, 28, 1)
+    assert model.count_params() == summary["final"]["best"]["params"]
 
     # Re-running the finished search changes nothing and retrains nothing.
     again = run_cli(tiny_args(tiny_data, out))
@@ -188,29 +219,33 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     assert json.loads((out / "summary.json").read_text())["test_accuracy"] == summary["test_accuracy"]
 
 
-def test_kill_9_then_rerun_resumes(tmp_path, tiny_data):
+def test_kill_9_mid_trial_then_rerun_keeps_the_finished_repeats(tmp_path, tiny_data):
     out = tmp_path / "run"
     args = tiny_args(tiny_data, out, trials=3)
     log = tmp_path / "first.log"
     proc = spawn_cli(args, log)
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and "[trial 0]" not in log.read_text():
+        while time.time() < deadline and "[trial 1] seed 0:" not in log.read_text():
             assert proc.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.5)
-        assert "[trial 0]" in log.read_text(), "no trial finished in time"
-        time.sleep(1.0)  # into the next trial
+            time.sleep(0.1)
+        assert "[trial 1] seed 0:" in log.read_text(), "no repeat finished in time"
     finally:
         kill_group(proc)
-    first = [l for l in log.read_text().splitlines() if l.startswith("[trial 0]")][0]
+    first = log.read_text()
+    # Killed in the middle of trial 1: its first repeat done, its second not.
+    assert "[trial 1] COMPLETED" not in first and "[trial 1] seed 1:" not in first, first[-2000:]
+    kept = [l for l in first.splitlines() if l.startswith("[trial 1] seed 0:")][0]
 
     result = run_cli(args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "[trial 0]" not in result.stdout  # finished: not run again
+    assert "[trial 1] seed 0:" not in result.stdout  # its finished repeat is kept ...
+    assert "[trial 1] seed 1:" in result.stdout  # ... and only the other one runs
     rows = read_leaderboard(str(out))
     assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
-    trial0 = next(r for r in rows if r["trial"] == "0")
-    assert f"val_accuracy={float(trial0['val_accuracy']):.4f}" in first
-    assert "[trial 0]" not in result.stdout  # not run again
+    trial1 = next(r for r in rows if r["trial"] == "1")
+    assert f"val_accuracy={json.loads(trial1['runs'])['0']:.4f}" in kept
     assert (out / "summary.json").is_file()
 
 
@@ -248,14 +283,15 @@ def test_chief_and_two_workers_complete_a_search(tmp_path, tiny_data):
 
 
 @pytest.mark.parametrize("option,value", [("--data-dir", "/elsewhere"),
-                                          ("--precision", "mixed_bfloat16")])
+                                          ("--precision", "mixed_bfloat16"),
+                                          ("--repeats", "3")])
 def test_resume_with_an_option_that_changes_what_is_measured_is_refused(tmp_path, tiny_data,
                                                                           option, value):
     out = tmp_path / "out"
     cli._check_out_dir(cli.parse_args(tiny_args(tiny_data, out)))
     args = tiny_args(tiny_data, out)
-    if option == "--data-dir":
-        args[args.index("--data-dir") + 1] = value
+    if option in args:
+        args[args.index(option) + 1] = value
     else:
         args += [option, value]
     with pytest.raises(cli.CLIError, match=f"holds a different search \\({option[2:].replace('-', '_')}"):

@@ -65,6 +65,20 @@ def test_two_replicas_match_one_device(result):
     assert eq["max_abs_diff"] < 1e-5
 
 
+def test_protocol_repeats_restart_under_mirrored_mixed_float16(result):
+    protocol = result["protocol"]
+    assert "error" not in protocol, protocol["error"]
+    both, alone = protocol["both"], protocol["alone"]
+    assert both["status"] == alone["status"] == "COMPLETED"
+    assert sorted(both["repeats"]) == ["0", "1"]
+    for record in list(both["repeats"].values()) + list(alone["repeats"].values()):
+        assert all(math.isfinite(record[k]) for k in ("loss", "val_loss", "val_accuracy"))
+    # Seed 1 on the restarted model (after seed 0) trains as seed 1 on a fresh one.
+    for key in ("loss", "val_loss"):
+        assert both["repeats"]["1"][key] == pytest.approx(alone["repeats"]["1"][key], rel=1e-3)
+    assert both["repeats"]["0"]["loss"] != pytest.approx(both["repeats"]["1"]["loss"], rel=1e-3)
+
+
 def test_loss_scale_step_skipped_when_any_replica_overflows(result):
     ls = result["loss_scale"]
     assert "error" not in ls, ls["error"]

@@ -58,7 +58,7 @@ def test_default_space_declared_with_defaults():
     hp = kt.HyperParameters()
     config = hm.declare(hp)
     assert config == {"attention": "none", "placement": None, "attention_kwargs": {},
-                      "learning_rate": 0.05}
+                      "learning_rate": 0.1}
     space = {p.name: p for p in hp.space}
     assert list(space) == ["attention", "placement", "groups", "e_lambda", "lambda_init", "gate",
                            "connection", "learning_rate"]
@@ -71,12 +71,17 @@ def test_default_space_declared_with_defaults():
     assert space["lambda_init"].default == 0.1
     assert space["gate"].values == ["tanh", "sigmoid", "softmax", "relu", "none"]
     assert space["connection"].values == ["direct", "weighted", "softmax"]
-    lr = space["learning_rate"]
-    assert (lr.min_value, lr.max_value, lr.sampling, lr.default) == (0.01, 0.2, "log", 0.05)
+    # The recipe's learning rate, the same for every trial (the SB paper's SGD 0.1 at batch 128).
+    assert isinstance(space["learning_rate"], kt.engine.hyperparameters.Fixed)
+    assert space["learning_rate"].value == 0.1
+    searched = AttentionHyperModel(search_learning_rate=True).space["learning_rate"]
+    assert searched == ("range", 0.01, 0.2, 0.1)
     # Every hyperparameter has an explicit default (hp.Choice would otherwise take the first).
     assert all(p.default is not None for p in hp.space)
     assert active(hp) == {"attention", "learning_rate"}  # no placement without attention
-    assert AttentionHyperModel(optimizer="adam").space["learning_rate"] == ("range", 1e-3, 1e-2, 3e-3)
+    assert AttentionHyperModel(optimizer="adam").space["learning_rate"] == ("fixed", 3e-3)
+    assert AttentionHyperModel(optimizer="adam", search_learning_rate=True).space[
+        "learning_rate"] == ("range", 1e-3, 1e-2, 3e-3)
 
 
 @pytest.mark.parametrize(
@@ -106,7 +111,8 @@ def test_conditional_hyperparameters(attention, expected):
 
 def test_oracle_samples_only_active_hyperparameters():
     hm = AttentionHyperModel(space={"attention": list(hm_module.ATTENTIONS),
-                                    "placement": ["block", "layer", "paper"]})
+                                    "placement": ["block", "layer", "paper"]},
+                             search_learning_rate=True)
     hp = kt.HyperParameters()
     hm.declare(hp)
     oracle = kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=100, seed=1,
@@ -141,7 +147,7 @@ def test_space_restriction():
     assert space["learning_rate"].values == [0.02, 0.1]
     assert config == {"attention": "sb", "placement": "layer",
                       "attention_kwargs": {"lambda_init": 0.1, "gate": "tanh"},
-                      "learning_rate": 0.02}
+                      "learning_rate": 0.1}
     fixed = AttentionHyperModel(space={"attention": "simam", "e_lambda": 0.01,
                                        "learning_rate": {"min": 0.001, "max": 0.01}})
     hp = kt.HyperParameters()
@@ -231,7 +237,7 @@ def test_build_default_hp_gives_compiled_model():
                                                           alpha=0.35).count_params()
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
-    assert schedule.decay_steps == 10 and schedule.initial_learning_rate == 0.05
+    assert schedule.decay_steps == 10 and schedule.initial_learning_rate == 0.1
     assert hm.last_build_info == {}  # not tracked by default
     # keras.applications' BN momentum 0.999 leaves the moving statistics at their initial values
     # after a short trial (validation at chance level): 0.9 unless asked otherwise.
