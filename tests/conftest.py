@@ -1,8 +1,9 @@
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The suite (search/ included) is TensorFlow-only: a user's KERAS_BACKEND must not switch it.
-os.environ["KERAS_BACKEND"] = "tensorflow"
+# A user's KERAS_BACKEND must not switch the suite (search/ is TensorFlow-only); another backend
+# is chosen on purpose with KERAS_ATTN_TEST_BACKEND (e.g. =jax for the layer tests).
+os.environ["KERAS_BACKEND"] = os.environ.get("KERAS_ATTN_TEST_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
