@@ -19,6 +19,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
+# The CPU split into two replicas is what is tested, on any machine: a GPU would otherwise take
+# over "mirrored" (and "auto") here.
+tf.config.set_visible_devices([], "GPU")
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
@@ -103,7 +106,15 @@ def run_search(work_dir, mobilenet):
                             project_name="mirrored")
     tuner.search(train, validation_data=val, epochs=2, verbose=0)
     trials = list(tuner.oracle.trials.values())
+    # The best model as the CLI saves it (2 replicas, mixed_float16), for a fresh process to load.
+    best = tuner.get_best_models(1)[0]
+    saved = os.path.join(work_dir, "best_model.keras")
+    best.save(saved)
+    np.save(os.path.join(work_dir, "best_x.npy"), x[:8])
+    np.save(os.path.join(work_dir, "best_pred.npy"), best.predict(x[:8], verbose=0))
     return {
+        "saved": saved,
+        "saved_optimizer": type(best.optimizer).__name__,
         "strategy": type(strategy).__name__,
         "replicas": strategy.num_replicas_in_sync,
         "devices": list(strategy.extended.worker_devices),

@@ -57,6 +57,29 @@ def test_mirrored_mixed_float16_search(result):
     check_search(result["search"])
 
 
+def test_two_replica_mixed_precision_model_loads_with_keras_attn_alone(result):
+    search = result["search"]
+    assert "error" not in search, search["error"]
+    assert search["saved_optimizer"] == "ReplicaSafeLossScaleOptimizer"
+    work = os.path.dirname(search["saved"])
+    code = (
+        "import sys, numpy as np, keras, keras_attn\n"
+        f"m = keras.models.load_model({search['saved']!r})\n"
+        "assert not any(k == 'search' or k.startswith('search.') for k in sys.modules)\n"
+        f"x = np.load({os.path.join(work, 'best_x.npy')!r})\n"
+        f"ref = np.load({os.path.join(work, 'best_pred.npy')!r})\n"
+        "print(type(m.optimizer).__name__, float(np.abs(m.predict(x, verbose=0) - ref).max()))\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+               PYTHONPATH=os.path.dirname(HERE))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name, diff = proc.stdout.split()[-2:]
+    assert name == "ReplicaSafeLossScaleOptimizer"
+    assert float(diff) < 1e-3  # one device, the same weights: the two replicas' predictions
+
+
 def test_two_replicas_match_one_device(result):
     eq = result["equivalence"]
     assert "error" not in eq, eq["error"]

@@ -34,11 +34,14 @@ def tiny_data(n=16, num_classes=4, seed=0):
 
 
 def test_resolve_precision(monkeypatch):
-    assert tf.config.list_physical_devices("GPU") == []
-    assert training.resolve_precision() == "float32"
+    # "auto" on the machine at hand: mixed_float16 where TensorFlow sees a GPU, else float32.
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert training.resolve_precision() == ("mixed_float16" if has_gpu else "float32")
     monkeypatch.setattr(tf.config, "list_physical_devices",
                         lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else [])
     assert training.resolve_precision("auto") == "mixed_float16"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert training.resolve_precision("auto") == "float32"
     for name in ("float32", "mixed_float16", "mixed_bfloat16"):
         assert training.resolve_precision(name) == name
     with pytest.raises(ValueError, match="`precision` must be one of 'auto', 'float32', "
@@ -49,8 +52,9 @@ def test_resolve_precision(monkeypatch):
 def test_set_precision():
     assert training.set_precision("mixed_bfloat16") == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
-    assert training.set_precision("auto") == "float32"
-    assert keras.mixed_precision.global_policy().name == "float32"
+    auto = training.resolve_precision("auto")
+    assert training.set_precision("auto") == auto
+    assert keras.mixed_precision.global_policy().name == auto
     with pytest.raises(ValueError, match="got 'half'"):
         training.set_precision("half")
 
@@ -59,14 +63,26 @@ def test_set_precision():
 
 
 def test_resolve_strategy():
+    # What "auto" means on the machine at hand (this suite runs on CPU-only and GPU machines).
+    gpus = tf.config.list_logical_devices("GPU")
     default = training.resolve_strategy()
-    assert default is tf.distribute.get_strategy()  # CPU only: no wrapper, no overhead
+    if not gpus:
+        assert default is tf.distribute.get_strategy()  # CPU only: no wrapper, no overhead
+    elif len(gpus) == 1:
+        assert isinstance(default, tf.distribute.OneDeviceStrategy)
+    else:
+        assert isinstance(default, tf.distribute.MirroredStrategy)
+        assert default.num_replicas_in_sync == len(gpus)
     one = training.resolve_strategy("one_device")
     assert isinstance(one, tf.distribute.OneDeviceStrategy)
-    assert "CPU:0" in one.extended.worker_devices[0]
+    assert ("GPU:0" if gpus else "CPU:0") in one.extended.worker_devices[0]
     mirrored = training.resolve_strategy("mirrored")
     assert isinstance(mirrored, tf.distribute.MirroredStrategy)
-    assert mirrored.num_replicas_in_sync == 1  # one CPU device unless the CPU was split
+    # All GPUs, else every logical CPU device (one unless the CPU was split).
+    assert mirrored.num_replicas_in_sync == (len(gpus) or len(tf.config.list_logical_devices("CPU")))
+    assert training.resolve_strategy("mirrored") is mirrored  # one instance per device set
+    cpu = training.resolve_strategy("mirrored", devices=["/cpu:0"])
+    assert cpu.num_replicas_in_sync == 1 and "CPU:0" in cpu.extended.worker_devices[0]
     assert training.resolve_strategy(one) is one
 
 
@@ -251,17 +267,21 @@ def test_compiled_model_saves_and_loads(tmp_path):
 
 
 def test_stop_on_nan_raises_failed_trial():
+    # A NaN sample weight makes the loss of its batch NaN on any CPU or GPU (a NaN *input* may
+    # not: oneDNN kernels on some CPUs turn it into a finite loss). No shuffling: sample 5 is in
+    # the second batch of 4, whatever Keras' shuffle would draw.
     model = training.compile_model(tiny_model(), schedule="constant")
     x, y = tiny_data()
-    x[5] = np.nan
+    weights = np.ones(len(x), "float32")
+    weights[5] = np.nan
     with pytest.raises(FailedTrialError, match=r"loss became nan at epoch 1, batch 2"):
-        model.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[training.StopOnNaN()])
+        model.fit(x, y, sample_weight=weights, batch_size=4, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[training.StopOnNaN()])
     # Finite runs are untouched; a NaN validation loss fails at the epoch end.
-    clean_x, clean_y = tiny_data()
     model = training.compile_model(tiny_model(), schedule="constant")
-    model.fit(clean_x, clean_y, batch_size=4, epochs=1, verbose=0, callbacks=[training.StopOnNaN()])
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[training.StopOnNaN()])
     with pytest.raises(FailedTrialError, match="val_loss became nan at epoch 1:"):
-        model.fit(clean_x, clean_y, batch_size=4, epochs=1, verbose=0, validation_data=(x, y),
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, validation_data=(x, y, weights),
                   callbacks=[training.StopOnNaN()])
     callback = training.StopOnNaN()
     with pytest.raises(FailedTrialError, match="loss became inf"):
