@@ -255,24 +255,50 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _listening(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_chief(make_args, tmp_path, attempts=3, wait=120):
+    """Start a chief on a free port; another process may take the port between the probe and the
+    chief's bind, so a chief that dies before it listens is retried on a new port. Bounded."""
+    for attempt in range(attempts):
+        port = _free_port()
+        log = tmp_path / f"chief{attempt}.log"
+        proc = spawn_cli(make_args(port) + ["--role", "chief"], log)
+        deadline = time.time() + wait
+        while time.time() < deadline and proc.poll() is None and not _listening(port):
+            time.sleep(0.2)
+        if proc.poll() is None and _listening(port):
+            return proc, port, log
+        kill_group(proc)
+    raise AssertionError(f"no chief listened in {attempts} attempts: {log.read_text()[-2000:]}")
+
+
 def test_chief_and_two_workers_complete_a_search(tmp_path, tiny_data):
     out = tmp_path / "dist"
-    oracle = f"127.0.0.1:{_free_port()}"
-    args = tiny_args(tiny_data, out, "--oracle", oracle, trials=3)
+
+    def make_args(port):
+        return tiny_args(tiny_data, out, "--oracle", f"127.0.0.1:{port}", trials=3)
+
     procs = []
     try:
-        procs.append(spawn_cli(args + ["--role", "chief"], tmp_path / "chief.log"))
-        time.sleep(3)  # the chief writes the search's config first
+        chief, port, chief_log = start_chief(make_args, tmp_path)
+        procs.append(chief)
+        logs = [chief_log]
         for i in range(2):
-            procs.append(spawn_cli(args + ["--role", "worker", "--worker-id", str(i)],
-                                   tmp_path / f"worker{i}.log"))
+            logs.append(tmp_path / f"worker{i}.log")
+            procs.append(spawn_cli(make_args(port) + ["--role", "worker", "--worker-id", str(i)],
+                                   logs[-1]))
         deadline = time.time() + 420
         while time.time() < deadline and any(p.poll() is None for p in procs):
             time.sleep(1)
-        logs = {p: (tmp_path / name).read_text()
-                for p, name in zip(procs, ("chief.log", "worker0.log", "worker1.log"))}
-        for p in procs:
-            assert p.poll() == 0, logs[p][-3000:]
+        for p, log in zip(procs, logs):
+            assert p.poll() == 0, log.read_text()[-3000:]
     finally:
         for p in procs:
             kill_group(p)
