@@ -54,7 +54,8 @@ IDENTITY_KEYS = (
 )
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
-RUN_KEYS = ("max_trials", "final_epochs", "final_repeats", "strategy", "role", "run_eagerly")
+RUN_KEYS = ("max_trials", "final_epochs", "final_repeats", "strategy", "role", "run_eagerly",
+            "worker_timeout")
 
 
 class CLIError(Exception):
@@ -201,6 +202,9 @@ def build_parser():
                    help="the chief's address (required with --role chief/worker)")
     g.add_argument("--worker-id", default=None,
                    help="unique worker name (default: worker-<pid>)")
+    g.add_argument("--worker-timeout", type=_positive_float, default=600.0,
+                   help="chief: seconds without a heartbeat after which a worker's trial is "
+                   "given to another worker; worker: seconds to wait for the chief to listen")
     return p
 
 
@@ -297,6 +301,11 @@ def _check_out_dir(args):
     path = os.path.join(out, CONFIG_FILE)
     ident = _identity(args)
     old = {}
+    if args.role == "worker" and not os.path.exists(path):
+        raise CLIError(
+            f"--out {out} holds no search started by a chief ({CONFIG_FILE} is missing): give "
+            "every worker the chief's --out (a shared directory) and the chief's options"
+        )
     if os.path.exists(path) and not args.overwrite:
         with open(path) as f:
             old = json.load(f)
@@ -380,9 +389,31 @@ def _quiet_retracing_warning():
     logging.getLogger("tensorflow").addFilter(_Filter())
 
 
+def _wait_for_chief(args):
+    """A worker needs its chief: wait (bounded) until the oracle's address accepts connections,
+    so that the chief has also written the search's options for _check_out_dir to compare."""
+    import socket
+
+    host, _, port = args.oracle.rpartition(":")
+    deadline = time.time() + args.worker_timeout
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=2):
+                return
+        except OSError:
+            if time.time() > deadline:
+                raise CLIError(
+                    f"no chief is listening at {args.oracle} (waited {args.worker_timeout:.0f}s):"
+                    " start one with --role chief and the same options"
+                ) from None
+            time.sleep(1)
+
+
 def run(args):
     t_start = time.time()
     _validate_names(args)
+    if args.role == "worker":
+        _wait_for_chief(args)
     _check_out_dir(args)
     _setup_distributed(args)
 
@@ -444,7 +475,7 @@ def run(args):
     t_search = time.time()
     if args.role == "chief":
         _log(f"chief: serving the oracle on {args.oracle}; waiting for workers")
-        tuner.search()
+        tuning.serve_oracle(tuner, worker_timeout=args.worker_timeout)
     else:
         tuner.search(
             splits.train,

@@ -15,9 +15,12 @@ The tuners are KerasTuner's own (RandomSearch, BayesianOptimization, Hyperband) 
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent import futures
 
 import keras_tuner as kt
+from keras_tuner.src.engine.oracle import synchronized
 
 from search.hypermodel import describe_hyperparameters
 from search.report import write_trial_info
@@ -94,6 +97,34 @@ class PairedOracleMixin:
         return values
 
 
+    @synchronized
+    def create_trial(self, tuner_id):
+        trial = super().create_trial(tuner_id)
+        others = [t for k, t in self.ongoing_trials.items() if k != tuner_id]
+        if trial.status == kt.engine.trial.TrialStatus.STOPPED and others:
+            # Not yet: a running trial may still be queued again (its worker may die). Waiting
+            # workers ask again after a pause.
+            self.tuner_ids.add(tuner_id)
+            time.sleep(1.0)
+            trial.status = kt.engine.trial.TrialStatus.IDLE
+        return trial
+
+    @synchronized
+    def requeue_stale_trials(self, last_heard, timeout):
+        """Take every running trial whose worker was last heard of (``last_heard(trial)``, a
+        time) more than ``timeout`` seconds ago from that worker and queue it again; returns
+        their ids."""
+        now = time.time()
+        stale = [(k, t) for k, t in self.ongoing_trials.items() if now - last_heard(t) > timeout]
+        for tuner_id, trial in stale:
+            del self.ongoing_trials[tuner_id]
+            self.tuner_ids.discard(tuner_id)
+            self._retry_queue.append(trial.trial_id)
+        if stale:
+            self.save()
+        return [t.trial_id for _, t in stale]
+
+
 class BalancedRandomSearchOracle(PairedOracleMixin, kt.oracles.RandomSearchOracle):
     """``RandomSearchOracle`` with the baseline first and trials balanced over (attention,
     placement) pairs (see :class:`PairedOracleMixin`)."""
@@ -112,6 +143,81 @@ class BalancedRandomSearch(kt.Tuner):
             max_consecutive_failed_trials=max_consecutive_failed_trials,
         )
         super().__init__(oracle, hypermodel, **kwargs)
+
+
+HEARTBEAT_FILE = "keras_attn_heartbeat"
+
+
+def _heartbeat_callback(path, every=2.0):
+    """A Keras callback that touches ``path`` every ``every`` seconds while a run trains: how the
+    chief of a distributed search tells a live worker from a dead one."""
+    import keras
+
+    class Heartbeat(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._last = 0.0
+
+        def _beat(self, *args, **kwargs):
+            now = time.time()
+            if now - self._last >= every:
+                self._last = now
+                touch(path)
+
+        on_train_begin = on_train_batch_end = on_test_batch_end = on_epoch_end = _beat
+
+    return Heartbeat()
+
+
+def touch(path):
+    with open(path, "a"):
+        os.utime(path, None)
+
+
+def serve_oracle(tuner, worker_timeout=600.0, poll=1.0):
+    """Serve ``tuner``'s oracle to the workers of a distributed search until the search is done:
+    KerasTuner's ``oracle_chief.start_server``, with a bounded wait for dead workers.
+
+    A trial whose worker has not been heard of for ``worker_timeout`` seconds (no heartbeat in
+    its trial directory, see :data:`HEARTBEAT_FILE`) is taken from that worker and queued again:
+    the next worker that asks for a trial runs it, keeping the repeats it had finished. While
+    any trial is running, workers that ask for one after the last are told to wait (``IDLE``)
+    rather than to stop, so a re-queued trial still has a worker to run it.
+    """
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    oracle = tuner.oracle
+    tuner.save()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    if not server.add_insecure_port(address):
+        raise RuntimeError(f"the chief cannot listen on {address} (port in use?)")
+    server.start()
+    first_seen = {}
+    try:
+        while True:
+            time.sleep(poll)
+            for trial_id in oracle.requeue_stale_trials(
+                    lambda t: _last_heard(tuner, t, first_seen), worker_timeout):
+                print(f"[chief] trial {trial_id}: no heartbeat for {worker_timeout:.0f}s from "
+                      "its worker; queued again for another worker", flush=True)
+            if servicer.stop_triggered and oracle_chief.exit_chief(oracle):
+                break
+    finally:
+        server.stop(grace=5)
+
+
+def _last_heard(tuner, trial, first_seen):
+    seen = first_seen.setdefault(trial.trial_id, time.time())
+    path = os.path.join(tuner.get_trial_dir(trial.trial_id), HEARTBEAT_FILE)
+    try:
+        return max(seen, os.path.getmtime(path))
+    except OSError:
+        return seen
 
 
 def _restart(model, fresh, optimizer_start):
@@ -136,7 +242,8 @@ def _restart(model, fresh, optimizer_start):
 def _paired_oracle(oracle):
     """Give an oracle made by a KerasTuner tuner the :class:`PairedOracleMixin` behaviour (its
     class is extended in place: the tuner made it, with arguments we do not repeat here)."""
-    if not isinstance(oracle, PairedOracleMixin):
+    # A worker's oracle is KerasTuner's OracleClient (the chief holds the real one): left as is.
+    if not isinstance(oracle, PairedOracleMixin) and hasattr(oracle, "ongoing_trials"):
         cls = type(oracle)
         oracle.__class__ = type(f"Paired{cls.__name__}", (PairedOracleMixin, cls), {})
     return oracle
@@ -236,6 +343,7 @@ class ReportingMixin:
             build_seconds = time.perf_counter() - t0
             run_callbacks = self._deepcopy_callbacks(callbacks)
             self._configure_tensorboard_dir(run_callbacks, trial, index)
+            run_callbacks.append(_heartbeat_callback(os.path.join(trial_dir, HEARTBEAT_FILE)))
             timer = training.StepTimer()
             run_callbacks.append(timer)
             data = args[0] if self.protocol.train_data is None else self.protocol.train_data(seed)

@@ -308,6 +308,64 @@ def test_chief_and_two_workers_complete_a_search(tmp_path, tiny_data):
     assert (out / "summary.json").is_file() and (out / "best_model.keras").is_file()
 
 
+def test_worker_killed_mid_trial_its_trial_is_run_by_another(tmp_path, tiny_data):
+    out = tmp_path / "dist"
+
+    def make_args(port):
+        return tiny_args(tiny_data, out, "--oracle", f"127.0.0.1:{port}", "--worker-timeout",
+                         "15", trials=3)
+
+    procs = []
+    try:
+        chief, port, chief_log = start_chief(make_args, tmp_path)
+        procs.append(chief)
+        logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+        workers = [spawn_cli(make_args(port) + ["--role", "worker", "--worker-id", str(i)], log)
+                   for i, log in enumerate(logs)]
+        procs += workers
+        # Kill worker 0 with SIGKILL right after the first repeat of one of its trials.
+        deadline = time.time() + 300
+        while time.time() < deadline and " seed 0:" not in logs[0].read_text():
+            assert workers[0].poll() is None, logs[0].read_text()[-3000:]
+            time.sleep(0.1)
+        kill_group(workers[0])
+        killed = logs[0].read_text()
+        line = [l for l in killed.splitlines() if " seed 0:" in l][0]
+        trial_id = line.split("]")[0].split()[-1]
+        assert f"[trial {trial_id}] COMPLETED" not in killed  # killed mid-trial
+        deadline = time.time() + 420
+        while time.time() < deadline and (chief.poll() is None or workers[1].poll() is None):
+            time.sleep(1)
+        assert workers[1].poll() == 0, logs[1].read_text()[-3000:]
+        assert chief.poll() == 0, chief_log.read_text()[-3000:]
+    finally:
+        for p in procs:
+            kill_group(p)
+    assert f"[chief] trial {trial_id}: no heartbeat" in chief_log.read_text()
+    rows = read_leaderboard(str(out))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
+    redone = next(r for r in rows if r["trial"] == trial_id)
+    assert redone["tuner_id"] == "worker-1" and redone["repeats"] == "2"
+    # The repeat worker 0 finished was kept, not run again.
+    assert f"[trial {trial_id}] seed 0:" not in logs[1].read_text()
+
+
+def test_worker_without_chief_or_with_other_options_is_refused(tmp_path, tiny_data, capsys):
+    out = tmp_path / "dist"
+    lonely = tiny_args(tiny_data, out, "--oracle", f"127.0.0.1:{_free_port()}", "--role",
+                       "worker", "--worker-timeout", "1")
+    assert cli.main(lonely) == 2
+    assert "no chief is listening at 127.0.0.1:" in capsys.readouterr().err
+    with pytest.raises(cli.CLIError, match="holds no search started by a chief"):
+        cli._check_out_dir(cli.parse_args(lonely))
+    chief = tiny_args(tiny_data, out, "--oracle", "127.0.0.1:9", "--role", "chief")
+    cli._check_out_dir(cli.parse_args(chief))
+    other = tiny_args(tiny_data, out, "--oracle", "127.0.0.1:9", "--role", "worker")
+    other[other.index("--repeats") + 1] = "3"
+    with pytest.raises(cli.CLIError, match=r"holds a different search \(repeats: 2 -> 3\)"):
+        cli._check_out_dir(cli.parse_args(other))
+
+
 @pytest.mark.parametrize("option,value", [("--data-dir", "/elsewhere"),
                                           ("--precision", "mixed_bfloat16"),
                                           ("--repeats", "3")])
