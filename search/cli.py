@@ -51,6 +51,7 @@ IDENTITY_KEYS = (
     "repeats",
     "learning_rate",
     "search_learning_rate",
+    "space_values",
 )
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
@@ -155,6 +156,11 @@ def build_parser():
                    " the baseline 'none' is always added)")
     m.add_argument("--placement", type=_csv_list, default=None,
                    help="comma-separated placements to search (default: block,layer)")
+    m.add_argument("--space", default=None, metavar="FILE.json",
+                   help="the search space as a JSON object: a list searches a key, a scalar fixes "
+                   "it; keys: attention, placement, groups, e_lambda, lambda_init, gate, "
+                   "connection, learning_rate and any constructor argument of the attentions "
+                   "(e.g. {\"attention\": [\"sa\"], \"use_norm\": [true, false]})")
     t = p.add_argument_group("protocol, search and training")
     t.add_argument("--repeats", type=_positive_int, default=2,
                    help="runs per configuration, with seeds seed, seed+1, ... (the same for every "
@@ -229,10 +235,9 @@ def parse_args(argv=None):
     args.backbone = {b.replace("_", ""): b for b in _SMALL_BACKBONES}.get(key.replace("_", ""), key)
     if args.width is None and args.backbone.startswith("mobilenet"):
         args.width = 0.35
+    args.space_values = _load_space(args)
     if args.learning_rate is None and not args.search_learning_rate:
         args.learning_rate = 3e-3 if args.optimizer == "adam" else 0.1 * args.batch_size / 128
-    if args.attention is not None and "none" not in args.attention:
-        args.attention = ["none", *args.attention]  # the baseline always runs
     if args.final_epochs == 0 and args.final_repeats > args.repeats:
         raise CLIError(
             f"--final-epochs 0 tests the search's own runs: --final-repeats {args.final_repeats} "
@@ -245,6 +250,35 @@ def parse_args(argv=None):
             "any size"
         )
     return args
+
+
+def _load_space(args):
+    """``--space FILE.json`` merged with --attention/--placement (the baseline always added)."""
+    space = {}
+    if args.space:
+        try:
+            with open(args.space) as f:
+                space = json.load(f)
+        except OSError as err:
+            raise CLIError(f"--space {args.space}: cannot read it ({err.strerror})") from None
+        except ValueError as err:
+            raise CLIError(f"--space {args.space}: not valid JSON ({err})") from None
+        if not isinstance(space, dict):
+            raise CLIError(f"--space {args.space}: expected a JSON object, got "
+                           f"{type(space).__name__}")
+    for key in ("attention", "placement"):
+        given = getattr(args, key)
+        if given is not None:
+            if key in space:
+                raise CLIError(f"'{key}' is given both by --{key} and in --space {args.space}; "
+                               "give it once")
+            space[key] = given
+    attention = space.get("attention")
+    if attention is not None:
+        attention = [attention] if isinstance(attention, str) else list(attention)
+        if "none" not in [str(a).lower() for a in attention]:
+            space["attention"] = ["none", *attention]  # the baseline always runs
+    return space or None
 
 
 # Spelled out (not imported from keras_attn.backbones, which imports Keras): --help stays instant.
@@ -272,6 +306,14 @@ def _validate_names(args):
     for name in args.placement or []:
         if name not in PLACEMENTS:
             raise CLIError(f"unknown --placement {name!r}; valid: {', '.join(PLACEMENTS)}")
+    if args.space_values:
+        from search.hypermodel import normalize_space
+
+        try:
+            normalize_space(args.space_values, args.optimizer, args.search_learning_rate,
+                            args.learning_rate)
+        except ValueError as err:
+            raise CLIError(f"--space: {err}") from None
 
 
 def data_kwargs(args, **overrides):
@@ -446,11 +488,6 @@ def run(args):
         raise CLIError("the comparison needs a validation set: --validation-split must be > 0")
 
     protocol = Protocol.with_repeats(args.repeats, args.seed, train_data=splits.train_with_seed)
-    space = {}
-    if args.attention:
-        space["attention"] = args.attention
-    if args.placement:
-        space["placement"] = args.placement
     tuner, hypermodel = tuning.make_tuner(
         backbone=args.backbone,
         input_shape=splits.input_shape,
@@ -464,7 +501,7 @@ def run(args):
         precision=precision,
         strategy=strategy,
         protocol=protocol,
-        space=space or None,
+        space=args.space_values,
         backbone_kwargs={"alpha": args.width} if args.width is not None else None,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,

@@ -131,12 +131,6 @@ def normalize_space(space, optimizer="sgd", search_learning_rate=False, learning
     space = {} if space is None else space
     if not isinstance(space, dict):
         raise ValueError(f"`space` must be a dict or None; got {type(space).__name__}.")
-    unknown = [k for k in space if k not in HP_NAMES]
-    if unknown:
-        raise ValueError(
-            f"Unknown search-space key(s) {', '.join(map(repr, unknown))}; valid keys: "
-            f"{', '.join(HP_NAMES)}."
-        )
     lr_min, lr_max, lr_default = LEARNING_RATES[optimizer]
     if learning_rate is not None:
         lr_default = _check_value("learning_rate", learning_rate)
@@ -201,7 +195,52 @@ def normalize_space(space, optimizer="sgd", search_learning_rate=False, learning
                 f"attention choices ({', '.join(attentions)})."
             )
     specs["learning_rate"] = spec_for("learning_rate")
+    # Any other key is a constructor argument of the attention classes that take it.
+    arguments = {a: _constructor_arguments(a) for a in attentions if a != "none"}
+    extra = [k for k in space if k not in HP_NAMES]
+    for key in extra:
+        users = tuple(a for a, args in arguments.items() if key in args)
+        if not users:
+            valid = sorted(set(HP_NAMES) | {n for args in arguments.values() for n in args})
+            raise ValueError(
+                f"Unknown search-space key {key!r}: no attention in the choices "
+                f"({', '.join(attentions)}) takes it; valid keys: {', '.join(valid)}."
+            )
+        value = space[key]
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if not values:
+            raise ValueError(f"space[{key!r}] is an empty list: give at least one value.")
+        for v in values:
+            if not isinstance(v, (str, bool, int, float)):
+                raise ValueError(f"space[{key!r}]: {v!r} is not a number, string or boolean.")
+            for attention in users:
+                try:  # the layer's own check, now rather than in every trial
+                    _attention_class(attention)(**{key: v})
+                except (ValueError, TypeError) as err:
+                    raise ValueError(f"space[{key!r}]: {v!r} is rejected by {attention!r}: "
+                                     f"{err}") from None
+        values = list(dict.fromkeys(values))
+        specs[key] = ("fixed", values[0]) if len(values) == 1 else \
+            ("choice", tuple(values), values[0])
     return specs
+
+# Constructor arguments that are not search dimensions.
+_NOT_SEARCHED = {"self", "kwargs", "name", "dtype", "data_format", "trainable"}
+
+
+def _attention_class(name):
+    from keras_attn.registry import get_attention_class
+
+    return get_attention_class(name)
+
+
+def _constructor_arguments(name):
+    """The keyword arguments of an attention class's constructor, e.g. SA's ``use_norm``."""
+    import inspect
+
+    params = inspect.signature(_attention_class(name).__init__).parameters
+    return {n for n, p in params.items()
+            if n not in _NOT_SEARCHED and p.kind is not inspect.Parameter.VAR_KEYWORD}
 
 
 def _spec_values(spec):
@@ -428,6 +467,16 @@ class AttentionHyperModel(keras_tuner.HyperModel):
                 value = _declare(hp, key, specs[key])
             if attention in users and value is not None:
                 kwargs[arg] = value
+        for key, spec in specs.items():
+            if key in HP_NAMES:
+                continue
+            users = tuple(a for a in _spec_values(specs["attention"])
+                          if a != "none" and key in _constructor_arguments(a))
+            scope = [a for a in _spec_values(specs["attention"]) if a in users]
+            with hp.conditional_scope("attention", scope):
+                value = _declare(hp, key, spec)
+            if attention in users and value is not None:
+                kwargs[key] = value
         learning_rate = _declare(hp, "learning_rate", specs["learning_rate"])
         return {
             "attention": attention,

@@ -390,3 +390,33 @@ def test_resume_may_change_how_it_runs_and_each_run_is_recorded(tmp_path, tiny_d
     runs = json.loads((out / cli.CONFIG_FILE).read_text())["runs"]
     assert [(r["max_trials"], r["final_epochs"], r["strategy"]) for r in runs] == [
         (2, 1, "auto"), (5, 3, "one_device")]
+
+
+def test_space_file(tmp_path, capsys):
+    good = tmp_path / "space.json"
+    good.write_text(json.dumps({"attention": ["sa"], "placement": "block",
+                                "use_norm": [True, False], "shuffle": False}))
+    args = cli.parse_args(["--space", str(good), "--out", str(tmp_path / "o")])
+    assert args.space_values == {"attention": ["none", "sa"], "placement": "block",
+                                 "use_norm": [True, False], "shuffle": False}
+    cli._validate_names(args)
+    assert "space_values" in cli.IDENTITY_KEYS  # another space is another search
+
+    cases = [
+        ("missing.json", None, "--space .*missing.json: cannot read it"),
+        ("bad.json", "{not json", "not valid JSON"),
+        ("list.json", "[1, 2]", "expected a JSON object, got list"),
+        ("unknown.json", json.dumps({"attention": ["sa"], "fusion": "multiply"}),
+         "--space: Unknown search-space key 'fusion': no attention in the choices \\(none, sa\\)"),
+    ]
+    for name, text, match in cases:
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        code = cli.main(["--space", str(path), "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert __import__("re").search(match, err), err
+    both = ["--space", str(good), "--attention", "sb", "--out", str(tmp_path / "o")]
+    assert cli.main(both) == 2
+    assert "given both by --attention and in --space" in capsys.readouterr().err

@@ -134,6 +134,31 @@ def test_oracle_samples_only_active_hyperparameters():
     assert len(seen) >= 8
 
 
+def test_any_constructor_argument_can_be_searched_or_fixed():
+    # SA-Net Table 2's ablations and SB's Table 7/10 knobs, beyond the built-in keys.
+    hm = AttentionHyperModel(space={"attention": ["none", "sa", "sb"], "placement": "block",
+                                    "use_norm": [True, False], "transform": "conv",
+                                    "hidden_multiplier": [1.0, 2.0], "dropout": 0.2})
+    hp = kt.HyperParameters()
+    hm.declare(hp)
+    space = {p.name: p for p in hp.space}
+    assert space["use_norm"].values == [True, False]
+    assert isinstance(space["transform"], kt.engine.hyperparameters.Fixed)
+    sa = hm.declare(with_values(attention="sa", use_norm=False))
+    assert sa["attention_kwargs"] == {"groups": 64, "use_norm": False, "transform": "conv"}
+    sb = hm.declare(with_values(attention="sb", hidden_multiplier=2.0))
+    assert sb["attention_kwargs"] == {"lambda_init": 0.1, "gate": "tanh",
+                                      "hidden_multiplier": 2.0, "dropout": 0.2}
+    none = with_values(attention="none")
+    assert hm.declare(none)["attention_kwargs"] == {}
+    assert not none.is_active("use_norm") and not none.is_active("hidden_multiplier")
+    model = AttentionHyperModel(backbone="resnet20", input_shape=(28, 28, 1),
+                                space={"attention": "sa", "placement": "block",
+                                       "use_norm": False}).build(kt.HyperParameters())
+    sas = [l for l in model.layers if isinstance(l, keras_attn.ShuffleAttention)]
+    assert sas and all(l.use_norm is False for l in sas)
+
+
 def test_space_restriction():
     hm = AttentionHyperModel(space={"attention": ["sb"], "placement": "layer",
                                     "gate": ["tanh", "sigmoid"], "learning_rate": [0.02, 0.1]})
@@ -165,8 +190,14 @@ def test_space_restriction():
 @pytest.mark.parametrize(
     "space, match",
     [
-        ({"attn": ["sa"]}, r"Unknown search-space key\(s\) 'attn'; valid keys: attention, placement, "
-                           r"groups, e_lambda, lambda_init, gate, connection, learning_rate"),
+        ({"attn": ["sa"]}, r"Unknown search-space key 'attn': no attention in the choices "
+                           r"\(none, sa, simam, sb, dca_se\) takes it; valid keys: .*connection, "
+                           r".*hidden_multiplier, .*use_norm"),
+        ({"attention": ["sa"], "fusion": "multiply"},
+         r"Unknown search-space key 'fusion': no attention in the choices \(sa\)"),
+        ({"attention": ["sb"], "fusion": ["add", "concat"]},
+         r"space\['fusion'\]: 'concat' is rejected by 'sb': .*fusion"),
+        ({"attention": ["sa"], "use_norm": [[1]]}, r"is not a number, string or boolean"),
         ({"attention": ["sa", "transformer"]}, r"space\['attention'\]: 'transformer' is not one of "
                                                r"none, sa, simam, sb, dca_se, dca_cbam, dca_sb, se, cbam, eca"),
         ({"attention": []}, r"space\['attention'\] is an empty list"),
