@@ -26,15 +26,19 @@ Placements (the DESIGN's contract):
   depthwise convolutions count). A layer class with ``takes_layerwise_input`` (ShiftAndBalance,
   DCA-SB) is then called as ``layer([conv_input, conv_output])``, the SB paper's layer-wise form;
   the conv input is taken before any ``ZeroPadding2D`` that only emulates the conv's padding.
-* ``"paper"``: where the class's ``paper_placement`` says: ``"spatial"`` (SimAM) after the spatial
-  (3x3 / depthwise) convolution of each block, after its BatchNorm; ``"layer"`` (ShiftAndBalance)
-  as ``"layer"``, with the class's ``role_defaults`` per convolution kind (SB: ``hidden_ratio=1/6``
-  after depthwise convolutions, unless ``hidden_ratio`` is given); ``"block"`` (SA, SE, CBAM, ECA,
-  DCA) as ``"block"``. Placement never tests a layer's name: a new layer class sets these
-  attributes (``keras_attn.layers._base.AttentionLayer``) and needs no edit here.
-  Departure: the official SimAM code (github.com/ZjjConan/SimAM, ``networks/imagenet``) applies
-  SimAM between that conv and its BatchNorm; here it follows the BatchNorm, so that the pretrained
-  BN statistics still see the features they were computed on. Factories default to ``"block"``.
+* ``"paper"``: where the class's ``paper_placement`` says: ``"second_conv"`` (SimAM, "after
+  second convolutional layer within each block", simam.txt Sec. 3, as its official code) right
+  after the block's second convolution, before that convolution's BatchNorm (the 3x3 of ResNet
+  blocks, the depthwise of inverted residual blocks with an expansion, the projection of those
+  without); ``"spatial"`` after the spatial (k > 1 or depthwise) convolutions of each block, after
+  their BatchNorm; ``"layer"`` (ShiftAndBalance) as ``"layer"``, with the class's
+  ``role_defaults`` per convolution kind (SB: ``hidden_ratio=1/6`` after depthwise convolutions,
+  unless ``hidden_ratio`` is given); ``"block"`` (SA, SE, CBAM, ECA, DCA) as ``"block"``.
+  Placement never tests a layer's name: a new layer class sets these attributes
+  (``keras_attn.layers._base.AttentionLayer``) and needs no edit here. SimAM after the BatchNorm
+  instead (this package's position before it followed the paper, e.g. to keep pretrained BN
+  statistics seeing the features they were computed on) is a role placement: ``("conv2",)`` in
+  ResNets, ``("depthwise",)`` in inverted residual blocks. Factories default to ``"block"``.
 * a tuple of convolution roles, ``("expand", "depthwise", "project")`` (any subset) in inverted
   residual blocks or ``("conv1", "conv2", "conv3")`` in ResNet blocks: after the convolutions of
   those roles (after their BatchNorm), layer-wise as ``"layer"`` and with the class's
@@ -415,6 +419,9 @@ def _plan(model, graph, placement, spec):
                 points.append(
                     _Point(_after_norm(graph, c), _conv_input_capture(graph, c), defaults)
                 )
+    elif mode == "second_conv":
+        # Right after the block's second convolution, before its BatchNorm.
+        points = [_Point(b.convs[1]) for b in blocks if len(b.convs) > 1]
     else:  # "spatial"
         for b in blocks:
             points += [

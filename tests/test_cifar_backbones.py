@@ -151,3 +151,16 @@ def test_small_backbone_errors(bad, match):
 def test_unknown_resnet_depth():
     with pytest.raises(ValueError, match=r"`depth` must be one of \(20, 32, 44, 56, 110\)"):
         resnet_cifar(18)
+
+
+def test_simam_paper_position_is_after_the_second_conv_before_its_bn():
+    # simam.txt Sec. 3: "after second convolutional layer within each block".
+    model = build_model("resnet20", (28, 28, 1), 10, attention="simam", placement="paper")
+    simams = [l for l in model.layers if type(l).__name__ == "SimAM"]
+    assert len(simams) == 9
+    bn = model.get_layer("stack1_block1_2_bn")
+    # Layers are shared with the bare backbone (attach reuses them): the last call is this model.
+    producer = bn._inbound_nodes[-1].input_tensors[0]._keras_history.operation
+    assert type(producer).__name__ == "SimAM"
+    conv_call = producer._inbound_nodes[-1].input_tensors[0]._keras_history.operation
+    assert conv_call is model.get_layer("stack1_block1_2_conv")

@@ -198,7 +198,7 @@ def test_insertion_point_counts_deeper_variants(name, n_block, n_layer):
     base = backbone.__wrapped__(name)
     assert len(insertion_points(base, "block")) == n_block
     assert len(insertion_points(base, "layer")) == n_layer
-    # SimAM's paper position: one spatial (3x3 / depthwise) conv per block.
+    # SimAM's paper position: after the second conv of each block.
     assert len(insertion_points(base, "paper", "simam")) == n_block
 
 
@@ -252,7 +252,13 @@ def test_mobilenetv2_anchors():
         "block_1_expand_BN",
     ]
     assert "bn_Conv1" not in layer and "Conv_1_bn" not in layer  # stem, head
-    assert insertion_points(base, "paper", "simam") == [a for a in layer if "depthwise" in a]
+    # SimAM: right after each block's second conv, before its BN (the first block has no
+    # expansion, so its second conv is the projection).
+    assert insertion_points(base, "paper", "simam") == ["expanded_conv_project"] + [
+        f"block_{i}_depthwise" for i in range(1, 17)]
+    # The position after the BN stays available as a role placement.
+    assert insertion_points(base, ("depthwise",), "simam") == [
+        a for a in layer if "depthwise" in a]
 
 
 def test_mobilenetv3_skips_its_squeeze_excite_and_head():
@@ -292,7 +298,7 @@ def test_paper_placement_per_method():
     assert insertion_points(base, "paper", "sb") == insertion_points(base, "layer")
     assert insertion_points(base, "paper", "dca_sb") == insertion_points(base, "layer")
     simam = insertion_points(base, "paper", "simam")
-    assert simam[:2] == ["conv2_block1_2_bn", "conv2_block2_2_bn"] and len(simam) == 16
+    assert simam[:2] == ["conv2_block1_2_conv", "conv2_block2_2_conv"] and len(simam) == 16
     # A factory has no paper of its own: block position.
     assert insertion_points(base, "paper", identity_factory) == block
 

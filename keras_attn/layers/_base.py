@@ -46,7 +46,8 @@ class AttentionLayer(keras.layers.Layer):
     # ---- test a layer's name. A new attention layer sets them and needs no edit elsewhere.
 
     #: Where the method's paper puts it, for ``attach(placement="paper")``: ``"block"`` (on each
-    #: residual branch before its Add), ``"layer"`` (after every convolution of each block) or
+    #: residual branch before its Add), ``"layer"`` (after every convolution of each block),
+    #: ``"second_conv"`` (right after each block's second convolution, before its BatchNorm) or
     #: ``"spatial"`` (after the spatial, i.e. k > 1 or depthwise, convolution of each block).
     paper_placement = "block"
 

@@ -54,9 +54,9 @@ class SimAM(AttentionLayer):
     The layer has no variables.
     """
 
-    # The paper (Sec. 4.1) and official code put SimAM after the 3x3 (spatial) convolution of
-    # each block.
-    paper_placement = "spatial"
+    # "We add this implementation after second convolutional layer within each block" (simam.txt
+    # Sec. 3), before that convolution's BatchNorm as in the official code.
+    paper_placement = "second_conv"
 
     def __init__(self, e_lambda=1e-4, data_format="channels_last", **kwargs):
         super().__init__(data_format=data_format, **kwargs)
