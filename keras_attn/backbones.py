@@ -24,6 +24,7 @@ import random
 import keras
 
 from keras_attn import cifar_backbones
+from keras_attn.validation import check_number
 
 from keras_attn.placement import _INSERTIONS, _AttentionSpec, _check_placement, attach
 
@@ -183,24 +184,11 @@ def build_model(
     """
     key = _backbone_key(backbone)
     input_shape = _check_input_shape(input_shape)
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, numbers.Integral)
-        or num_classes < 2
-    ):
-        raise ValueError(f"`num_classes` must be an integer >= 2; got {num_classes!r}.")
-    if (
-        isinstance(dropout, bool)
-        or not isinstance(dropout, numbers.Real)
-        or not 0.0 <= dropout < 1.0
-    ):
-        raise ValueError(f"`dropout` must be a number in [0, 1); got {dropout!r}.")
-    if bn_momentum is not None and (
-        isinstance(bn_momentum, bool)
-        or not isinstance(bn_momentum, numbers.Real)
-        or not 0.0 <= bn_momentum < 1.0
-    ):
-        raise ValueError(f"`bn_momentum` must be None or a number in [0, 1); got {bn_momentum!r}.")
+    check_number("num_classes", num_classes, minimum=2, integer=True)
+    check_number("dropout", dropout, minimum=0.0, maximum=1.0, strict_max=True)
+    check_number("bn_momentum", bn_momentum, minimum=0.0, maximum=1.0, strict_max=True,
+                 allow_none=True)
+    seed = check_number("seed", seed, integer=True, allow_none=True)
     if attention_kwargs is not None and not isinstance(attention_kwargs, dict):
         raise ValueError(f"`attention_kwargs` must be a dict or None; got {attention_kwargs!r}.")
     attention_kwargs = dict(attention_kwargs or {})
@@ -210,8 +198,6 @@ def build_model(
     if with_attention:
         _AttentionSpec(attention, attention_kwargs)
 
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
     if key in _SMALL_BACKBONES:
         if weights is not None:
             raise ValueError(

@@ -51,20 +51,24 @@ def check_number(
     """
     if value is None and allow_none:
         return None
+    what = "an integer" if integer else "a number"
+    if minimum is not None and maximum is not None:
+        what += (f" in {'(' if strict else '['}{minimum}, {maximum}"
+                 f"{')' if strict_max else ']'}")
+    elif minimum is not None:
+        what += f" {'>' if strict else '>='} {minimum}"
+    elif maximum is not None:
+        what += f" {'<' if strict_max else '<='} {maximum}"
+    if allow_none:
+        what += " or None"
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        what = "an integer" if integer else "a number"
+    ok = not isinstance(value, bool) and isinstance(value, kind) and value == value  # not NaN
+    if ok and minimum is not None:
+        ok = value > minimum if strict else value >= minimum
+    if ok and maximum is not None:
+        ok = value < maximum if strict_max else value <= maximum
+    if not ok:
         raise ValueError(f"`{name}` must be {what}; got {value!r}.")
-    if value != value:  # NaN
-        raise ValueError(f"`{name}` must be a number; got {value!r}.")
-    if minimum is not None:
-        if value <= minimum if strict else value < minimum:
-            raise ValueError(f"`{name}` must be {'>' if strict else '>='} {minimum}; got {value!r}.")
-    if maximum is not None:
-        if value >= maximum if strict_max else value > maximum:
-            raise ValueError(
-                f"`{name}` must be {'<' if strict_max else '<='} {maximum}; got {value!r}."
-            )
     return int(value) if integer else float(value)
 
 

@@ -38,13 +38,15 @@ from search import training
 
 ATTENTIONS = ("none", "sa", "simam", "sb", "dca_se", "dca_cbam", "dca_sb", "se", "cbam", "eca")
 DEFAULT_ATTENTIONS = ("none", "sa", "simam", "sb", "dca_se")
-PLACEMENTS = ("block", "layer", "paper")
+# The layers' own choice lists, not copies: a new gate or connection is searchable at once.
+from keras_attn.layers.deep_connected import CONNECTIONS  # noqa: E402
+from keras_attn.layers.shift_and_balance import GATES  # noqa: E402
+from keras_attn.placement import PLACEMENTS  # noqa: E402
+
 DEFAULT_PLACEMENTS = ("block", "layer")
 GROUPS = (8, 16, 32, 64)
 E_LAMBDAS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 LAMBDA_INITS = (0.01, 0.05, 0.1, 0.5, 1.0)
-GATES = ("tanh", "sigmoid", "softmax", "relu", "none")
-CONNECTIONS = ("direct", "weighted", "softmax")
 DCA_ATTENTIONS = ("dca_se", "dca_cbam", "dca_sb")
 SB_ATTENTIONS = ("sb", "dca_sb")
 

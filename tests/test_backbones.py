@@ -202,7 +202,7 @@ def test_bad_num_classes(num_classes):
 
 @pytest.mark.parametrize("dropout", [1.0, -0.1, "0.5"])
 def test_bad_dropout(dropout):
-    with pytest.raises(ValueError, match=r"`dropout` must be a number in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"`dropout` must be a number in \[0.0, 1.0\)"):
         build_model(dropout=dropout)
 
 

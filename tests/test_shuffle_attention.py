@@ -304,7 +304,7 @@ def test_bad_arguments():
         ({"transform": "mlp"}, r"`transform` must be one of 'affine', 'none', 'conv'; got 'mlp'"),
         ({"use_norm": "yes"}, r"`use_norm` must be True or False; got 'yes'"),
         ({"shuffle": 1}, r"`shuffle` must be True or False; got 1"),
-        ({"epsilon": 0.0}, r"`epsilon` must be > 0.0; got 0.0"),
+        ({"epsilon": 0.0}, r"`epsilon` must be a number > 0.0; got 0.0"),
         ({"data_format": "NCHW"}, r"`data_format` must be one of"),
     ]:
         with pytest.raises(ValueError, match=match):

@@ -66,7 +66,7 @@ def test_no_variables():
 
 def test_bad_e_lambda():
     for e_lambda in [-1e-4, -1]:
-        with pytest.raises(ValueError, match=r"`e_lambda` must be >= 0.0; got -"):
+        with pytest.raises(ValueError, match=r"`e_lambda` must be a number >= 0.0; got -"):
             SimAM(e_lambda=e_lambda)
     for e_lambda in ["small", None, True]:
         with pytest.raises(ValueError, match=r"`e_lambda` must be a number"):
