@@ -352,6 +352,12 @@ class AttentionHyperModel(keras_tuner.HyperModel):
             while training accuracy climbs.
         model_builder: callable with ``keras_attn.build_model``'s signature (default
             ``keras_attn.build_model``); for custom backbones and tests.
+        configurations: instead of a space, a list of named models to compare, e.g. the rows
+            of a paper's table (``keras_attn.presets``): ``(name, build_kwargs)`` pairs, where
+            ``build_kwargs`` are ``keras_attn.build_model`` arguments (backbone, attention,
+            placement, attention_kwargs, backbone arguments) without input shape, classes and
+            seed. The first is the baseline; the search chooses among them with one
+            hyperparameter, ``configuration`` (``space`` must then be None).
         track_build_info: after each ``build``, store facts about the model in
             ``last_build_info``: ``params``, ``params_added`` (by attention, from
             ``keras_attn.attention_summary``), ``attention_layers``, ``build_seconds``
@@ -387,6 +393,7 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         bn_momentum=0.9,
         model_builder=None,
         track_build_info=False,
+        configurations=None,
         name=None,
         tunable=True,
     ):
@@ -415,6 +422,11 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         self.num_classes = int(num_classes)
         self.precision = training.resolve_precision(precision)
         self.backbone_kwargs = dict(backbone_kwargs or {})
+        self.configurations = None
+        if configurations is not None:
+            if space is not None:
+                raise ValueError("Give `configurations` or `space`, not both.")
+            self.configurations = _check_configurations(configurations)
         self.search_learning_rate = bool(search_learning_rate)
         self.learning_rate = learning_rate
         self.space = normalize_space(space, optimizer, self.search_learning_rate, learning_rate)
@@ -453,6 +465,17 @@ class AttentionHyperModel(keras_tuner.HyperModel):
             ``{"attention": str, "placement": str | None, "attention_kwargs": dict,
             "learning_rate": float}`` (``placement`` is None for ``"none"``).
         """
+        if self.configurations is not None:
+            names = list(self.configurations)
+            name = hp.Choice("configuration", names, default=names[0])
+            kwargs = dict(self.configurations[name])
+            learning_rate = _declare(hp, "learning_rate", self.space["learning_rate"])
+            attention = kwargs.get("attention") or "none"
+            return {"attention": attention,
+                    "placement": kwargs.get("placement", "block") if attention != "none" else None,
+                    "attention_kwargs": dict(kwargs.get("attention_kwargs") or {}),
+                    "learning_rate": float(learning_rate), "configuration": name,
+                    "model": kwargs}
         specs = self.space
         attention = _declare(hp, "attention", specs["attention"])
         placement = None
@@ -539,24 +562,28 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         training.set_precision(self.precision)
         config = self.declare(hp)
         attention = config["attention"]
-        model = self._builder()(
-            backbone=self.backbone,
+        kwargs = {"backbone": self.backbone, "weights": self.weights, "dropout": self.dropout,
+                  **self.backbone_kwargs}
+        if "model" in config:  # a named configuration: its own backbone and arguments
+            kwargs = {"weights": self.weights, "dropout": self.dropout, **config["model"]}
+        kwargs.update(
             input_shape=self.input_shape,
             num_classes=self.num_classes,
             attention=None if attention == "none" else attention,
             placement=config["placement"] or "block",
             attention_kwargs=config["attention_kwargs"],
-            weights=self.weights,
-            dropout=self.dropout,
             **({} if seed is None else {"seed": int(seed)}),
-            **self.backbone_kwargs,
         )
+        model = self._builder()(**kwargs)
         if self.bn_momentum is not None:
             set_bn_momentum(model, self.bn_momentum)
         self._compile(model, config["learning_rate"], epochs or self.epochs_hint or 1,
                       steps_per_epoch or self.steps_per_epoch)
         if self.track_build_info:
             self.last_build_info = _build_info(model, time.perf_counter() - start)
+            if "configuration" in config:
+                self.last_build_info.update(attention=attention,
+                                            placement=config["placement"] or "")
         return model
 
     @staticmethod
@@ -607,6 +634,29 @@ class AttentionHyperModel(keras_tuner.HyperModel):
                 with model.distribute_strategy.scope():
                     self._compile(model, state["learning_rate"], max(epochs, 1), steps)
         return model.fit(*args, callbacks=callbacks, **kwargs)
+
+
+def _check_configurations(configurations):
+    """``{name: build_kwargs}`` from ``(name, kwargs)`` pairs (or a dict), first = baseline."""
+    items = list(configurations.items()) if isinstance(configurations, dict) else \
+        list(configurations)
+    if not items:
+        raise ValueError("`configurations` is empty: give at least the baseline.")
+    out = {}
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)
+                and isinstance(item[1], dict)):
+            raise ValueError(f"`configurations` items must be (name, build_model kwargs); got "
+                             f"{item!r}.")
+        name, kwargs = item
+        bad = {"input_shape", "num_classes", "seed"} & set(kwargs)
+        if bad:
+            raise ValueError(f"configuration {name!r}: {sorted(bad)} come from the data and "
+                             "the protocol, not the configuration.")
+        if name in out:
+            raise ValueError(f"configuration names must be unique; {name!r} repeats.")
+        out[name] = dict(kwargs)
+    return out
 
 
 def _build_info(model, seconds):

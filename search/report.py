@@ -82,8 +82,9 @@ def collect_trials(tuner, objective="val_accuracy"):
                 "trial": trial_id,
                 "status": status,
                 objective: None if score is None else float(score),
-                "attention": hp.pop("attention", "none"),
-                "placement": hp.pop("placement", "") or "",
+                # Named configurations (presets) record their attention when built.
+                "attention": hp.pop("attention", info.get("attention", "none")),
+                "placement": hp.pop("placement", info.get("placement", "")) or "",
                 "hyperparameters": hp,
                 "learning_rate": learning_rate,
                 "epochs": hps.values.get("tuner/epochs"),

@@ -30,6 +30,11 @@ def _baseline_values(oracle):
     or None when ``"none"`` is not an attention choice."""
     hps = kt.HyperParameters()
     found = False
+    names = {p.name: p for p in oracle.hyperparameters.space}
+    if "configuration" in names and "attention" not in names:
+        # Named configurations (e.g. a paper's table): the first, the default, is the baseline.
+        return {p.name: p.default if not isinstance(p, kt.engine.hyperparameters.Fixed)
+                else p.value for p in oracle.hyperparameters.space}
     for hp in oracle.hyperparameters.space:
         hps.merge([hp])
         if hp.name == "attention":
@@ -75,8 +80,9 @@ class PairedOracleMixin:
     def _random_values(self):
         tried = [t.hyperparameters.values for t in self.trials.values()]
         baseline = _baseline_values(self)
-        if baseline is not None and not any(v.get("attention") == "none" for v in tried) \
-                and not self._duplicate(baseline):
+        if baseline is not None and not any(
+                all(v.get(k) == baseline[k] for k in baseline if k != "learning_rate")
+                for v in tried) and not self._duplicate(baseline):
             return baseline
         values = super()._random_values()
         pairs = self._all_pairs()

@@ -247,3 +247,35 @@ def test_a_restarted_model_trains_exactly_like_a_fresh_one(tmp_path):
         assert reused[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-6), key
     # The restart must not carry seed 4's training over: seed 5 differs from seed 4.
     assert load_repeats(both.get_trial_dir("0"))["4"]["loss"] != pytest.approx(reused["loss"])
+
+
+def test_named_configurations_run_as_a_paired_search(tmp_path):
+    # A paper table's rows as named configurations (keras_attn.presets): the first is the baseline.
+    configurations = [("table/static", {"backbone": "tiny"}),
+                      ("table/simam", {"backbone": "tiny", "attention": "simam",
+                                       "attention_kwargs": {"e_lambda": 1e-4}}),
+                      ("table/sa", {"backbone": "tiny", "attention": "sa",
+                                    "attention_kwargs": {"groups": 2}})]
+    hm = AttentionHyperModel(input_shape=(8, 8, 3), num_classes=3, model_builder=tiny_builder,
+                             steps_per_epoch=2, configurations=configurations,
+                             track_build_info=True)
+    train, val = tiny_datasets()
+    tuner = tuner_class("random")(hypermodel=hm, objective="val_accuracy", max_trials=3,
+                                  directory=str(tmp_path), project_name="p", seed=1,
+                                  protocol=Protocol.with_repeats(2))
+    tuner.search(train, validation_data=val, epochs=1, verbose=0)
+    order = [tuner.oracle.trials[k].hyperparameters.values["configuration"]
+             for k in sorted(tuner.oracle.trials)]
+    assert order[0] == "table/static" and sorted(order) == sorted(n for n, _ in configurations)
+    from search.report import collect_trials
+
+    rows = configuration_rows(collect_trials(tuner), num_classes=3)
+    by_name = {r["hyperparameters"]["configuration"]: r for r in rows}
+    assert by_name["table/static"]["attention"] == "none"
+    assert by_name["table/static"]["verdict"] == "baseline"
+    assert by_name["table/sa"]["attention"] == "sa" and by_name["table/sa"]["repeats"] == 2
+    assert by_name["table/sa"]["delta_ci95_low"] is not None
+    with pytest.raises(ValueError, match="`configurations` or `space`, not both"):
+        AttentionHyperModel(configurations=configurations, space={"attention": "sa"})
+    with pytest.raises(ValueError, match="come from the data"):
+        AttentionHyperModel(configurations=[("a", {"backbone": "tiny", "seed": 1})])
