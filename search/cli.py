@@ -52,6 +52,7 @@ IDENTITY_KEYS = (
     "learning_rate",
     "search_learning_rate",
     "space_values",
+    "preset",
 )
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
@@ -156,6 +157,11 @@ def build_parser():
                    " the baseline 'none' is always added)")
     m.add_argument("--placement", type=_csv_list, default=None,
                    help="comma-separated placements to search (default: block,layer)")
+    m.add_argument("--preset", default=None,
+                   help="run a paper's table (or one row) as the search: each row a "
+                   "configuration, the table's baseline first (see --list-presets)")
+    m.add_argument("--list-presets", action="store_true",
+                   help="print the presets (paper, table, row, parameters) and exit")
     m.add_argument("--space", default=None, metavar="FILE.json",
                    help="the search space as a JSON object: a list searches a key, a scalar fixes "
                    "it; keys: attention, placement, groups, e_lambda, lambda_init, gate, "
@@ -233,8 +239,11 @@ def parse_args(argv=None):
     # search.
     key = args.backbone.lower().replace("-", "_")
     args.backbone = {b.replace("_", ""): b for b in _SMALL_BACKBONES}.get(key.replace("_", ""), key)
-    if args.width is None and args.backbone.startswith("mobilenet"):
+    if args.width is None and args.backbone.startswith("mobilenet") and args.preset is None:
         args.width = 0.35
+    args.configurations = None
+    if args.preset is not None:
+        _apply_preset(args)
     args.space_values = _load_space(args)
     if args.learning_rate is None and not args.search_learning_rate:
         args.learning_rate = 3e-3 if args.optimizer == "adam" else 0.1 * args.batch_size / 128
@@ -250,6 +259,25 @@ def parse_args(argv=None):
             "any size"
         )
     return args
+
+
+def _apply_preset(args):
+    """--preset NAME: the table's rows become the search's configurations (baseline first)."""
+    for option in ("attention", "placement", "space"):
+        if getattr(args, option) is not None:
+            raise CLIError(f"--preset defines the configurations: drop --{option}")
+    from keras_attn.presets import get_preset
+
+    try:
+        preset = get_preset(args.preset)
+    except ValueError as err:
+        raise CLIError(str(err).splitlines()[0]) from None
+    rows = sorted(preset.rows, key=lambda r: not r.is_baseline)
+    args.configurations = [(row.name, dict(row.model)) for row in rows]
+    backbones = {row.model.get("backbone") for row in rows}
+    args.backbone = sorted(b for b in backbones if b)[0]
+    args.width = None  # the rows carry their own width multipliers
+    args.max_trials = len(rows)
 
 
 def _load_space(args):
@@ -404,6 +432,11 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         args = parse_args(argv)
+        if args.list_presets:
+            from keras_attn.presets import list_presets
+
+            print(list_presets())
+            return 0
         return run(args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; re-run the same command to resume", file=sys.stderr)
@@ -502,6 +535,7 @@ def run(args):
         strategy=strategy,
         protocol=protocol,
         space=args.space_values,
+        configurations=args.configurations,
         backbone_kwargs={"alpha": args.width} if args.width is not None else None,
         optimizer=args.optimizer,
         learning_rate=args.learning_rate,

@@ -430,6 +430,7 @@ def make_tuner(
     learning_rate=None,
     search_learning_rate=False,
     bn_momentum=0.9,
+    configurations=None,
     project_name="tuner",
 ):
     """A KerasTuner tuner (with reporting and the comparison protocol) and its hypermodel.
@@ -449,6 +450,8 @@ def make_tuner(
         strategy: a ``tf.distribute`` strategy (used when it has several replicas).
         protocol: a :class:`search.protocol.Protocol` (repeats, seeds, data order), or None for
             KerasTuner's plain one-run trials.
+        configurations: named models instead of a space (see ``AttentionHyperModel``), e.g. a
+            preset's rows.
 
     Returns:
         ``(tuner, hypermodel)``.
@@ -466,6 +469,7 @@ def make_tuner(
         learning_rate=learning_rate,
         search_learning_rate=search_learning_rate,
         bn_momentum=bn_momentum,
+        configurations=configurations,
         epochs_hint=epochs,
         steps_per_epoch=steps_per_epoch,
         track_build_info=True,
