@@ -305,14 +305,9 @@ def plot_configurations(rows, out_dir):
         ax.errorbar(r["val_accuracy_mean"], y, xerr=r["val_accuracy_std"] or 0, fmt="o",
                     color=color, capsize=4)
         ax.scatter(list(r["runs"].values()), [y] * len(r["runs"]), s=12, color=color, alpha=0.5)
-    ax.set_yticks(ys, labels, fontsize=8)
-    ax.set_xlabel("validation accuracy (mean +- std over seeds; dots: single runs)")
-    ax.set_title("Configurations")
-    ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "val_accuracy_by_configuration.png"))
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(_save_rows_plot(plt, fig, ax, ys, labels, os.path.join(
+        out_dir, "val_accuracy_by_configuration.png"), "Configurations",
+        "validation accuracy (mean +- std over seeds; dots: single runs)"))
 
     others = [r for r in done if r["attention"] != "none" and r["delta_vs_baseline"] is not None]
     if others:
@@ -326,15 +321,23 @@ def plot_configurations(rows, out_dir):
                         color="C2" if low is not None and low > 0 else
                         "C3" if high is not None and high < 0 else "C0")
         ax.axvline(0.0, color="gray", lw=1)
-        ax.set_yticks(ys, [configuration_label(r) for r in others], fontsize=8)
-        ax.set_xlabel("paired difference to the baseline, validation accuracy (95% CI)")
-        ax.set_title("Attention vs no attention, same seeds")
-        ax.grid(alpha=0.3, axis="x")
-        fig.tight_layout()
-        paths.append(os.path.join(out_dir, "delta_vs_baseline.png"))
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(_save_rows_plot(
+            plt, fig, ax, ys, [configuration_label(r) for r in others],
+            os.path.join(out_dir, "delta_vs_baseline.png"), "Attention vs no attention, same seeds",
+            "paired difference to the baseline, validation accuracy (95% CI)"))
     return paths
+
+
+def _save_rows_plot(plt, fig, ax, ys, labels, path, title, xlabel):
+    """Label a one-row-per-configuration plot, save it as PNG, close it; returns the path."""
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def best_and_baseline(rows):
