@@ -274,10 +274,17 @@ def _apply_preset(args):
         raise CLIError(str(err).splitlines()[0]) from None
     rows = sorted(preset.rows, key=lambda r: not r.is_baseline)
     args.configurations = [(row.name, dict(row.model)) for row in rows]
+    if not rows[0].is_baseline:
+        # A table without its own static row (e.g. SB Table 9 compares gates): the baseline
+        # still runs, the first row's network without attention.
+        static = {k: v for k, v in rows[0].model.items()
+                  if k not in ("attention", "placement", "attention_kwargs")}
+        table = rows[0].name.split("/", 1)[0]
+        args.configurations.insert(0, (f"{table}/no-attention", {**static, "attention": None}))
     backbones = {row.model.get("backbone") for row in rows}
     args.backbone = sorted(b for b in backbones if b)[0]
     args.width = None  # the rows carry their own width multipliers
-    args.max_trials = len(rows)
+    args.max_trials = len(args.configurations)
 
 
 def _load_space(args):

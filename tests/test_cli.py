@@ -425,26 +425,32 @@ def test_space_file(tmp_path, capsys):
 def test_preset_runs_a_paper_table_as_a_paired_search(tmp_path, tiny_data, capsys):
     assert cli.main(["--list-presets"]) == 0
     listed = capsys.readouterr().out
-    assert "sb-table9/sigmoid" in listed and "simam-resnet20/simam" in listed
+    assert "sb-table9-x035/sigmoid" in listed and "simam-table2-resnet20-cifar10/simam" in listed
     assert cli.main(["--preset", "nope", "--out", str(tmp_path / "x")]) == 2
-    assert "Unknown preset 'nope'; valid: " in capsys.readouterr().err
-    assert cli.main(["--preset", "sb-table9", "--attention", "sa",
+    assert "Unknown preset 'nope'. Valid tables: " in capsys.readouterr().err
+    assert cli.main(["--preset", "sb-table9-x035", "--attention", "sa",
                      "--out", str(tmp_path / "x")]) == 2
     assert "drop --attention" in capsys.readouterr().err
+    # A table without a static row still gets its baseline, the same network without attention.
+    gates = cli.parse_args(["--preset", "sb-table9-x035", "--out", str(tmp_path / "g")])
+    assert gates.configurations[0] == ("sb-table9-x035/no-attention", {
+        "backbone": "mobilenetv2_cifar", "alpha": 0.35, "attention": None})
+    assert gates.max_trials == len(gates.configurations) == 6
 
     out = tmp_path / "preset"
     args = [a for a in tiny_args(tiny_data, out) if a not in ("none,simam,sa", "block")]
     args.remove("--attention")
     args.remove("--placement")
-    result = run_cli(args + ["--preset", "simam-resnet20"])
+    # One row of a table brings the table's baseline along: a two-configuration search.
+    result = run_cli(args + ["--preset", "simam-table2-resnet20-cifar10/simam"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = read_leaderboard(str(out))
     assert sorted(json.loads(r["hyperparameters"])["configuration"] for r in rows) == [
-        "simam-resnet20/baseline", "simam-resnet20/simam"]
+        "simam-table2-resnet20-cifar10/baseline", "simam-table2-resnet20-cifar10/simam"]
     base = next(r for r in rows if r["attention"] == "none")
     simam = next(r for r in rows if r["attention"] == "simam")
     assert base["verdict"] == "baseline" and simam["placement"] == "paper"
     assert simam["repeats"] == "2" and simam["delta_ci95_low"] != ""
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["preset"] == "simam-resnet20"
+    assert summary["config"]["preset"] == "simam-table2-resnet20-cifar10/simam"
     assert summary["best"]["attention"] == "simam"
