@@ -34,6 +34,7 @@ import time
 import keras_tuner
 
 from keras_attn.backbones import set_bn_momentum
+from keras_attn.validation import check_choice, check_number, check_shape
 from search import training
 
 ATTENTIONS = ("none", "sa", "simam", "sb", "dca_se", "dca_cbam", "dca_sb", "se", "cbam", "eca")
@@ -398,23 +399,13 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         tunable=True,
     ):
         super().__init__(name=name, tunable=tunable)
-        if optimizer not in training.OPTIMIZERS:
-            raise training._choice_error("optimizer", optimizer, training.OPTIMIZERS)
-        if schedule not in training.SCHEDULES:
-            raise training._choice_error("schedule", schedule, training.SCHEDULES)
-        shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
-        if len(shape) != 3 or not all(isinstance(d, numbers.Integral) and d > 0 for d in shape):
-            raise ValueError(
-                f"`input_shape` must be (height, width, channels) of positive ints; "
-                f"got {input_shape!r}."
-            )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
-                or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2; got {num_classes!r}.")
+        check_choice("optimizer", optimizer, training.OPTIMIZERS)
+        check_choice("schedule", schedule, training.SCHEDULES)
+        shape = check_shape("input_shape (height, width, channels)", input_shape, rank=3,
+                            allow_none_dims=False)
+        check_number("num_classes", num_classes, minimum=2, integer=True)
         for arg, value in (("epochs_hint", epochs_hint), ("steps_per_epoch", steps_per_epoch)):
-            if value is not None and (isinstance(value, bool) or
-                                      not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(f"`{arg}` must be a positive integer or None; got {value!r}.")
+            check_number(arg, value, minimum=1, integer=True, allow_none=True)
         if model_builder is None:
             _check_backbone(backbone)
         self.backbone = backbone
@@ -441,10 +432,8 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         self.label_smoothing = label_smoothing
         self.weights = weights
         self.dropout = dropout
-        if bn_momentum is not None and (isinstance(bn_momentum, bool) or
-                                        not isinstance(bn_momentum, numbers.Real) or
-                                        not 0 <= bn_momentum < 1):
-            raise ValueError(f"`bn_momentum` must be in [0, 1) or None; got {bn_momentum!r}.")
+        check_number("bn_momentum", bn_momentum, minimum=0.0, maximum=1.0, strict_max=True,
+                     allow_none=True)
         self.bn_momentum = bn_momentum
         self.model_builder = model_builder
         self.track_build_info = bool(track_build_info)

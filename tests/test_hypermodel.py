@@ -227,12 +227,12 @@ def test_space_errors(space, match):
                                  "'mixed_bfloat16'; got 'fp16'"),
         (dict(optimizer="lamb"), "`optimizer` must be one of 'sgd', 'adam'; got 'lamb'"),
         (dict(schedule="poly"), "`schedule` must be one of 'cosine', 'step', 'constant'"),
-        (dict(input_shape=(32, 32)), r"`input_shape` must be \(height, width, channels\)"),
+        (dict(input_shape=(32, 32)), r"`input_shape \(height, width, channels\)` must be a tuple of length 3"),
         (dict(num_classes=1), "`num_classes` must be an integer >= 2; got 1"),
         (dict(backbone="vgg16"), r"Unknown `backbone` 'vgg16'; valid .*mobilenetv2"),
-        (dict(steps_per_epoch=0), "`steps_per_epoch` must be a positive integer or None"),
+        (dict(steps_per_epoch=0), "`steps_per_epoch` must be an integer >= 1 or None"),
         (dict(label_smoothing=2), r"`label_smoothing` must be in \[0, 1\)"),
-        (dict(bn_momentum=1.0), r"`bn_momentum` must be in \[0, 1\) or None; got 1.0"),
+        (dict(bn_momentum=1.0), r"`bn_momentum` must be a number in \[0.0, 1.0\) or None; got 1.0"),
     ],
 )
 def test_constructor_errors(kwargs, match):
