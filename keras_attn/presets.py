@@ -640,7 +640,7 @@ for _a, _static, _se, _sb, _accs in (
         "Table 1",
         f"Static, SE (block-wise, hidden units = channels) and SB (every convolution of the "
         f"blocks) in the ImageNet MobileNetV2_x{_a} (keras.applications).",
-        [("static", "static", dict(_net), _SB_IMAGENET, _static,
+        [("static", "static", {**_net, "attention": None}, _SB_IMAGENET, _static,
           f"{_accs[0]} (ImageNet top-1 %)", True),
          ("se", "SE", {**_net, "attention": "se", "placement": "block",
                        "attention_kwargs": {"reduction": 1}}, _SB_IMAGENET, None,
@@ -655,7 +655,8 @@ _add(
     "Table 2",
     "SE (the paper's layer-wise SE: fusion='multiply') vs SB in the pointwise convolutions, or "
     "in the pointwise and depthwise ones, of the ImageNet MobileNetV2_x0.35.",
-    [("static", "baseline, static", dict(_net), _SB_IMAGENET, 1_677_000, "57.826", True)]
+    [("static", "baseline, static", {**_net, "attention": None}, _SB_IMAGENET, 1_677_000,
+      "57.826", True)]
     + [(slug, label, {**_net, "attention": "sb", "placement": roles, "attention_kwargs": kw},
         _SB_IMAGENET, params, acc, False)
        for slug, label, roles, kw, params, acc in (
