@@ -463,3 +463,9 @@ def test_other_tuners_with_conditional_space(tmp_path, tuner_name):
             assert values.is_active("e_lambda") and not values.is_active("gate")
         if values.values["attention"] == "none":
             assert not values.is_active("placement")
+
+
+def test_every_build_model_backbone_name_is_accepted():
+    # The hypermodel checks names with build_model's own rule (underscores, case).
+    for name in keras_attn.SUPPORTED_BACKBONES + ("MobileNetV2_CIFAR", "ResNet-20"):
+        assert AttentionHyperModel(backbone=name).backbone == name
