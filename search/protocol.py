@@ -73,10 +73,3 @@ def save_repeats(trial_dir, records):
 def weights_path(trial_dir, seed):
     """Where the weights of a trial's repeat with ``seed`` are kept."""
     return os.path.join(trial_dir, f"seed_{seed}.weights.h5")
-
-
-def configuration_key(values):
-    """A hashable key of a trial's configuration: its active hyperparameters without KerasTuner's
-    own ``tuner/...`` values (Hyperband's rounds of one configuration share the key)."""
-    return tuple(sorted((k, v) for k, v in values.items()
-                        if not k.startswith("tuner/") and v is not None))

@@ -454,3 +454,10 @@ def test_preset_runs_a_paper_table_as_a_paired_search(tmp_path, tiny_data, capsy
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["preset"] == "simam-table2-resnet20-cifar10/simam"
     assert summary["best"]["attention"] == "simam"
+
+
+def test_cli_spells_the_small_backbones_as_keras_attn_does():
+    # Copied in cli.py so that --help does not import Keras; the copy must not drift.
+    from keras_attn.backbones import SMALL_IMAGE_BACKBONES
+
+    assert cli._SMALL_BACKBONES == SMALL_IMAGE_BACKBONES
