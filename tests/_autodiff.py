@@ -1,0 +1,42 @@
+"""Gradients of a loss with respect to Keras variables on whichever backend the suite runs.
+
+The layer tests run under TensorFlow and, in a second pytest process, under JAX
+(``KERAS_ATTN_TEST_BACKEND=jax``); ``tf.GradientTape`` only sees TensorFlow variables, so the
+gradient tests go through :func:`gradients`.
+"""
+
+import keras
+import numpy as np
+
+
+def gradients(loss_fn, variables):
+    """``d loss_fn() / d variables`` as NumPy arrays (``None`` where TensorFlow finds no path).
+
+    ``loss_fn`` takes no arguments, calls the layers (which read ``variables``) and returns a
+    scalar built with ``keras.ops``.
+    """
+    variables = list(variables)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        return [None if g is None else np.asarray(g) for g in tape.gradient(loss, variables)]
+    if backend == "jax":
+        import jax
+
+        def loss_of(values):
+            # Layers read the traced values instead of the variables' stored ones.
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return loss_fn()
+
+        grads = jax.grad(loss_of)([v.value for v in variables])
+        return [np.asarray(g) for g in grads]
+    if backend == "torch":
+        loss = loss_fn()
+        grads = __import__("torch").autograd.grad(
+            loss, [v.value for v in variables], allow_unused=True
+        )
+        return [None if g is None else g.detach().cpu().numpy() for g in grads]
+    raise NotImplementedError(f"no gradient helper for backend {backend!r}")
