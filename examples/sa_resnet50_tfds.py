@@ -39,6 +39,6 @@ model = keras_attn.build_model(
 keras_attn.print_attention_summary(model)  # 16 SA layers, 708 parameters for G=64
 compile_model(model, optimizer="sgd", learning_rate=0.1, epochs=args.epochs,
               steps_per_epoch=data.steps_per_epoch["train"])
-model.fit(data.train, validation_data=data.val, epochs=args.epochs)
+model.fit(data.train, validation_data=data.val, epochs=args.epochs, verbose=fit_verbosity())
 print(model.evaluate(data.test, verbose=0, return_dict=True))
 model.save("sa_resnet50.keras")

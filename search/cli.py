@@ -202,7 +202,9 @@ def build_parser():
     o.add_argument("--out", default="runs/search", help="output directory (re-run to resume)")
     o.add_argument("--overwrite", action="store_true",
                    help="start afresh, deleting a previous search in --out")
-    o.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    o.add_argument("--quiet", action="store_true",
+                   help="no Keras output per epoch (default: a progress bar on a terminal, one "
+                        "line per epoch otherwise)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
     o.add_argument("--run-eagerly", action="store_true",
                    help="no tf.function tracing: for debugging, and for tiny runs where tracing "
@@ -560,7 +562,7 @@ def run(args):
             validation_data=splits.val,
             epochs=args.epochs,
             callbacks=callbacks,
-            verbose=0 if args.quiet else 2,
+            verbose=training.fit_verbosity(args.quiet),
         )
     search_seconds = time.time() - t_search
     if args.role == "worker":
@@ -586,7 +588,7 @@ def run(args):
         out=args.out, tuner=tuner, hypermodel=hypermodel, best=best, baseline=baseline,
         seeds=seeds, final_epochs=args.final_epochs, strategy=strategy,
         full_train=None if full is None else full.train_with_seed, test_data=splits.test,
-        verbose=0 if args.quiet else 2,
+        verbose=training.fit_verbosity(args.quiet),
     )
     summary = report.write_summary(
         args.out,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import time
 
 import keras
@@ -418,6 +419,17 @@ def compile_model(
 
 
 # --------------------------------------------------------------------------- callbacks
+
+
+def fit_verbosity(quiet=False, stream=None):
+    """``verbose`` for ``fit``/``tuner.search``: 0 when ``quiet``; else Keras' progress bar (1)
+    on a terminal and one line per epoch (2) when ``stream`` (default ``sys.stdout``) is not one:
+    a progress bar redirected to a file writes one line of tens of kilobytes per epoch."""
+    if quiet:
+        return 0
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return 1 if isatty is not None and isatty() else 2
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import time
 from concurrent import futures
+from datetime import datetime
 
 import keras_tuner as kt
-from keras_tuner.src.engine.oracle import synchronized
+from keras_tuner.src.engine.oracle import Display, synchronized
 
 from search.hypermodel import describe_hyperparameters
 from search.report import write_trial_info
@@ -245,6 +246,34 @@ def _restart(model, fresh, optimizer_start):
     return True
 
 
+class TrialIdDisplay(Display):
+    """KerasTuner's trial display, numbered by trial id (``03``, as in ``trial_03/``, the
+    leaderboard's ``trial`` column and this package's ``[trial 03]`` lines) instead of its own
+    1-based count (``Running Trial #4``), so a user reads one number per trial everywhere."""
+
+    def on_trial_begin(self, trial):
+        # KerasTuner's own, with the trial id where it prints len(oracle.trials).
+        if self.verbose < 1:
+            return
+        start_time = datetime.now()
+        self.trial_start[trial.trial_id] = start_time
+        if self.search_start is None:
+            self.search_start = start_time
+        # on_trial_end prints "Trial {trial_number[id]} Complete".
+        self.trial_number[trial.trial_id] = trial.trial_id
+        print(f"\nSearch: running trial {trial.trial_id}\n")
+        self.show_hyperparameter_table(trial)
+        print()
+
+
+def _trial_id_display(oracle):
+    """Number ``oracle``'s display by trial id (see :class:`TrialIdDisplay`)."""
+    display = getattr(oracle, "_display", None)
+    if display is not None and type(display) is Display:
+        display.__class__ = TrialIdDisplay
+    return oracle
+
+
 def _paired_oracle(oracle):
     """Give an oracle made by a KerasTuner tuner the :class:`PairedOracleMixin` behaviour (its
     class is extended in place: the tuner made it, with arguments we do not repeat here)."""
@@ -273,6 +302,7 @@ class ReportingMixin:
     def __init__(self, *args, protocol=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.protocol = protocol
+        _trial_id_display(self.oracle)
         if protocol is not None:
             _paired_oracle(self.oracle)
 

@@ -85,3 +85,33 @@ def test_trial_facts_written_and_collected(tmp_path):
     scores = [r["val_accuracy"] for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert all(r["status"] == "COMPLETED" for r in rows)
+
+
+def test_one_trial_numbering_in_every_line(tmp_path, capsys):
+    # KerasTuner's banner counts from 1 ("Running Trial #2" for trial "1"); ours uses the trial id
+    # that the directories, the leaderboard and the "[trial N]" lines use.
+    tuner = _scoring_tuner(tmp_path, max_trials=2, space={"placement": "block"})
+    tuner.search(verbose=1)
+    out = capsys.readouterr().out
+    assert "Running Trial #" not in out
+    for trial_id in sorted(tuner.oracle.trials):
+        assert f"Search: running trial {trial_id}\n" in out
+        assert f"Trial {trial_id} Complete" in out
+        assert f"[trial {trial_id}] COMPLETED" in out
+        assert os.path.isdir(tuner.get_trial_dir(trial_id))
+
+
+def test_fit_verbosity_is_one_line_per_epoch_off_a_terminal():
+    from search.training import fit_verbosity
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    assert fit_verbosity(stream=Stream(True)) == 1  # Keras' progress bar
+    assert fit_verbosity(stream=Stream(False)) == 2  # a file or a pipe: one line per epoch
+    assert fit_verbosity(quiet=True, stream=Stream(True)) == 0
+    assert fit_verbosity(stream=object()) == 2
