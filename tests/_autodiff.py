@@ -40,3 +40,25 @@ def gradients(loss_fn, variables):
         )
         return [None if g is None else g.detach().cpu().numpy() for g in grads]
     raise NotImplementedError(f"no gradient helper for backend {backend!r}")
+
+
+def input_gradient(fn, x, upstream):
+    """``d sum(fn(x) * upstream) / dx`` as a NumPy array (float32 accumulation of the sum)."""
+    backend = keras.backend.backend()
+
+    def loss_of(x):
+        return keras.ops.sum(keras.ops.cast(fn(x), "float32") * upstream)
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = loss_of(x)
+        return np.asarray(tape.gradient(loss, x))
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(loss_of)(keras.ops.convert_to_tensor(x)))
+    raise NotImplementedError(f"no gradient helper for backend {backend!r}")

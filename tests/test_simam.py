@@ -7,6 +7,8 @@ import tensorflow as tf
 import keras
 from keras_attn import SimAM, get_attention
 
+from _autodiff import input_gradient
+
 
 def _sigmoid(z):
     return np.exp(-np.logaddexp(0.0, -z))
@@ -98,3 +100,55 @@ def test_mixed_precision_large_inputs(policy):
     x_seen = np.asarray(tf.cast(tf.cast(x, compute), tf.float32))
     err = np.abs(y - simam_reference(x_seen)) / (np.abs(x_seen) + 1.0)
     assert np.max(err) < {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}[compute], np.max(err)
+
+
+def _simam_autodiff(x, e_lambda, axes):
+    """The paper's Eq. 5-6 written plainly in keras.ops, for its automatic gradient."""
+    hw = 1
+    for a in axes:
+        hw *= x.shape[a]
+    n = max(hw - 1, 1)
+    d = keras.ops.square(x - keras.ops.mean(x, axis=axes, keepdims=True))
+    v = keras.ops.sum(d, axis=axes, keepdims=True) / n
+    return x * keras.ops.sigmoid(d / (4.0 * (v + e_lambda)) + 0.5)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 16), (2, 5, 3, 4), (3, 1, 1, 8)])
+@pytest.mark.parametrize("e_lambda", [1e-4, 0.5])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_closed_form_gradient_equals_automatic_differentiation(shape, e_lambda, data_format):
+    # The layer's backward is written by hand (keras.ops.custom_gradient): it must be the
+    # gradient of Eq. 5-6, through the channel mean and variance too.
+    x = _input(shape, scale=3.0)
+    if data_format == "channels_first":
+        x = np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)))
+    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+    upstream = np.random.default_rng(1).normal(size=x.shape).astype("float32")
+    layer = SimAM(e_lambda=e_lambda, data_format=data_format)
+    got = input_gradient(layer, x, upstream)
+    want = input_gradient(lambda t: _simam_autodiff(t, e_lambda, axes), x, upstream)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * (1 + np.max(np.abs(want))))
+
+
+def test_closed_form_gradient_on_a_constant_channel_and_zero_lambda():
+    # v = 0 and lambda = 0: the scale is floored, every z is 0, and the gradient is g * sigmoid(.5)
+    # on that channel (the autodiff of the unfloored formula would be NaN there).
+    x = _input((2, 4, 4, 3))
+    x[:, :, :, 1] = 2.5
+    upstream = np.random.default_rng(2).normal(size=x.shape).astype("float32")
+    got = input_gradient(SimAM(e_lambda=0.0), x, upstream)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got[..., 1], upstream[..., 1] / (1 + np.exp(-0.5)), rtol=1e-5)
+
+
+def test_closed_form_gradient_under_mixed_float16(policy):
+    # Inputs up to 1e3: d^2 would overflow float16; the hand-written backward squares z instead.
+    x = np.clip(_input((2, 6, 6, 8), scale=1e3), -1e3, 1e3)
+    upstream = np.random.default_rng(3).normal(size=x.shape).astype("float32")
+    got = input_gradient(SimAM(), x, upstream)
+    keras.mixed_precision.set_global_policy("float32")
+    want = input_gradient(SimAM(), x, upstream)
+    assert np.all(np.isfinite(got))
+    tol = {"float32": 1e-6, "mixed_float16": 2e-2, "mixed_bfloat16": 1e-1}[policy]
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * (1 + np.max(np.abs(want))))
