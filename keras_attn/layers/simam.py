@@ -19,6 +19,14 @@ Departures from the official code, none of which change the value where it is de
 * The energy is computed as ``((x - mean) * sqrt(k))^2 + 0.5`` with ``k = 1 / (4 (v + lambda))``
   taken in float32, so that under float16 the square of a large deviation (``1e3^2 > 65504``)
   never overflows before it is scaled.
+
+How it is computed: the moments are taken in one reduction each (float32 under mixed precision)
+and the backward is written in closed form (``keras.ops.custom_gradient``, every backend). With
+``u = g x s (1 - s)``, ``s`` the gate, ``z = (x - mean) sqrt(k)``, the input gradient is
+``g s + z (2 sqrt(k) u + alpha) + beta``, where the per-channel ``alpha = -8 sqrt(k) sum(u z^2) / n``
+and ``beta = -2 sqrt(k) sum(u z) / (H W)`` carry it through the channel variance and mean:
+11 elementwise passes over the map instead of the ~20 of automatic differentiation. The tests
+check it against automatic differentiation of Eq. 5-6.
 """
 
 from __future__ import annotations
