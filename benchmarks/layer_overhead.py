@@ -1,20 +1,43 @@
-"""Train-step overhead of each attention layer in a backbone, measured side by side.
+"""What each attention layer costs in a backbone, measured side by side against a floor.
 
-Builds the bare backbone and one model per attention type, warms each up (tracing), then times
-train steps round-robin (bare, sa, simam, ..., bare, sa, ...) so that drift on a shared machine hits
-all models alike, and prints the median step time of each and its ratio to the bare backbone.
+For every (backbone, placement, mode) it builds the bare backbone, the backbone with a
+one-multiply layer at the same insertion points (``x * w``, ``w`` a per-channel variable: the
+least any gate can cost, one read and one write of the map forward, a few backward), and one model
+per attention type. After a warm-up (tracing) it times the steps round-robin, ``--steps`` per model
+per round, so that drift on a shared machine hits every model alike, and prints the median step
+time of each model and its ratio to the bare backbone as a markdown table.
 
-    python benchmarks/layer_overhead.py                         # ResNet-50, 32x32, batch 32
-    python benchmarks/layer_overhead.py --backbone mobilenetv2 --alpha 0.35 --placement layer
-    python benchmarks/layer_overhead.py --attention sa,simam --image-size 224 --batch-size 16
+    python benchmarks/layer_overhead.py                        # ResNet-50 64x64 batch 16 + small nets
+    python benchmarks/layer_overhead.py --backbone resnet50 --placement block --mode train
+    python benchmarks/layer_overhead.py --backbone resnet20 --image-size 32 --batch-size 128
+    python benchmarks/layer_overhead.py --image-size 224 --precision mixed_float16 --jit-compile
+                                                               # the GPU setting of issue 10
 
-Not a test: the ratios are for reading (goal: a few memory passes per layer, i.e. small ratios).
+Options (comma-separated lists run every combination):
+    --backbone     resnet50,resnet20,mobilenetv2_cifar (default); any keras_attn.build_model name
+    --placement    block,layer (default)
+    --mode         train,inference (default): a train step (forward, backward, SGD update) or a
+                   forward pass in inference mode (``model(x, training=False)`` in a tf.function)
+    --attention    all (default) or names from keras_attn.available_attentions()
+    --image-size   input height = width (default 64); --batch-size (default 16)
+    --steps, --rounds   timed steps per model per round (5), rounds (3): 15 steps per model
+    --precision    float32 (default), mixed_float16, mixed_bfloat16
+    --jit-compile  XLA for every model (off by default: on this 2-core CPU it made a ResNet-50
+                   step 4.6x slower)
+
+Each ratio is the median of the timed steps of one model over the median of the bare backbone's,
+from one process; "spread" is the half-width of the interquartile range of the per-round ratios,
+a rough uncertainty. Not a test: timings are noisy, correctness lives in tests/.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import platform
 import statistics
+import sys
 import time
 
 import keras
@@ -22,59 +45,144 @@ import numpy as np
 import tensorflow as tf
 
 import keras_attn
+from keras_attn.layers._base import AttentionLayer
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--backbone", default="resnet50")
-    p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
-    p.add_argument("--attention", default="all", help="comma-separated names, or all")
-    p.add_argument("--placement", default="block")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=5, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--precision", default="float32")
-    args = p.parse_args()
+@keras.saving.register_keras_serializable(package="keras_attn_benchmarks")
+class ChannelScale(AttentionLayer):
+    """The floor: ``x * w`` with one variable per channel, the cheapest possible gate."""
 
-    keras.mixed_precision.set_global_policy(args.precision)
-    names = keras_attn.available_attentions() if args.attention == "all" else args.attention.split(",")
-    backbone_kwargs = {"alpha": args.alpha} if args.alpha else {}
-    shape = (args.image_size, args.image_size, 3)
-    x = tf.constant(np.random.rand(args.batch_size, *shape).astype("float32"))
-    y = tf.constant(np.random.randint(0, 10, args.batch_size))
+    def build(self, input_shape):
+        self._set_axes(input_shape)
+        self.scale = self.add_weight(name="scale", shape=(self.channels,), initializer="ones")
+        self.built = True
 
+    def call(self, inputs):
+        return inputs * keras.ops.reshape(self.scale, self._channel_shape(len(inputs.shape)))
+
+
+SMALL = {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "mobilenetv2_cifar"}
+
+
+def _models(backbone, placement, names, shape, num_classes, jit):
     models = {}
-    for name in ["none"] + names:
-        model = keras_attn.build_model(
-            args.backbone, input_shape=shape, num_classes=10,
-            attention=None if name == "none" else name, placement=args.placement,
-            **backbone_kwargs,
-        )
-        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
-        t0 = time.time()
-        model.train_on_batch(x, y)  # traces the train step
-        print(f"built {name:<9} params={model.count_params():>10,}  warm-up {time.time() - t0:5.1f}s",
-              flush=True)
+    for name in ["none", "floor"] + names:
+        attention = {"none": None, "floor": ChannelScale}.get(name, name)
+        kwargs = {}
+        if backbone.startswith("mobilenet") and backbone not in SMALL:
+            kwargs["alpha"] = 0.35
+        model = keras_attn.build_model(backbone, input_shape=shape, num_classes=num_classes,
+                                       attention=attention, placement=placement, seed=0, **kwargs)
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy",
+                      jit_compile=jit)
         models[name] = model
+    return models
+
+
+def _step_fn(model, mode, x, y, jit):
+    if mode == "train":
+        return lambda: model.train_on_batch(x, y)
+    fn = tf.function(lambda: model(x, training=False), jit_compile=jit)
+    return lambda: fn().numpy()  # .numpy(): wait for the result
+
+
+def run(backbone, placement, mode, args, names, out):
+    shape = (args.image_size, args.image_size, 3)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((args.batch_size, *shape), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, args.batch_size))
+    models = _models(backbone, placement, names, shape, 10, args.jit_compile)
+    steps, added, warm = {}, {}, {}
+    base_params = models["none"].count_params()
+    for name, model in models.items():
+        fn = _step_fn(model, mode, x, y, args.jit_compile)
+        t0 = time.perf_counter()
+        fn()
+        fn()
+        warm[name] = time.perf_counter() - t0
+        steps[name] = fn
+        added[name] = model.count_params() - base_params
+        points = sum(isinstance(l, AttentionLayer) for l in model.layers)
+        print(f"  built {name:<9} at {points:>3} points, warm-up {warm[name]:5.1f}s",
+              file=sys.stderr, flush=True)
 
     times = {name: [] for name in models}
+    rounds = {name: [] for name in models}
     for _ in range(args.rounds):
-        for name, model in models.items():
+        for name, fn in steps.items():
+            ts = []
             for _ in range(args.steps):
                 t0 = time.perf_counter()
-                model.train_on_batch(x, y)
-                times[name].append(time.perf_counter() - t0)
+                fn()
+                ts.append(time.perf_counter() - t0)
+            times[name] += ts
+            rounds[name].append(statistics.median(ts))
 
     base = statistics.median(times["none"])
-    base_params = models["none"].count_params()
-    print(f"\n{args.backbone} {shape} batch {args.batch_size} placement={args.placement} "
-          f"precision={args.precision}; median of {args.rounds * args.steps} steps")
-    print(f"{'attention':<10} {'params added':>13} {'ms/step':>9} {'ratio':>7}")
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        added = models[name].count_params() - base_params
-        print(f"{name:<10} {added:>13,} {med * 1e3:>9.1f} {med / base:>7.3f}")
+    points = sum(isinstance(l, AttentionLayer) for l in models["floor"].layers)
+    out.append(f"\n### {backbone}, {placement} placement ({points} insertion points), {mode}\n")
+    out.append("| model | params added | ms/step | ratio to bare | spread |")
+    out.append("| --- | ---: | ---: | ---: | ---: |")
+    for name in models:
+        med = statistics.median(times[name])
+        per_round = [r / b for r, b in zip(rounds[name], rounds["none"])]
+        q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else [per_round[0]] * 3
+        label = {"none": "bare backbone", "floor": "one multiply (floor)"}.get(name, name)
+        out.append(f"| {label} | {added[name]:,} | {med * 1e3:.1f} | {med / base:.3f} | "
+                   f"{(q[2] - q[0]) / 2:.3f} |")
+    print("\n".join(out[-(len(models) + 3):]), flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--backbone", default="resnet50,resnet20,mobilenetv2_cifar")
+    p.add_argument("--placement", default="block,layer")
+    p.add_argument("--mode", default="train,inference")
+    p.add_argument("--attention", default="all")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--precision", default="float32",
+                   choices=["float32", "mixed_float16", "mixed_bfloat16"])
+    p.add_argument("--jit-compile", action="store_true")
+    p.add_argument("--output", help="also write the markdown to this file")
+    args = p.parse_args(argv)
+
+    valid = keras_attn.available_attentions()
+    names = valid if args.attention == "all" else args.attention.split(",")
+    for n in names:
+        if n not in valid:
+            p.error(f"unknown attention {n!r}; valid: {', '.join(valid)}")
+    for mode in args.mode.split(","):
+        if mode not in ("train", "inference"):
+            p.error(f"unknown mode {mode!r}; valid: train, inference")
+    keras.mixed_precision.set_global_policy(args.precision)
+
+    devices = tf.config.list_physical_devices("GPU")
+    device = (tf.config.experimental.get_device_details(devices[0]).get("device_name", "GPU")
+              if devices else f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})")
+    out = [
+        "## keras-attn layer overhead",
+        "",
+        f"- date: {datetime.date.today().isoformat()}; device: {device}; TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__}",
+        f"- command: `python benchmarks/layer_overhead.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"- input {args.image_size}x{args.image_size}x3, batch {args.batch_size}, {args.precision}, "
+        f"jit_compile={args.jit_compile}; median of {args.steps * args.rounds} steps per model, "
+        f"timed round-robin ({args.rounds} rounds of {args.steps}) in one process after 2 warm-up "
+        f"steps; ratio = median step / bare backbone's median step; spread = half the "
+        f"interquartile range of the per-round ratios",
+    ]
+    print("\n".join(out), flush=True)
+    for backbone in args.backbone.split(","):
+        for placement in args.placement.split(","):
+            for mode in args.mode.split(","):
+                keras.backend.clear_session()
+                run(backbone, placement, mode, args, names, out)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write("\n".join(out) + "\n")
 
 
 if __name__ == "__main__":
