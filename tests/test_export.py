@@ -81,7 +81,6 @@ def test_every_attention_exports_with_parity(attention, tmp_path):
     expected = np.asarray(model(x, training=False))
     spread = expected.max(axis=1) - expected.min(axis=1)
     assert (spread > 0.1).all(), spread  # outputs differ across classes
-    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
     for fmt in ("saved_model", "litert", "onnx"):
         got = export_and_run(model, tmp_path, fmt, x)
         assert got.shape == expected.shape, fmt
