@@ -46,3 +46,8 @@ __all__ += [
     "SMALL_IMAGE_BACKBONES",
     "ReplicaSafeLossScaleOptimizer",
 ]
+
+from keras_attn.export import export_model  # noqa: E402
+from keras_attn.gradcam import grad_cam  # noqa: E402
+
+__all__ += ["export_model", "grad_cam"]

@@ -28,6 +28,10 @@ TUNERS = ("random", "bayesian", "hyperband")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored")
 ROLES = ("single", "chief", "worker")
+# keras_attn.export.FORMATS, spelled out for the same reason.
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
+EXPORT_EXTENSIONS = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx"}
+GRAD_CAM_IMAGES = 6
 CONFIG_FILE = "search_config.json"
 # Options that change what is measured: a resumed --out must have been made with the same ones
 # (another --data-dir would mix two datasets in one leaderboard; another --precision other numerics).
@@ -57,7 +61,7 @@ IDENTITY_KEYS = (
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
 RUN_KEYS = ("max_trials", "final_epochs", "final_repeats", "strategy", "role", "run_eagerly",
-            "worker_timeout")
+            "worker_timeout", "export")
 
 
 class CLIError(Exception):
@@ -202,6 +206,11 @@ def build_parser():
     o.add_argument("--out", default="runs/search", help="output directory (re-run to resume)")
     o.add_argument("--overwrite", action="store_true",
                    help="start afresh, deleting a previous search in --out")
+    o.add_argument("--export", action="append", choices=EXPORT_FORMATS, default=None,
+                   metavar="{" + ",".join(EXPORT_FORMATS) + "}",
+                   help="after the final stage, export the best model to OUT/export/best.tflite "
+                   "(litert), best.onnx (onnx; needs pip install keras-attn[export]) or the "
+                   "SavedModel directory best (saved_model); repeat for several formats")
     o.add_argument("--quiet", action="store_true",
                    help="no Keras output per epoch (default: a progress bar on a terminal, one "
                         "line per epoch otherwise)")
@@ -498,6 +507,13 @@ def run(args):
     _validate_names(args)
     if args.role == "worker":
         _wait_for_chief(args)
+    if args.export and "onnx" in args.export and args.role != "worker":
+        from keras_attn.export import _check_onnx_available
+
+        try:
+            _check_onnx_available()  # before the search, not after it
+        except ImportError as err:
+            raise CLIError(f"--export onnx: {err}") from None
     _check_out_dir(args)
     _setup_distributed(args)
 
@@ -590,11 +606,16 @@ def run(args):
         full_train=None if full is None else full.train_with_seed, test_data=splits.test,
         verbose=training.fit_verbosity(args.quiet),
     )
+    grad_cam_png = _grad_cam_figure(args, splits, with_best=best is not None)
+    if grad_cam_png:
+        plots = list(plots) + [grad_cam_png]
+    exports = _export_best(args)
     summary = report.write_summary(
         args.out,
         board=board,
         final=result,
         plots=plots,
+        exports=[os.path.relpath(p, args.out) for p in exports],
         timings={"search": round(search_seconds, 1),
                  "final": result["train_seconds"],
                  "total": round(time.time() - t_start, 1)},
@@ -606,6 +627,68 @@ def run(args):
     for line in report.summary_lines(summary):
         _log(line)
     return 0
+
+
+def _load_final_model(args, filename):
+    import keras
+
+    import keras_attn  # noqa: F401  (registers the layers for load_model)
+
+    return keras.models.load_model(os.path.join(args.out, filename), compile=False)
+
+
+def _grad_cam_figure(args, splits, with_best):
+    """``grad_cam_best_vs_baseline.png``: the final best and baseline models' Grad-CAM on the
+    first test images. Returns its path, or None (with a line saying why) when it cannot be
+    drawn; a figure never fails the search."""
+    from search import final, report
+
+    if not with_best:
+        _log("Grad-CAM figure skipped: no attention configuration finished")
+        return None
+    paths = [os.path.join(args.out, f) for f in (final.BEST_MODEL_FILE,
+                                                  final.BASELINE_MODEL_FILE)]
+    missing = [os.path.basename(p) for p in paths if not os.path.exists(p)]
+    if missing:  # a search whose final stage predates baseline_model.keras
+        _log(f"Grad-CAM figure skipped: {', '.join(missing)} missing in {args.out}")
+        return None
+    try:
+        import numpy as np
+
+        batch = splits.test.unbatch().take(GRAD_CAM_IMAGES).batch(GRAD_CAM_IMAGES)
+        images, labels = next(iter(batch))
+        path = report.plot_grad_cam(
+            _load_final_model(args, final.BEST_MODEL_FILE),
+            _load_final_model(args, final.BASELINE_MODEL_FILE),
+            np.asarray(images), np.asarray(labels), splits.class_names,
+            os.path.join(args.out, report.GRAD_CAM_FILE),
+        )
+    except Exception as exc:  # noqa: BLE001  (a figure must not cost the search's answer)
+        if getattr(args, "debug", False):
+            raise
+        _log(f"Grad-CAM figure skipped: {type(exc).__name__}: {exc}".splitlines()[0])
+        return None
+    _log(f"Grad-CAM, best vs baseline: {path}")
+    return path
+
+
+def _export_best(args):
+    """Export ``best_model.keras`` to ``OUT/export/best.<ext>`` in each ``--export`` format;
+    returns the paths written."""
+    if not args.export:
+        return []
+    from keras_attn.export import export_model
+
+    from search import final
+
+    model = _load_final_model(args, final.BEST_MODEL_FILE)
+    paths = []
+    for fmt in dict.fromkeys(args.export):  # once per format, in the order given
+        path = os.path.join(args.out, "export", "best" + EXPORT_EXTENSIONS[fmt])
+        export_model(model, path, fmt)
+        _log(f"exported the best model ({fmt}): {path}")
+        paths.append(path)
+    return paths
 
 
 def _versions():

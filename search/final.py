@@ -22,6 +22,8 @@ from search.protocol import weights_path
 from search.report import write_json
 
 FINAL_FILE = "final.json"
+BEST_MODEL_FILE = "best_model.keras"
+BASELINE_MODEL_FILE = "baseline_model.keras"
 
 
 def _params_added(model):
@@ -39,7 +41,8 @@ def _load(path):
 
 def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_epochs, strategy,
              full_train=None, test_data, verbose=2):
-    """Test the best configuration and the baseline; save ``best_model.keras``.
+    """Test the best configuration and the baseline; save ``best_model.keras`` and
+    ``baseline_model.keras`` (each the first seed's model).
 
     Args:
         out: the search's output directory.
@@ -62,7 +65,8 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_epochs, str
         (``{seed: test accuracy}``), ``params``, ``params_added``.
     """
     marker = os.path.join(out, FINAL_FILE)
-    model_path = os.path.join(out, "best_model.keras")
+    model_path = os.path.join(out, BEST_MODEL_FILE)
+    baseline_path = os.path.join(out, BASELINE_MODEL_FILE)
     roles = [("baseline", baseline)] + ([("best", best)] if best is not None else [])
     key = {"final_epochs": final_epochs, "seeds": [int(s) for s in seeds],
            **{f"{name}_trial": row["trial"] for name, row in roles}}
@@ -99,6 +103,9 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_epochs, str
             entry.update(params=int(model.count_params()), params_added=_params_added(model))
             if name == ("best" if best is not None else "baseline") and seed == seeds[0]:
                 model.save(model_path)
+            if name == "baseline" and seed == seeds[0]:
+                # For the report's Grad-CAM comparison with the best model.
+                model.save(baseline_path)
             write_json(marker, done)
             print(f"[final] {name} seed {seed}: test_accuracy={test_accuracy:.4f}", flush=True)
     if not ran:

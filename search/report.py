@@ -328,6 +328,78 @@ def plot_configurations(rows, out_dir):
     return paths
 
 
+GRAD_CAM_FILE = "grad_cam_best_vs_baseline.png"
+
+
+def plot_grad_cam(best_model, baseline_model, images, labels, class_names, path,
+                  names=("best", "baseline")):
+    """One PNG comparing where two models look: Grad-CAM (:func:`keras_attn.grad_cam`, each
+    model's own predicted class, its default target layer: the last attention layer, or the
+    baseline's last 4-D feature map) on the same images.
+
+    A grid with one row per image and three columns: the image, the best model's heatmap over
+    it, the baseline's; titles give the true class and each model's predicted class and
+    probability.
+
+    Args:
+        best_model, baseline_model: classifiers taking ``images``.
+        images: ``(n, height, width, channels)`` float array, preprocessed as the models expect
+            (each image is min-max scaled for display only).
+        labels: ``n`` integer class labels.
+        class_names: one name per class.
+        path: the PNG to write.
+        names: the two models' names in the titles.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from keras_attn.gradcam import grad_cam
+
+    images = np.asarray(images, dtype="float32")
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    n = len(images)
+    columns = []
+    for model in (best_model, baseline_model):
+        probs = np.asarray(model.predict(images, verbose=0), dtype="float32")
+        columns.append((grad_cam(model, images), probs))
+
+    def name(i):
+        return class_names[i] if 0 <= i < len(class_names) else str(i)
+
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n + 0.4), squeeze=False)
+    for row in range(n):
+        image = images[row]
+        low, high = float(image.min()), float(image.max())
+        shown = (image - low) / (high - low) if high > low else np.zeros_like(image)
+        gray = shown.shape[-1] == 1
+        shown = shown[..., 0] if gray else shown
+        cmap = "gray" if gray else None
+        ax = axes[row][0]
+        ax.imshow(shown, cmap=cmap)
+        ax.set_title(f"true: {name(labels[row])}", fontsize=8)
+        for col, (model_name, (cams, probs)) in enumerate(zip(names, columns), start=1):
+            ax = axes[row][col]
+            pred = int(np.argmax(probs[row]))
+            ax.imshow(shown, cmap=cmap)
+            ax.imshow(cams[row], cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+            ax.set_title(f"{model_name}: {name(pred)} ({probs[row][pred]:.2f})", fontsize=8,
+                         color="black" if pred == labels[row] else "red")
+        for ax in axes[row]:
+            ax.axis("off")
+    fig.suptitle("Grad-CAM on the test images: best model vs baseline (red: wrong class)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _save_rows_plot(plt, fig, ax, ys, labels, path, title, xlabel):
     """Label a one-row-per-configuration plot, save it as PNG, close it; returns the path."""
     ax.set_yticks(ys, labels, fontsize=8)
@@ -375,13 +447,15 @@ def _configuration_summary(row):
     return out
 
 
-def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None, versions=None):
+def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None, versions=None,
+                  exports=None):
     """Write ``summary.json``: the answer of the search, and how it was obtained.
 
     Holds the best configuration with attention and the baseline (validation statistics over
     the repeats, the paired difference and its interval), their test accuracies from
     ``final`` (:func:`search.final.finalize`) and the test difference, the overhead per run,
-    timings, the configuration and versions. Returns the dict.
+    timings, the configuration and versions, and the files written (``exports``: the exported
+    best model's artifacts, relative to ``out_dir``). Returns the dict.
     """
     best, baseline = best_and_baseline(board)
     overheads = [r["overhead_seconds"] for r in board if r.get("overhead_seconds") is not None]
@@ -413,6 +487,8 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
         "files": {
             "leaderboard": ["leaderboard.csv", "leaderboard.md"],
             "best_model": "best_model.keras",
+            "baseline_model": "baseline_model.keras",
+            "exports": list(exports or []),
             "plots": [os.path.basename(p) for p in plots],
             "final": "final.json",
             "tensorboard": "logs",

@@ -88,6 +88,8 @@ def read_leaderboard(out):
         (["--repeats", "1.5"], "--repeats: expected a positive integer, got '1.5'"),
         (["--backbone", "resnet18"], "unknown --backbone 'resnet18'; valid: "),
         (["--learning-rate", "0"], "--learning-rate: expected a positive number"),
+        (["--export", "tflite"],
+         "--export: invalid choice: 'tflite' (choose from "),
         (["--final-epochs", "0", "--final-repeats", "3"], "must be <= --repeats 2"),
         (["--backbone", "mobilenetv2", "--image-size", "28"], "needs --image-size >= 32"),
     ],
@@ -146,7 +148,7 @@ def test_help_lists_every_option(capsys):
                    "--batch-size", "--precision", "--strategy", "--seed", "--out", "--overwrite",
                    "--role", "--oracle", "--worker-id", "--repeats", "--learning-rate",
                    "--search-learning-rate", "--final-epochs", "--final-repeats",
-                   "--validation-split"):
+                   "--validation-split", "--export"):
         assert option in text
 
 
@@ -155,7 +157,7 @@ def test_help_lists_every_option(capsys):
 
 def test_end_to_end_outputs(tmp_path, tiny_data):
     out = tmp_path / "run"
-    result = run_cli(tiny_args(tiny_data, out))
+    result = run_cli(tiny_args(tiny_data, out, "--export", "onnx", "--export", "litert"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     done = [l for l in lines if l.startswith("[trial ") and "COMPLETED" in l]
@@ -165,8 +167,10 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     assert [l.split(":")[0] for l in seeds] == ["[trial 0] seed 0", "[trial 0] seed 1",
                                                 "[trial 1] seed 0", "[trial 1] seed 1"]
 
-    plots = ("val_accuracy_by_configuration.png", "delta_vs_baseline.png")
+    plots = ("val_accuracy_by_configuration.png", "delta_vs_baseline.png",
+             "grad_cam_best_vs_baseline.png")
     for name in ("leaderboard.csv", "leaderboard.md", "best_model.keras", "summary.json",
+                 "baseline_model.keras", "export/best.onnx", "export/best.tflite",
                  "final.json", "search_config.json", *plots):
         assert (out / name).is_file(), name
     for png in plots:
@@ -211,6 +215,21 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     model = keras.models.load_model(out / "best_model.keras", safe_mode=True)
     assert model.output_shape == (None, 10) and model.input_shape == (None, 28, 28, 1)
     assert model.count_params() == summary["final"]["best"]["params"]
+
+    # The exported best model loads and computes what best_model.keras computes.
+    import numpy as np
+    import onnxruntime
+
+    from test_export import run_litert
+
+    assert sorted(summary["files"]["exports"]) == ["export/best.onnx", "export/best.tflite"]
+    assert str(out / "export" / "best.onnx") in result.stdout
+    x = np.random.default_rng(0).normal(size=(2, 28, 28, 1)).astype("float32")
+    expected = np.asarray(model(x, training=False))
+    session = onnxruntime.InferenceSession(str(out / "export" / "best.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    assert np.abs(got - expected).max() <= 1e-4
+    assert np.abs(run_litert(str(out / "export" / "best.tflite"), x) - expected).max() <= 1e-4
 
     # Re-running the finished search changes nothing and retrains nothing.
     again = run_cli(tiny_args(tiny_data, out))
@@ -461,3 +480,9 @@ def test_cli_spells_the_small_backbones_as_keras_attn_does():
     from keras_attn.backbones import SMALL_IMAGE_BACKBONES
 
     assert cli._SMALL_BACKBONES == SMALL_IMAGE_BACKBONES
+
+
+def test_unknown_export_format_names_the_choices(capsys, tmp_path):
+    assert cli.main(["--export", "pb", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--export" in err and all(f in err for f in ("saved_model", "litert", "onnx"))

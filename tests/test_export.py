@@ -1,0 +1,143 @@
+"""Export parity: every registered attention in a ResNet-20 exports to SavedModel, LiteRT and ONNX
+with Keras' own ``model.export``, and each artifact computes what the Keras model computes.
+
+The weights are perturbed (noise on every variable) so that the softmax outputs are far from
+uniform: a near-uniform output could hide a wrong attention branch inside the tolerance.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import keras
+import keras_attn
+from keras_attn import export as kexport
+
+pytest.importorskip("tf2onnx")
+pytest.importorskip("onnxruntime")
+
+import tensorflow as tf  # noqa: E402
+
+SHAPE = (16, 16, 3)
+ATOL = 1e-4
+
+
+def perturbed_model(attention, seed=0):
+    model = keras_attn.build_model("resnet20", input_shape=SHAPE, num_classes=10,
+                                   attention=attention, placement="block", seed=seed)
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if "moving_variance" in v.path:  # must stay positive
+            continue
+        v.assign(v.numpy() + rng.normal(0.0, 0.02, v.shape).astype("float32"))
+    return model
+
+
+def inputs(n=3, seed=1):
+    return np.random.default_rng(seed).normal(size=(n, *SHAPE)).astype("float32")
+
+
+def run_saved_model(path, x):
+    loaded = tf.saved_model.load(path)  # keep a reference: serve() needs its variables
+    return np.asarray(loaded.serve(x))
+
+
+def run_litert(path, x):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        interpreter = Interpreter(model_path=path)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def run_onnx(path, x):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+RUNNERS = {"saved_model": run_saved_model, "litert": run_litert, "onnx": run_onnx}
+
+
+def export_and_run(model, tmp_path, fmt, x, stem="model"):
+    path = kexport.export_model(model, kexport.default_path(str(tmp_path / stem), fmt), fmt)
+    return RUNNERS[fmt](path, x)
+
+
+@pytest.mark.parametrize("attention", keras_attn.available_attentions())
+def test_every_attention_exports_with_parity(attention, tmp_path):
+    model = perturbed_model(attention)
+    x = inputs()
+    expected = np.asarray(model(x, training=False))
+    spread = expected.max(axis=1) - expected.min(axis=1)
+    assert (spread > 0.1).all(), spread  # outputs differ across classes
+    for fmt in ("saved_model", "litert", "onnx"):
+        got = export_and_run(model, tmp_path, fmt, x)
+        assert got.shape == expected.shape, fmt
+        diff = float(np.abs(got - expected).max())
+        assert diff <= ATOL, f"{attention} {fmt}: max abs difference {diff:.2e}"
+
+
+def test_mixed_float16_model_exports_as_its_float32_clone(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = perturbed_model("sa")
+    keras.mixed_precision.set_global_policy("float32")
+    assert kexport.is_mixed_precision(model)
+    clone = kexport.float32_clone(model)
+    assert not kexport.is_mixed_precision(clone)
+    assert keras.config.dtype_policy().name == "float32"
+    for a, b in zip(model.weights, clone.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = inputs()
+    mixed = np.asarray(model(x, training=False), dtype="float32")
+    exact = np.asarray(clone(x, training=False))
+    assert ((exact.max(axis=1) - exact.min(axis=1)) > 0.1).all()
+    for fmt in ("onnx", "litert"):
+        got = export_and_run(model, tmp_path, fmt, x)
+        assert np.abs(got - exact).max() <= ATOL, fmt
+        # The mixed model's activations are float16 (eps 9.8e-4): over ResNet-20's 19 convolutions
+        # its probabilities move by a few 1e-3 from the float32 ones (1.7e-3 measured); 1e-2 bounds
+        # that with margin and still catches a wrong layer (differences of order 0.1 and more).
+        assert np.abs(got - mixed).max() <= 1e-2, fmt
+
+
+def test_unknown_format_names_the_valid_ones(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="valid formats: saved_model, litert, onnx"):
+        kexport.export_model(model, str(tmp_path / "m"), "tflite")
+    with pytest.raises(ValueError, match=r"must end with '\.tflite'"):
+        kexport.export_model(model, str(tmp_path / "m.bin"), "litert")
+
+
+def test_missing_onnx_packages_name_the_extra(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name in ("tf2onnx", "onnx"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ImportError, match=r"pip install keras-attn\[export\]"):
+        kexport.export_model(model, str(tmp_path / "m.onnx"), "onnx")
+
+
+def test_a_model_never_called_exports_to_onnx(tmp_path):
+    # Keras' ONNX export alone refuses a built-but-never-called model ("has never called").
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x = np.ones((2, 4), "float32")
+    got = export_and_run(model, tmp_path, "onnx", x)
+    np.testing.assert_allclose(got, np.asarray(model(x)), atol=1e-6)
