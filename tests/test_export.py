@@ -1,5 +1,6 @@
-"""Export parity: every registered attention in a ResNet-20 exports to SavedModel, LiteRT and ONNX
-with Keras' own ``model.export``, and each artifact computes what the Keras model computes.
+"""Export parity: every registered attention exports to SavedModel, LiteRT and ONNX with Keras' own
+``model.export``, and each artifact computes what the Keras model computes (one small residual
+network holds them all; a ResNet-20 with SA trained under mixed precision is exported too).
 
 The weights are perturbed (noise on every variable) so that the softmax outputs are far from
 uniform: a near-uniform output could hide a wrong attention branch inside the tolerance.
@@ -74,18 +75,68 @@ def export_and_run(model, tmp_path, fmt, x, stem="model"):
     return RUNNERS[fmt](path, x)
 
 
-@pytest.mark.parametrize("attention", keras_attn.available_attentions())
-def test_every_attention_exports_with_parity(attention, tmp_path):
-    model = perturbed_model(attention)
+def every_attention_model(seed=0, channels=16):
+    """A small residual network with every registered attention on a block's residual branch
+    (SB also in its layer-wise ``[conv input, conv output]`` form; each DCA kind as a connected
+    pair), so that one export covers every layer: exporting one ResNet-20 per attention took
+    ~100 s, this takes ~12 s."""
+    from keras_attn.registry import get_attention_class
+
+    layers = keras.layers
+    rng = np.random.default_rng(seed)
+    inp = keras.Input(SHAPE)
+    x = layers.Conv2D(channels, 3, padding="same")(inp)
+
+    def block(x, attend):
+        t = layers.Conv2D(channels, 3, padding="same")(x)
+        t = layers.BatchNormalization()(t)
+        t = attend(x, t)
+        return layers.ReLU()(layers.Add()([x, t]))
+
+    for name in keras_attn.available_attentions():
+        cls = get_attention_class(name)
+        kwargs = cls.adapt_to_channels({}, channels)
+        if cls.is_connected:
+            first, second = cls(**kwargs), cls(**kwargs)
+            state = {}
+
+            def attend_first(_, t, first=first, state=state):
+                y, state["s"] = first(t)
+                return y
+
+            def attend_second(_, t, second=second, state=state):
+                return second([t, state["s"]])[0]
+
+            x = block(x, attend_first)
+            x = block(x, attend_second)
+        else:
+            x = block(x, lambda _, t, cls=cls, kwargs=kwargs: cls(**kwargs)(t))
+        if cls.takes_layerwise_input and not cls.is_connected:
+            x = block(x, lambda source, t, cls=cls, kwargs=kwargs: cls(**kwargs)([source, t]))
+    y = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, y)
+    for v in model.weights:
+        if "moving_variance" in v.path:  # must stay positive
+            continue
+        v.assign(v.numpy() + rng.normal(0.0, 0.02, v.shape).astype("float32"))
+    return model
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "litert", "onnx"])
+def test_every_attention_exports_with_parity(fmt, tmp_path):
+    model = every_attention_model()
+    from keras_attn.layers._base import AttentionLayer
+
+    present = {type(l) for l in model.layers if isinstance(l, AttentionLayer)}
+    assert len(present) == len(keras_attn.available_attentions())
     x = inputs()
     expected = np.asarray(model(x, training=False))
     spread = expected.max(axis=1) - expected.min(axis=1)
     assert (spread > 0.1).all(), spread  # outputs differ across classes
-    for fmt in ("saved_model", "litert", "onnx"):
-        got = export_and_run(model, tmp_path, fmt, x)
-        assert got.shape == expected.shape, fmt
-        diff = float(np.abs(got - expected).max())
-        assert diff <= ATOL, f"{attention} {fmt}: max abs difference {diff:.2e}"
+    got = export_and_run(model, tmp_path, fmt, x)
+    assert got.shape == expected.shape, fmt
+    diff = float(np.abs(got - expected).max())
+    assert diff <= ATOL, f"{fmt}: max abs difference {diff:.2e}"
 
 
 def test_mixed_float16_model_exports_as_its_float32_clone(tmp_path):
