@@ -146,6 +146,6 @@ def test_bad_arguments(kwargs, pattern):
         CBAM(**kwargs)
 
 
-def test_non_4d_input():
-    with pytest.raises(ValueError, match="4-D"):
-        CBAM()(np.zeros((2, 8, 8, 8, 4), "float32"))
+def test_bad_input_rank():
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 6-D input"):
+        CBAM()(np.zeros((2, 2, 8, 8, 8, 4), "float32"))

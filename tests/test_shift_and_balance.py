@@ -201,13 +201,15 @@ def test_bad_arguments(kwargs, pattern):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="4-D"):
-        ShiftAndBalance()(np.zeros((2, 8, 16), "float32"))
-    with pytest.raises(ValueError, match="4-D branch input"):
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 2-D input"):
+        ShiftAndBalance()(np.zeros((2, 16), "float32"))
+    with pytest.raises(ValueError, match="5-D branch input `x`.*got a 2-D branch input"):
         ShiftAndBalance()([np.zeros((2, 16), "float32"), np.zeros((2, 4, 4, 8), "float32")])
     t = np.zeros((2, 4, 4, 8), "float32")
     with pytest.raises(ValueError, match="3 inputs"):
         ShiftAndBalance()([t, t, t])
+    with pytest.raises(ValueError, match=r"`x` and the trunk `t` .* same rank"):
+        ShiftAndBalance()([np.zeros((2, 16, 8), "float32"), t])
 
 
 # -- the SB paper's layer-wise SE (fusion="multiply") and the hidden width multiplier ----------

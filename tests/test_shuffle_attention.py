@@ -311,9 +311,9 @@ def test_bad_arguments():
             ShuffleAttention(**kwargs)
 
 
-def test_not_4d_input():
-    with pytest.raises(ValueError, match="4-D"):
-        ShuffleAttention(groups=4)(np.zeros((2, 8, 32), "float32"))
+def test_bad_input_rank():
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 2-D input"):
+        ShuffleAttention(groups=4)(np.zeros((2, 32), "float32"))
 
 
 @pytest.mark.parametrize("kwargs", ABLATIONS[:6], ids=_ablation_id)

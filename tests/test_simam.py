@@ -73,9 +73,10 @@ def test_bad_e_lambda():
             SimAM(e_lambda=e_lambda)
 
 
-def test_not_4d_input():
-    with pytest.raises(ValueError, match="4-D"):
-        SimAM()(np.zeros((2, 8, 8, 4, 3), "float32"))
+def test_bad_input_rank():
+    # 3-D, 4-D and 5-D inputs are valid (1-D, 2-D, 3-D maps); the message names the rank.
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 6-D input"):
+        SimAM()(np.zeros((2, 2, 8, 8, 4, 3), "float32"))
 
 
 def test_registry_and_config():

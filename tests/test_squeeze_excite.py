@@ -109,5 +109,5 @@ def test_bad_reduction(bad):
 def test_bad_data_format_and_rank():
     with pytest.raises(ValueError, match="data_format.*channels_last.*'nchw'"):
         SqueezeExcite(data_format="nchw")
-    with pytest.raises(ValueError, match="4-D"):
-        SqueezeExcite()(np.zeros((2, 8, 16), "float32"))
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 6-D input"):
+        SqueezeExcite()(np.zeros((2, 1, 2, 2, 8, 16), "float32"))
