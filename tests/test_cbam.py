@@ -1,5 +1,7 @@
 """CBAM: NumPy reference (direct conv loop), layouts, precision, serialization, errors."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -15,15 +17,16 @@ def _sigmoid(v):
 
 
 def conv_same(m, kernel):
-    """'same' k x k convolution of a channels-last map, one output channel, by a direct loop."""
+    """'same' k (x k (x k)) convolution of a channels-last 1-D, 2-D or 3-D map, one output
+    channel, by a direct loop over the kernel offsets."""
     k = kernel.shape[0]
     pad = k // 2
-    h, w = m.shape[1:3]
-    mp = np.pad(m, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    out = np.zeros(m.shape[:3])
-    for i in range(k):
-        for j in range(k):
-            out += np.einsum("bhwc,c->bhw", mp[:, i : i + h, j : j + w, :], kernel[i, j, :, 0])
+    spatial = m.shape[1:-1]
+    mp = np.pad(m, ((0, 0),) + ((pad, pad),) * len(spatial) + ((0, 0),))
+    out = np.zeros(m.shape[:-1])
+    for offset in itertools.product(range(k), repeat=len(spatial)):
+        window = (slice(None),) + tuple(slice(o, o + n) for o, n in zip(offset, spatial))
+        out += np.einsum("...c,c->...", mp[window], kernel[offset][:, 0])
     return out[..., None]
 
 
@@ -31,15 +34,16 @@ def cbam_reference(x, weights, eps=1e-5, channels_first=False):
     """Official-code CBAM on a channels-last copy; weights as ``layer.get_weights()``."""
     w1, b1, w2, b2, kernel, gamma, beta, mean, var = weights
     if channels_first:
-        x = x.transpose(0, 2, 3, 1)
+        x = np.moveaxis(x, 1, -1)
+    axes = tuple(range(1, x.ndim - 1))  # every spatial axis (1-D, 2-D or 3-D maps)
     mlp = lambda v: np.maximum(v @ w1 + b1, 0.0) @ w2 + b2  # noqa: E731
-    mc = _sigmoid(mlp(x.mean(axis=(1, 2))) + mlp(x.max(axis=(1, 2))))
-    x1 = x * mc[:, None, None, :]
+    mc = _sigmoid(mlp(x.mean(axis=axes)) + mlp(x.max(axis=axes)))
+    x1 = x * mc.reshape((mc.shape[0],) + (1,) * len(axes) + (mc.shape[1],))
     compressed = np.stack([x1.max(axis=-1), x1.mean(axis=-1)], axis=-1)
     z = conv_same(compressed, kernel)
     ms = _sigmoid((z - mean) / np.sqrt(var + eps) * gamma + beta)
     y = x1 * ms
-    return y.transpose(0, 3, 1, 2) if channels_first else y
+    return np.moveaxis(y, -1, 1) if channels_first else y
 
 
 def _randomise(layer, seed=1):
@@ -61,6 +65,35 @@ def test_matches_numpy_reference(data_format, kernel_size):
     y = keras.ops.convert_to_numpy(layer(x, training=False))
     ref = cbam_reference(x, layer.get_weights(), channels_first=data_format == "channels_first")
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape,kernel_size",
+    [((2, 16, 32), 7), ((2, 16, 32), 3), ((2, 3, 4, 4, 32), 3), ((2, 3, 4, 4, 32), 7)],
+    ids=["1d-k7", "1d-k3", "3d-k3", "3d-k7"],
+)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_matches_numpy_reference_other_ranks(shape, kernel_size, data_format):
+    # 1-D maps: Conv1D of kernel k on the (max, mean) map; 3-D maps: Conv3D of k x k x k.
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    if data_format == "channels_first":
+        x = np.moveaxis(x, -1, 1)
+    layer = CBAM(reduction=4, kernel_size=kernel_size, data_format=data_format)
+    layer.build(x.shape)
+    n_spatial = len(shape) - 2
+    assert layer.spatial_conv.kernel.shape == (kernel_size,) * n_spatial + (2, 1)
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer(x, training=False))
+    ref = cbam_reference(x, layer.get_weights(), channels_first=data_format == "channels_first")
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_parameter_count_other_ranks():
+    mlp = 64 * 4 + 4 + 4 * 64 + 64
+    for shape, conv in [((None, 8, 64), 7 * 2), ((None, 4, 4, 4, 64), 7 * 7 * 7 * 2)]:
+        layer = CBAM()
+        layer.build(shape)
+        assert layer.count_params() == mlp + conv + 4
 
 
 def test_training_mode_uses_batch_statistics():
@@ -148,6 +181,6 @@ def test_bad_arguments(kwargs, pattern):
         CBAM(**kwargs)
 
 
-def test_non_4d_input():
-    with pytest.raises(ValueError, match="4-D"):
-        CBAM()(np.zeros((2, 8, 8, 8, 4), "float32"))
+def test_bad_input_rank():
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 6-D input"):
+        CBAM()(np.zeros((2, 2, 8, 8, 8, 4), "float32"))

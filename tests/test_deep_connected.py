@@ -1,5 +1,7 @@
 """DCA connected layers: connection functions, size matching, host equivalence, chains, errors."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -62,16 +64,28 @@ def match_ref(p, layer):
 
 
 def adaptive_pool_ref(m, out_hw, mode):
-    """PyTorch adaptive pooling of a channels-last map, bin by bin."""
+    """PyTorch adaptive pooling of a channels-last 1-D, 2-D or 3-D map, box by box."""
     reduce = np.mean if mode == "avg" else np.max
-    (h, w), (oh, ow) = m.shape[1:3], out_hw
-    out = np.zeros((m.shape[0], oh, ow, m.shape[3]))
-    for i in range(oh):
-        r0, r1 = int(np.floor(i * h / oh)), int(np.ceil((i + 1) * h / oh))
-        for j in range(ow):
-            c0, c1 = int(np.floor(j * w / ow)), int(np.ceil((j + 1) * w / ow))
-            out[:, i, j, :] = reduce(m[:, r0:r1, c0:c1, :], axis=(1, 2))
+    in_sizes, out_sizes = m.shape[1:-1], tuple(out_hw)
+    bins = [
+        [(int(np.floor(i * n / o)), int(np.ceil((i + 1) * n / o))) for i in range(o)]
+        for n, o in zip(in_sizes, out_sizes)
+    ]
+    out = np.zeros((m.shape[0],) + out_sizes + (m.shape[-1],))
+    axes = tuple(range(1, 1 + len(out_sizes)))
+    for idx in itertools.product(*(range(o) for o in out_sizes)):
+        box = tuple(slice(*bins[a][i]) for a, i in enumerate(idx))
+        out[(slice(None),) + idx] = reduce(m[(slice(None),) + box], axis=axes)
     return out
+
+
+def _spatial_axes(x):
+    return tuple(range(1, x.ndim - 1))
+
+
+def _per_channel(v, x):
+    """A (batch, C) array shaped to broadcast against the channels-last map ``x``."""
+    return v.reshape((v.shape[0],) + (1,) * (x.ndim - 2) + (v.shape[-1],))
 
 
 def _alpha(layer, name="alpha"):
@@ -163,16 +177,30 @@ def test_spatial_matching():
             np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
+def test_spatial_matching_other_ranks():
+    # 1-D and 3-D state maps: integer ratios, non-divisible sizes, a smaller source.
+    cases = (
+        ((8,), (4,)), ((7,), (3,)), ((3,), (6,)),
+        ((4, 4, 4), (2, 2, 2)), ((3, 5, 4), (2, 3, 4)), ((2, 2, 3), (4, 2, 3)),
+    )
+    for source, target in cases:
+        m = _rand(2, *source, 2, seed=5)
+        for mode in ("avg", "max"):
+            out = _np(match_spatial(_t(m), source, target, mode))
+            ref = adaptive_pool_ref(m, target, mode)
+            np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+
+
 # -- DCA SE ---------------------------------------------------------------------------------------
 
 
 def dca_se_reference(x, prev, layer):
-    g = x.mean(axis=(1, 2))
+    g = x.mean(axis=_spatial_axes(x))
     z = g
     if prev is not None:
         z = connect_ref(g, match_ref(prev, layer), _alpha(layer), layer.connection)
     s = _sigmoid(dense_ref(dense_ref(z, layer.squeeze), layer.excite))
-    return x * s[:, None, None, :], g * s
+    return x * _per_channel(s, x), g * s
 
 
 @pytest.mark.parametrize("matching", ["fc", "fc2"])
@@ -192,6 +220,24 @@ def test_dca_se_connection_and_channel_matching(connection, matching):
     y_ref, state_ref = dca_se_reference(x, prev, layer)
     np.testing.assert_allclose(_np(y), y_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_np(state), state_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 32), (2, 3, 4, 4, 32)], ids=["1d", "3d"])
+def test_dca_se_other_ranks(shape):
+    x, prev = _rand(*shape, seed=1), np.abs(_rand(2, 16, seed=2))
+    layer = DCASqueezeExcite(reduction=4, connection="weighted", alpha_init=0.8)
+    layer.build([x.shape, prev.shape])
+    _randomise(layer)
+    y, state = layer([x, prev])
+    y_ref, state_ref = dca_se_reference(x, prev, layer)
+    np.testing.assert_allclose(_np(y), y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_np(state), state_ref, rtol=1e-5, atol=1e-5)
+    first = DCASqueezeExcite(reduction=4, connection="weighted", data_format="channels_first")
+    first.build([np.moveaxis(x, -1, 1).shape, prev.shape])
+    first.set_weights(layer.get_weights())
+    y_first, state_first = first([np.moveaxis(x, -1, 1), prev])
+    np.testing.assert_allclose(np.moveaxis(_np(y_first), 1, -1), y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_np(state_first), state_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_dca_se_same_channels_has_no_matching_layer():
@@ -240,15 +286,16 @@ def dca_cbam_reference(x, prev, layer, mode="avg"):
     kernel = layer.spatial_conv.get_weights()[0]
     mlp = lambda v: np.maximum(v @ w1 + b1, 0.0) @ w2 + b2  # noqa: E731
 
-    gc = np.stack([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=1)
+    axes = _spatial_axes(x)
+    gc = np.stack([x.mean(axis=axes), x.max(axis=axes)], axis=1)
     zc = gc if pc is None else connect_ref(gc, match_ref(pc, layer), _alpha(layer, "alpha_channel"),
                                             layer.connection)
     tc = _sigmoid(mlp(zc[:, 0]) + mlp(zc[:, 1]))
-    x1 = x * tc[:, None, None, :]
+    x1 = x * _per_channel(tc, x)
     gs = np.stack([x1.max(axis=-1), x1.mean(axis=-1)], axis=-1)
     zs = gs
     if ps is not None:
-        ps = adaptive_pool_ref(ps, gs.shape[1:3], mode)
+        ps = adaptive_pool_ref(ps, gs.shape[1:-1], mode)
         zs = connect_ref(gs, ps, _alpha(layer, "alpha_spatial"), layer.connection)
     ts = _sigmoid((conv_same(zs, kernel) - mean) / np.sqrt(var + EPS_BN) * gamma + beta)
     states = {"channel": gc * tc[:, None, :], "spatial": gs * ts}
@@ -299,6 +346,37 @@ def test_dca_cbam_single_dimension(dims):
     assert tuple(state.shape) == ((2, 2, 16) if dims == "channel" else (2, 8, 8, 2))
 
 
+@pytest.mark.parametrize(
+    "shape,prev_sizes",
+    [((2, 16, 16), [(32,), (11,)]), ((2, 3, 4, 4, 16), [(6, 8, 8), (5, 4, 7)])],
+    ids=["1d", "3d"],
+)
+def test_dca_cbam_other_ranks(shape, prev_sizes):
+    # The spatial state is (batch, *spatial, 2), pooled along each axis; channels-first agrees.
+    x = _rand(*shape, seed=1)
+    pc = np.abs(_rand(2, 2, 8, seed=2))
+    for mode, sizes in zip(("avg", "max"), prev_sizes):
+        ps = np.abs(_rand(2, *sizes, 2, seed=3))
+        layer = DCACBAM(reduction=4, kernel_size=3, spatial_matching=mode, alpha_init=0.6)
+        layer.build([x.shape, [pc.shape, ps.shape]])
+        n_spatial = len(shape) - 2
+        assert layer.spatial_conv.kernel.shape == (3,) * n_spatial + (2, 1)
+        _randomise(layer, scale=0.3)
+        y, state = layer([x, [pc, ps]], training=False)
+        y_ref, state_ref = dca_cbam_reference(x, [pc, ps], layer, mode)
+        np.testing.assert_allclose(_np(y), y_ref, rtol=1e-4, atol=1e-5)
+        _assert_state(state, state_ref)
+        assert tuple(state[1].shape) == shape[:-1] + (2,)
+        first = DCACBAM(
+            reduction=4, kernel_size=3, spatial_matching=mode, data_format="channels_first"
+        )
+        first.build([np.moveaxis(x, -1, 1).shape, [pc.shape, ps.shape]])
+        first.set_weights(layer.get_weights())
+        y_f, state_f = first([np.moveaxis(x, -1, 1), [pc, ps]], training=False)
+        np.testing.assert_allclose(np.moveaxis(_np(y_f), 1, -1), y_ref, rtol=1e-4, atol=1e-5)
+        _assert_state(state_f, state_ref)
+
+
 def test_dca_cbam_without_previous_and_alpha_zero_equal_host():
     x = _rand(2, 8, 8, 32)
     host = CBAM(reduction=4)
@@ -347,7 +425,7 @@ def _bn_ref(v, layer):
 
 
 def dca_sb_reference(x, t, prev, layer):
-    g = x.mean(axis=(1, 2))
+    g = x.mean(axis=_spatial_axes(x))
     z = g
     if prev is not None:
         z = connect_ref(g, match_ref(prev, layer), _alpha(layer), layer.connection)
@@ -355,8 +433,8 @@ def dca_sb_reference(x, t, prev, layer):
     a = _bn_ref(h @ layer.fc2.get_weights()[0], layer.bn2)
     a = np.tanh(a) if layer.gate == "tanh" else _sigmoid(a)
     cf = keras.ops.convert_to_numpy(layer.control_factor)
-    y = t + (cf * a)[:, None, None, :]
-    state = a * t.mean(axis=(1, 2)) if layer.gate == "sigmoid" else a
+    y = t + _per_channel(cf * a, t)
+    state = a * t.mean(axis=_spatial_axes(t)) if layer.gate == "sigmoid" else a
     return y, state
 
 
@@ -374,6 +452,31 @@ def test_dca_sb_layer_form_with_previous(gate):
             np.testing.assert_allclose(_np(y), y_ref, rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(_np(state), state_ref, rtol=1e-5, atol=1e-5)
         assert tuple(state.shape) == (2, 24)
+
+
+@pytest.mark.parametrize(
+    "x_shape,t_shape", [((2, 16, 16), (2, 8, 24)), ((2, 4, 4, 4, 16), (2, 2, 2, 3, 24))],
+    ids=["1d", "3d"],
+)
+@pytest.mark.parametrize("gate", ["tanh", "sigmoid"])
+def test_dca_sb_other_ranks(x_shape, t_shape, gate):
+    x, t, prev = _rand(*x_shape, seed=1), _rand(*t_shape, seed=2), _rand(2, 12, seed=3)
+    layer = DCAShiftAndBalance(gate=gate, connection="softmax", hidden_ratio=0.5)
+    layer.build([x.shape, t.shape, prev.shape])
+    _randomise(layer)
+    y_ref, state_ref = dca_sb_reference(x, t, prev, layer)
+    for inputs in ([x, t, prev], [[x, t], prev]):
+        y, state = layer(inputs, training=False)
+        np.testing.assert_allclose(_np(y), y_ref, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(_np(state), state_ref, rtol=1e-5, atol=1e-5)
+    # A pair of maps of one rank is [x, t]; a map and a (batch, C) state is [t, state].
+    pair = DCAShiftAndBalance(gate=gate)
+    y, _ = pair([x, t])
+    assert tuple(y.shape) == t.shape and pair.source_channels == x_shape[-1]
+    block = DCAShiftAndBalance(gate=gate)
+    y, state = block([t, _rand(2, 24, seed=4)])
+    assert tuple(y.shape) == t.shape and block.source_channels == t_shape[-1]
+    assert block.has_previous and tuple(state.shape) == (2, 24)
 
 
 def test_dca_sb_block_forms_and_host_equivalence():
@@ -568,6 +671,14 @@ def test_bad_previous_states():
     layer(x)
     with pytest.raises(ValueError, match="built without a previous state"):
         layer([x, _rand(2, 16)])
+
+
+def test_bad_spatial_state_rank_names_the_form():
+    # The spatial state has the map's rank: (batch, steps, 2) for 1-D maps, 5-D for 3-D maps.
+    with pytest.raises(ValueError, match=r"\(batch, steps, 2\).*rank 3"):
+        DCACBAM(dims="spatial")([_rand(2, 8, 16), _rand(2, 8, 8, 2)])
+    with pytest.raises(ValueError, match=r"\(batch, depth, height, width, 2\).*rank 5"):
+        DCACBAM(dims="spatial")([_rand(2, 2, 4, 4, 16), _rand(2, 4, 4, 2)])
 
 
 def test_spatial_connection_needs_static_sizes():

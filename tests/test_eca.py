@@ -17,17 +17,20 @@ def _sigmoid(z):
 
 
 def eca_reference(x, kernel):
-    """NHWC, float64: GAP, zero-padded cross-correlation across channels, sigmoid, multiply."""
+    """Channels-last, float64: GAP over every spatial axis, zero-padded cross-correlation across
+    channels, sigmoid, multiply."""
     x = np.asarray(x, np.float64)
     k = len(kernel)
     p = (k - 1) // 2
-    y = x.mean(axis=(1, 2))  # (B, C)
+    axes = tuple(range(1, x.ndim - 1))
+    y = x.mean(axis=axes)  # (B, C)
     c = y.shape[1]
     padded = np.pad(y, ((0, 0), (p, p)))
     conv = np.stack(
         [sum(kernel[j] * padded[:, i + j] for j in range(k)) for i in range(c)], axis=1
     )
-    return x * _sigmoid(conv)[:, None, None, :]
+    gate = _sigmoid(conv)
+    return x * gate.reshape((gate.shape[0],) + (1,) * len(axes) + (c,))
 
 
 def _input(shape=(2, 6, 6, 16), seed=0, scale=1.0):
@@ -80,6 +83,22 @@ def test_matches_reference(channels, kernel_size, data_format):
     y = np.asarray(layer(layer_x))
     if data_format == "channels_first":
         y = np.transpose(y, (0, 2, 3, 1))
+    np.testing.assert_allclose(y, eca_reference(x, kernel.astype(np.float64)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 8), (2, 3, 4, 4, 8)], ids=["1d", "3d"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_matches_reference_other_ranks(shape, data_format):
+    # 1-D and 3-D maps: GAP over every spatial axis, the same conv across channels.
+    x = _input(shape)
+    layer = ECA(kernel_size=3, data_format=data_format)
+    layer_x = x if data_format == "channels_last" else np.moveaxis(x, -1, 1)
+    layer.build(layer_x.shape)
+    kernel = np.random.default_rng(1).normal(size=layer.kernel.shape).astype("float32")
+    layer.kernel.assign(kernel)
+    y = np.asarray(layer(layer_x))
+    if data_format == "channels_first":
+        y = np.moveaxis(y, 1, -1)
     np.testing.assert_allclose(y, eca_reference(x, kernel.astype(np.float64)), rtol=1e-5, atol=1e-5)
 
 

@@ -214,8 +214,144 @@ def test_gradients_reach_every_trainable_variable(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_rank_and_data_format(name):
-    for shape in [(2, 8, CHANNELS), (2, 4, 4, 4, CHANNELS)]:
-        with pytest.raises(ValueError, match="4-D"):
-            _make(name)(np.zeros(shape, "float32"))
+    # 3-D, 4-D and 5-D inputs are valid; 2-D and 6-D are not, and the message names the rank
+    # and the valid forms.
+    for shape in [(2, CHANNELS), (2, 2, 2, 2, 2, CHANNELS)]:
+        for data_format in ("channels_last", "channels_first"):
+            with pytest.raises(ValueError, match=rf"got a {len(shape)}-D input") as info:
+                _make(name, data_format=data_format)(np.zeros(shape, "float32"))
+            message = str(info.value)
+            assert "3-D, 4-D or 5-D" in message, message
+            for form in (
+                "(batch, steps, channels)",
+                "(batch, height, width, channels)",
+                "(batch, depth, height, width, channels)",
+            ):
+                assert form in message, message
     with pytest.raises(ValueError, match=r"`data_format` must be one of .*got 'NHWC'"):
         _make(name, data_format="NHWC")
+
+
+# ---- 1-D (rank 3) and 3-D (rank 5) feature maps --------------------------------------------
+
+RANK_SHAPES = {3: (2, 16, CHANNELS), 5: (2, 3, 4, 4, CHANNELS)}
+RANKS = sorted(RANK_SHAPES)
+
+
+def _to_first(a):
+    return np.moveaxis(a, -1, 1)
+
+
+def _to_last(a):
+    return np.moveaxis(a, 1, -1)
+
+
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("name", NAMES)
+def test_other_rank_output_shape_and_compute_output_shape(name, rank):
+    shape = RANK_SHAPES[rank]
+    for data_format, s in (("channels_last", shape), ("channels_first", _to_first_shape(shape))):
+        layer = _make(name, data_format=data_format)
+        y = _first(layer(_input(s)), name)
+        assert tuple(y.shape) == s
+        out_shape = layer.compute_output_shape((None,) + s[1:])
+        if is_connected(name) and isinstance(out_shape[0], (tuple, list)):
+            out_shape = out_shape[0]
+        assert tuple(out_shape) == (None,) + s[1:]
+    sym = _first(_make(name)(keras.Input(shape[1:])), name)
+    assert tuple(sym.shape) == (None,) + shape[1:]
+
+
+def _to_first_shape(shape):
+    return (shape[0], shape[-1]) + tuple(shape[1:-1])
+
+
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("name", NAMES)
+def test_other_rank_channels_first_equals_channels_last(name, rank):
+    x = _input(RANK_SHAPES[rank])
+    last = _make(name)
+    last(x)
+    _perturb(last)
+    y_last = np.asarray(_first(last(x), name))
+    first = _make(name, data_format="channels_first")
+    first(_to_first(x))
+    first.set_weights(last.get_weights())
+    y_first = np.asarray(_first(first(_to_first(x)), name))
+    assert y_first.shape == _to_first(x).shape
+    np.testing.assert_allclose(_to_last(y_first), y_last, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("name", NAMES)
+def test_other_rank_keras_file_round_trip(name, rank, tmp_path):
+    shape = RANK_SHAPES[rank]
+    inp = keras.Input(shape[1:])
+    y = _first(_make(name)(inp), name)
+    # A pointwise head (Dense on the channel axis) works at every rank.
+    out = keras.layers.Dense(4, name="head")(y)
+    model = keras.Model(inp, out)
+    _perturb(model.get_layer(index=1))
+    x = _input(shape)
+    expected = np.asarray(model(x))
+    path = tmp_path / f"{name}_{rank}.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert type(loaded.layers[1]) is get_attention_class(name)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), expected)
+
+
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("name", NAMES)
+def test_other_rank_gradients_reach_every_trainable_variable(name, rank):
+    shape = RANK_SHAPES[rank]
+    x = tf.constant(_input(shape))
+    upstream = tf.constant(np.random.default_rng(3).normal(size=shape).astype("float32"))
+    # Two hidden ReLU units (C=32, r=16) can both be dead on a draw, which zeroes the gradient
+    # of everything before them (CBAM's channel alpha on the rank-3 input): use r=4.
+    kwargs = {"reduction": 4} if name in ("se", "cbam", "dca_se", "dca_cbam") else {}
+    layer = _make(name, **kwargs)
+    if is_connected(name):
+        head = _make(name, **kwargs)
+        y0, state = head(x)
+        layer([y0, state])
+    else:
+        layer(x)
+    _perturb(layer)
+    with tf.GradientTape() as tape:
+        if is_connected(name):
+            y0, state = head(x, training=True)
+            y, _ = layer([y0, state], training=True)
+        else:
+            y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+    variables = layer.trainable_variables
+    grads = tape.gradient(loss, variables)
+    for var, grad in zip(variables, grads):
+        assert grad is not None, f"{name}: no gradient for {var.path}"
+        grad = np.asarray(grad)
+        assert np.all(np.isfinite(grad)), f"{name}: non-finite gradient for {var.path}"
+        assert np.any(grad != 0), f"{name}: all-zero gradient for {var.path}"
+
+
+@pytest.mark.parametrize("rank", RANKS)
+@pytest.mark.parametrize("name", NAMES)
+def test_other_rank_finite_under_mixed_float16(name, rank):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    layer = _make(name)
+    assert layer.compute_dtype == "float16"
+    x = np.clip(_input(RANK_SHAPES[rank], scale=1e3), -1e3, 1e3)
+    x[..., 1] = 1e3  # a constant channel: zero variance
+    out = layer(x)
+    y = _first(out, name)
+    assert y.dtype == "float16"
+    assert np.all(np.isfinite(np.asarray(tf.cast(y, tf.float32))))
+    if is_connected(name):
+        for t in tf.nest.flatten(out[1]):
+            assert np.all(np.isfinite(np.asarray(tf.cast(t, tf.float32))))
+        # and a connected second layer on that state
+        y2, state2 = _make(name)([y, out[1]])
+        for t in [y2] + tf.nest.flatten(state2):
+            assert np.all(np.isfinite(np.asarray(tf.cast(t, tf.float32))))
+    for var in layer.weights:
+        assert var.dtype == "float32", f"{name}: {var.path} is {var.dtype}"

@@ -50,11 +50,14 @@ def branch_reference(g, w, gate, training=False):
 
 
 def sb_reference(source, trunk, w, gate, training=False, channels_first=False):
+    """SB on channels-last copies of 1-D, 2-D or 3-D maps: GAP over every spatial axis."""
     if channels_first:
-        source, trunk = source.transpose(0, 2, 3, 1), trunk.transpose(0, 2, 3, 1)
-    a = branch_reference(source.mean(axis=(1, 2)), w, gate, training)
-    y = trunk + (w["cf"] * a)[:, None, None, :]
-    return y.transpose(0, 3, 1, 2) if channels_first else y
+        source, trunk = np.moveaxis(source, 1, -1), np.moveaxis(trunk, 1, -1)
+    axes = tuple(range(1, source.ndim - 1))
+    a = branch_reference(source.mean(axis=axes), w, gate, training)
+    shift = w["cf"] * a
+    y = trunk + shift.reshape((shift.shape[0],) + (1,) * len(axes) + (shift.shape[1],))
+    return np.moveaxis(y, -1, 1) if channels_first else y
 
 
 def _randomise(layer, seed=1):
@@ -95,6 +98,35 @@ def test_layer_form_reads_x(data_format):
     assert y.shape == t.shape
     channels_first = data_format == "channels_first"
     ref = sb_reference(x, t, sb_weights(layer), "tanh", channels_first=channels_first)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize(
+    "x_shape,t_shape",
+    [((2, 16, 8), (2, 8, 16)), ((2, 4, 4, 4, 8), (2, 3, 2, 2, 16))],
+    ids=["1d", "3d"],
+)
+def test_both_forms_match_reference_other_ranks(x_shape, t_shape, data_format):
+    # 1-D and 3-D maps: the branch pools every spatial axis; block form and layer form.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=x_shape).astype("float32")
+    t = rng.normal(size=t_shape).astype("float32")
+    if data_format == "channels_first":
+        x, t = np.moveaxis(x, -1, 1), np.moveaxis(t, -1, 1)
+    channels_first = data_format == "channels_first"
+    layer = ShiftAndBalance(data_format=data_format)
+    layer.build([x.shape, t.shape])
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer([x, t], training=False))
+    assert y.shape == t.shape
+    ref = sb_reference(x, t, sb_weights(layer), "tanh", channels_first=channels_first)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+    block = ShiftAndBalance(gate="sigmoid", hidden_ratio=0.5, data_format=data_format)
+    block.build(t.shape)
+    _randomise(block)
+    y = keras.ops.convert_to_numpy(block(t, training=False))
+    ref = sb_reference(t, t, sb_weights(block), "sigmoid", channels_first=channels_first)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -206,13 +238,15 @@ def test_bad_arguments(kwargs, pattern):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="4-D"):
-        ShiftAndBalance()(np.zeros((2, 8, 16), "float32"))
-    with pytest.raises(ValueError, match="4-D branch input"):
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 2-D input"):
+        ShiftAndBalance()(np.zeros((2, 16), "float32"))
+    with pytest.raises(ValueError, match="5-D branch input `x`.*got a 2-D branch input"):
         ShiftAndBalance()([np.zeros((2, 16), "float32"), np.zeros((2, 4, 4, 8), "float32")])
     t = np.zeros((2, 4, 4, 8), "float32")
     with pytest.raises(ValueError, match="3 inputs"):
         ShiftAndBalance()([t, t, t])
+    with pytest.raises(ValueError, match=r"`x` and the trunk `t` .* same rank"):
+        ShiftAndBalance()([np.zeros((2, 16, 8), "float32"), t])
 
 
 # -- the SB paper's layer-wise SE (fusion="multiply") and the hidden width multiplier ----------

@@ -31,36 +31,43 @@ def sa_reference(
 ):
     """The official forward pass on an NCHW array, step by step, in float64.
 
+    Also takes channels-first 1-D ``(B, C, L)`` and 3-D ``(B, C, D, H, W)`` arrays: the
+    statistics are then over every spatial axis (the official code is 2-D only).
+
     ``transform="conv"`` takes ``cw``/``sw`` as (K, K) kernels (in -> out) applied to the K
     channels of each group; ``"none"`` ignores the four weight/bias arguments.
     """
     x = np.asarray(x, np.float64)
-    b, c, h, w = x.shape
-    xr = x.reshape(b * groups, -1, h, w)
+    b, c, *sp = x.shape
+    axes = tuple(range(2, 2 + len(sp)))
+    xr = x.reshape(b * groups, -1, *sp)
     x_0, x_1 = np.split(xr, 2, axis=1)
+
+    def vec(v):  # (K,) -> broadcast against (N, K, *spatial)
+        return v.reshape((1, -1) + (1,) * len(sp))
 
     def fc(t, weight, bias):
         if transform == "none":
             return t
         if transform == "affine":
-            return weight[None, :, None, None] * t + bias[None, :, None, None]
-        return np.einsum("nkhw,kj->njhw", t, weight) + bias[None, :, None, None]
+            return vec(weight) * t + vec(bias)
+        return np.einsum("nk...,kj->nj...", t, weight) + vec(bias)
 
-    xn = x_0.mean(axis=(2, 3), keepdims=True)
+    xn = x_0.mean(axis=axes, keepdims=True)
     xn = x_0 * _sigmoid(fc(xn, cw, cb))
 
     if use_norm:  # GroupNorm(K, K): one channel per group, biased variance
-        mu = x_1.mean(axis=(2, 3), keepdims=True)
-        var = x_1.var(axis=(2, 3), keepdims=True)
+        mu = x_1.mean(axis=axes, keepdims=True)
+        var = x_1.var(axis=axes, keepdims=True)
         xs = (x_1 - mu) / np.sqrt(var + eps)
-        xs = gamma[None, :, None, None] * xs + beta[None, :, None, None]
+        xs = vec(gamma) * xs + vec(beta)
     else:
         xs = x_1
     xs = x_1 * _sigmoid(fc(xs, sw, sb))
 
-    out = np.concatenate([xn, xs], axis=1).reshape(b, -1, h, w)
+    out = np.concatenate([xn, xs], axis=1).reshape(b, -1, *sp)
     if shuffle:
-        out = out.reshape(b, 2, -1, h, w).transpose(0, 2, 1, 3, 4).reshape(b, -1, h, w)
+        out = np.swapaxes(out.reshape(b, 2, -1, *sp), 1, 2).reshape(b, -1, *sp)
     return out
 
 
@@ -145,6 +152,25 @@ def test_matches_official_code_with_random_variables(kwargs, data_format):
     ref = sa_reference(_nchw(x), groups, **_ref_kwargs(values), **kwargs)
     if data_format == "channels_last":
         ref = _nhwc(ref)
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", ABLATIONS, ids=_ablation_id)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("shape", [(2, 16, 32), (2, 3, 4, 4, 32)], ids=["1d", "3d"])
+def test_matches_official_code_other_ranks(shape, kwargs, data_format):
+    # 1-D and 3-D maps: the official forward pass with statistics over every spatial axis.
+    groups = 4
+    x = _input(shape)  # channels last, C = 32, K = 4
+    x_first = np.moveaxis(x, -1, 1)
+    layer = ShuffleAttention(groups=groups, data_format=data_format, **kwargs)
+    layer_input = x if data_format == "channels_last" else x_first
+    layer.build(layer_input.shape)
+    values = _randomise(layer)
+    y = np.asarray(layer(layer_input))
+    ref = sa_reference(x_first, groups, **_ref_kwargs(values), **kwargs)
+    if data_format == "channels_last":
+        ref = np.moveaxis(ref, 1, -1)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -279,6 +305,28 @@ def test_dynamic_spatial_and_batch_dimensions():
         assert conv_first(_nchw(x)).shape == _nchw(x).shape
 
 
+@pytest.mark.parametrize("n_spatial", [1, 3], ids=["1d", "3d"])
+def test_dynamic_spatial_and_batch_dimensions_other_ranks(n_spatial):
+    # Unknown sizes on every spatial axis, for the fused and the conv path in both layouts.
+    models = {}
+    for data_format in ("channels_last", "channels_first"):
+        spec = (None,) * n_spatial + (32,)
+        if data_format == "channels_first":
+            spec = (32,) + (None,) * n_spatial
+        for transform in ("affine", "conv"):
+            inp = keras.Input(spec)
+            layer = ShuffleAttention(groups=4, transform=transform, data_format=data_format)
+            models[data_format, transform] = keras.Model(inp, layer(inp))
+    shapes = [(1, 5, 32), (3, 2, 32)] if n_spatial == 1 else [(1, 2, 3, 5, 32), (2, 1, 2, 2, 32)]
+    for shape in shapes:
+        x = _input(shape)
+        for transform in ("affine", "conv"):
+            y = np.asarray(models["channels_last", transform](x))
+            assert y.shape == shape
+            y_first = np.asarray(models["channels_first", transform](np.moveaxis(x, -1, 1)))
+            np.testing.assert_allclose(np.moveaxis(y_first, 1, -1), y, atol=1e-5)
+
+
 def test_registry_name():
     layer = get_attention("sa", groups=8)
     assert isinstance(layer, ShuffleAttention) and layer.groups == 8
@@ -313,9 +361,9 @@ def test_bad_arguments():
             ShuffleAttention(**kwargs)
 
 
-def test_not_4d_input():
-    with pytest.raises(ValueError, match="4-D"):
-        ShuffleAttention(groups=4)(np.zeros((2, 8, 32), "float32"))
+def test_bad_input_rank():
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 2-D input"):
+        ShuffleAttention(groups=4)(np.zeros((2, 32), "float32"))
 
 
 @pytest.mark.parametrize("kwargs", ABLATIONS[:6], ids=_ablation_id)

@@ -15,11 +15,13 @@ def _sigmoid(z):
 
 
 def simam_reference(x, e_lambda=1e-4):
-    """NHWC, float64: n = H*W - 1, d = (x - mean)^2, v = sum(d)/n, x * sigmoid(d/(4(v+l)) + .5)."""
+    """Channels-last, float64: n = prod(spatial) - 1, d = (x - mean)^2, v = sum(d)/n,
+    x * sigmoid(d/(4(v+l)) + .5), the statistics over all spatial axes (1, ..., ndim - 2)."""
     x = np.asarray(x, np.float64)
-    n = x.shape[1] * x.shape[2] - 1
-    d = (x - x.mean(axis=(1, 2), keepdims=True)) ** 2
-    v = d.sum(axis=(1, 2), keepdims=True) / n
+    axes = tuple(range(1, x.ndim - 1))
+    n = int(np.prod([x.shape[a] for a in axes])) - 1
+    d = (x - x.mean(axis=axes, keepdims=True)) ** 2
+    v = d.sum(axis=axes, keepdims=True) / n
     return x * _sigmoid(d / (4.0 * (v + e_lambda)) + 0.5)
 
 
@@ -39,6 +41,24 @@ def test_matches_paper_formula(e_lambda, data_format):
     else:
         y = np.transpose(np.asarray(layer(np.transpose(x, (0, 3, 1, 2)))), (0, 2, 3, 1))
     np.testing.assert_allclose(y, simam_reference(x, e_lambda), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 8), (2, 3, 4, 4, 8)], ids=["1d", "3d"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_matches_paper_formula_other_ranks(shape, data_format):
+    # 1-D and 3-D maps: mean and variance over every spatial axis, n = prod(spatial) - 1.
+    x = _input(shape)
+    layer = SimAM(e_lambda=0.5, data_format=data_format)
+    if data_format == "channels_last":
+        y = np.asarray(layer(x))
+    else:
+        y = np.moveaxis(np.asarray(layer(np.moveaxis(x, -1, 1))), 1, -1)
+    np.testing.assert_allclose(y, simam_reference(x, 0.5), rtol=1e-5, atol=1e-5)
+
+
+def test_single_step_1d_map_is_finite():
+    x = _input((2, 1, 16))
+    np.testing.assert_allclose(np.asarray(SimAM()(x)), x * _sigmoid(0.5), rtol=1e-6)
 
 
 def test_non_square_map():
@@ -75,9 +95,10 @@ def test_bad_e_lambda():
             SimAM(e_lambda=e_lambda)
 
 
-def test_not_4d_input():
-    with pytest.raises(ValueError, match="4-D"):
-        SimAM()(np.zeros((2, 8, 8, 4, 3), "float32"))
+def test_bad_input_rank():
+    # 3-D, 4-D and 5-D inputs are valid (1-D, 2-D, 3-D maps); the message names the rank.
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 6-D input"):
+        SimAM()(np.zeros((2, 2, 8, 8, 4, 3), "float32"))
 
 
 def test_registry_and_config():

@@ -18,11 +18,12 @@ def se_reference(x, weights, channels_first=False):
     """SE from the formula on a channels-last copy; weights = [W1, b1, W2, b2]."""
     w1, b1, w2, b2 = weights
     if channels_first:
-        x = x.transpose(0, 2, 3, 1)
-    g = x.mean(axis=(1, 2))
+        x = np.moveaxis(x, 1, -1)
+    axes = tuple(range(1, x.ndim - 1))  # every spatial axis (1-D, 2-D or 3-D maps)
+    g = x.mean(axis=axes)
     s = _sigmoid(np.maximum(g @ w1 + b1, 0.0) @ w2 + b2)
-    y = x * s[:, None, None, :]
-    return y.transpose(0, 3, 1, 2) if channels_first else y
+    y = x * s.reshape((s.shape[0],) + (1,) * len(axes) + (s.shape[1],))
+    return np.moveaxis(y, -1, 1) if channels_first else y
 
 
 def _randomise(layer, seed=1):
@@ -37,6 +38,20 @@ def test_matches_numpy_reference(data_format):
     x = rng.normal(size=shape).astype("float32")
     layer = SqueezeExcite(reduction=4, data_format=data_format)
     layer.build(shape)
+    _randomise(layer)
+    y = keras.ops.convert_to_numpy(layer(x))
+    ref = se_reference(x, layer.get_weights(), channels_first=data_format == "channels_first")
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 32), (2, 3, 4, 4, 32)], ids=["1d", "3d"])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_matches_numpy_reference_other_ranks(shape, data_format):
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    if data_format == "channels_first":
+        x = np.moveaxis(x, -1, 1)
+    layer = SqueezeExcite(reduction=4, data_format=data_format)
+    layer.build(x.shape)
     _randomise(layer)
     y = keras.ops.convert_to_numpy(layer(x))
     ref = se_reference(x, layer.get_weights(), channels_first=data_format == "channels_first")
@@ -108,5 +123,5 @@ def test_bad_reduction(bad):
 def test_bad_data_format_and_rank():
     with pytest.raises(ValueError, match="data_format.*channels_last.*'nchw'"):
         SqueezeExcite(data_format="nchw")
-    with pytest.raises(ValueError, match="4-D"):
-        SqueezeExcite()(np.zeros((2, 8, 16), "float32"))
+    with pytest.raises(ValueError, match="3-D, 4-D or 5-D input.*got a 6-D input"):
+        SqueezeExcite()(np.zeros((2, 1, 2, 2, 8, 16), "float32"))

@@ -2,7 +2,8 @@
 
 Every public layer subclasses :class:`AttentionLayer`. It owns ``data_format`` and resolves, at
 ``build`` time, the channel axis and the spatial axes of the input, so that a layer body is written
-once for both layouts (and, later, for 1-D and 3-D feature maps: only ``SUPPORTED_RANKS`` changes).
+once for both layouts and for 1-D, 2-D and 3-D feature maps (``SUPPORTED_RANKS``: inputs of rank
+3, 4 and 5, batch included).
 """
 
 from __future__ import annotations
@@ -30,17 +31,19 @@ class AttentionLayer(keras.layers.Layer):
     ``self.channels`` (int).
 
     Args:
-        data_format: ``"channels_last"`` (default; input ``(batch, height, width, channels)``) or
-            ``"channels_first"`` (input ``(batch, channels, height, width)``).
+        data_format: ``"channels_last"`` (default; input ``(batch, steps, channels)``,
+            ``(batch, height, width, channels)`` or ``(batch, depth, height, width, channels)``)
+            or ``"channels_first"`` (channels second: ``(batch, channels, steps)``, ...).
 
     Raises:
-        ValueError: unknown ``data_format``; at build, an input that is not 4-D or whose channel
+        ValueError: unknown ``data_format``; at build, an input whose rank is not in
+            ``SUPPORTED_RANKS`` (the message names its rank and the valid forms) or whose channel
             dimension is unknown.
     """
 
     # Feature-map ranks (batch included) the layer accepts: 3 = (batch, steps, channels),
     # 4 = (batch, height, width, channels), 5 = (batch, depth, height, width, channels).
-    SUPPORTED_RANKS = (4,)
+    SUPPORTED_RANKS = (3, 4, 5)
 
     # ---- What the layer knows about itself. Placement and the search ask these; they never
     # ---- test a layer's name. A new attention layer sets them and needs no edit elsewhere.

@@ -25,6 +25,12 @@ connections between them.
 Layout: the compressed spatial map and the spatial gate are always built channels-last
 ``(batch, H, W, 2)`` / ``(batch, H, W, 1)``, whatever ``data_format``: stacking the two channel
 statistics on the last axis costs nothing, and TensorFlow's CPU convolution only supports NHWC.
+
+Other ranks: the paper defines CBAM on 2-D maps. On a 1-D map ``(batch, steps, channels)`` or a
+3-D map ``(batch, depth, height, width, channels)`` the channel gate pools over all spatial axes,
+and the spatial gate's ``k x k`` convolution becomes a ``Conv1D`` of kernel ``k`` or a ``Conv3D``
+of kernel ``k x k x k`` (same padding, no bias, one output channel), on ``(batch, *spatial, 2)``.
+
 Departure: the hidden width is ``max(1, C // reduction)`` so that small C still builds.
 """
 
@@ -42,8 +48,11 @@ from keras_attn.registry import register_attention
 class CBAM(AttentionLayer):
     """CBAM channel + spatial attention (Woo et al., ECCV 2018, arXiv 1807.06521).
 
-    Input: a 4-D feature map ``(batch, height, width, channels)`` (``"channels_last"``) or
-    ``(batch, channels, height, width)`` (``"channels_first"``). Output: same shape, compute dtype.
+    Input: a feature map in ``data_format``: 1-D ``(batch, steps, channels)``, 2-D ``(batch,
+    height, width, channels)`` or 3-D ``(batch, depth, height, width, channels)``
+    (``"channels_last"``), or ``(batch, channels, steps)``, ``(batch, channels, height, width)``,
+    ``(batch, channels, depth, height, width)`` (``"channels_first"``). The spatial convolution is
+    a ``Conv1D``, ``Conv2D`` or ``Conv3D`` accordingly. Output: same shape, compute dtype.
 
     Args:
         reduction: ratio r of the shared MLP, an integer ``>= 1`` (default 16); hidden width
@@ -55,12 +64,14 @@ class CBAM(AttentionLayer):
     Call arguments: ``training`` for the spatial BatchNormalization.
 
     Variables: the shared MLP ``mlp_hidden`` (C -> hidden, ReLU) and ``mlp_out`` (hidden -> C), both
-    with bias; ``spatial_conv`` (k x k x 2 x 1, no bias); ``spatial_bn`` (gamma, beta and moving
+    with bias; ``spatial_conv`` (k x k x 2 x 1 in 2-D; k x 2 x 1 in 1-D, k x k x k x 2 x 1 in 3-D; no
+    bias); ``spatial_bn`` (gamma, beta and moving
     statistics of one channel).
 
     Raises:
         ValueError: ``reduction`` or ``kernel_size`` not a positive integer, an even
-            ``kernel_size``; unknown ``data_format``; at build, an input that is not 4-D.
+            ``kernel_size``; unknown ``data_format``; at build, an input that is not 3-D, 4-D or
+            5-D (the message names its rank).
     """
 
     def __init__(self, reduction=16, kernel_size=7, data_format="channels_last", **kwargs):
@@ -87,7 +98,9 @@ class CBAM(AttentionLayer):
             hidden, activation="relu", name="mlp_hidden", dtype=policy
         )
         self.mlp_out = keras.layers.Dense(channels, name="mlp_out", dtype=policy)
-        self.spatial_conv = keras.layers.Conv2D(
+        n_spatial = len(self.spatial_axes)
+        conv = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}
+        self.spatial_conv = conv[n_spatial](
             1,
             self.kernel_size,
             padding="same",
@@ -101,8 +114,8 @@ class CBAM(AttentionLayer):
         )
         self.mlp_hidden.build((None, 2, channels))
         self.mlp_out.build((None, 2, hidden))
-        self.spatial_conv.build((None, None, None, 2))
-        self.spatial_bn.build((None, None, None, 1))
+        self.spatial_conv.build((None,) * (n_spatial + 1) + (2,))
+        self.spatial_bn.build((None,) * (n_spatial + 1) + (1,))
 
     # -- channel gate ----------------------------------------------------------------------
 
@@ -125,14 +138,14 @@ class CBAM(AttentionLayer):
     # -- spatial gate ----------------------------------------------------------------------
 
     def extract_spatial(self, x):
-        """``(batch, H, W, 2)``: channel maximum and channel mean (float32 when mixed)."""
+        """``(batch, *spatial, 2)``: channel maximum and channel mean (float32 when mixed)."""
         dtype = stats_dtype(self.compute_dtype)
         mean = ops.mean(ops.cast(x, dtype), axis=self.channel_axis)
         mx = ops.cast(ops.max(x, axis=self.channel_axis), dtype)
         return ops.stack([mx, mean], axis=-1)
 
     def transform_spatial(self, g, training=None):
-        """``(batch, H, W, 1)`` sigmoid gate, channels-last in both layouts."""
+        """``(batch, *spatial, 1)`` sigmoid gate, channels-last in both layouts."""
         return ops.sigmoid(self.spatial_bn(self.spatial_conv(g), training=training))
 
     def fuse_spatial(self, x, gate):

@@ -74,12 +74,20 @@ Departures from the official code:
   handles integer ratios only.
 * Shift-and-Balance is not in the paper; its connection follows the same recipe on its branch.
 
+Other ranks: the paper connects 2-D attention blocks. Every host here also takes 1-D
+``(batch, steps, channels)`` and 3-D ``(batch, depth, height, width, channels)`` maps (channels
+second for ``channels_first``); the connections are unchanged (the channel states are vectors),
+and CBAM's spatial state has the map's spatial axes, ``(batch, *spatial, 2)``: ``(batch, steps,
+2)`` or ``(batch, D, H, W, 2)``, matched along each spatial axis as above. Connected layers must
+have maps of the same rank.
+
 Call convention: ``y, state = layer(x)`` (first block, or no connection) or
 ``y, state = layer([x, previous_state])`` where ``previous_state`` is exactly what the previous
 layer of the same class returned (``[x, None]`` is accepted as "no previous state"). For
 :class:`DCAShiftAndBalance` the forms of :class:`ShiftAndBalance` extend to ``t``, ``[x, t]``,
 ``[t, previous_state]``, ``[x, t, previous_state]`` and ``[[x, t], previous_state]`` (a previous
-state has rank 2, a feature map rank 4). Without a previous state every layer equals its host on
+state has rank 2, a feature map rank 3, 4 or 5: the second element of a pair is ``t`` when it
+has the first element's rank). Without a previous state every layer equals its host on
 the same weights and has exactly the host's variables; ``alpha`` and the matching Dense layers
 exist only when the layer is built with a previous state.
 """
@@ -140,25 +148,28 @@ def adaptive_bins(size_in, size_out):
 
 
 def match_spatial(p, source_hw, target_hw, mode):
-    """Pool a channels-last map ``(batch, H', W', k)`` to ``target_hw`` (static sizes).
+    """Pool a channels-last map ``(batch, *spatial', k)`` to the sizes ``target_hw`` (static).
 
-    Integer ratios use one pooling op with stride = ratio; other sizes pool adaptively, one slice
-    per output row and column (the state map has only ``k`` channels, so this stays cheap).
+    ``source_hw``/``target_hw`` hold one size per spatial axis (1, 2 or 3 of them: ``(H', W')``
+    for 2-D maps). Integer ratios use one pooling op with stride = ratio; other sizes pool
+    adaptively, one slice per output position along each axis (the state map has only ``k``
+    channels, so this stays cheap).
     """
-    (h_in, w_in), (h_out, w_out) = source_hw, target_hw
-    if (h_in, w_in) == (h_out, w_out):
+    source_hw, target_hw = tuple(source_hw), tuple(target_hw)
+    if source_hw == target_hw:
         return p
-    if h_in % h_out == 0 and w_in % w_out == 0:
-        window = (h_in // h_out, w_in // w_out)
+    if all(n_in % n_out == 0 for n_in, n_out in zip(source_hw, target_hw)):
+        window = tuple(n_in // n_out for n_in, n_out in zip(source_hw, target_hw))
         pool = ops.average_pool if mode == "avg" else ops.max_pool
         return pool(p, pool_size=window, strides=window, padding="valid")
     reduce = ops.mean if mode == "avg" else ops.max
-    for axis, (n_in, n_out) in ((1, (h_in, h_out)), (2, (w_in, w_out))):
+    rank = len(source_hw) + 2
+    for axis, (n_in, n_out) in enumerate(zip(source_hw, target_hw), start=1):
         if n_in == n_out:
             continue
         pieces = []
         for start, end in adaptive_bins(n_in, n_out):
-            index = [slice(None)] * 4
+            index = [slice(None)] * rank
             index[axis] = slice(start, end)
             pieces.append(reduce(p[tuple(index)], axis=axis, keepdims=True))
         p = ops.concatenate(pieces, axis=axis)
@@ -286,8 +297,8 @@ class _ConnectedMixin:
 class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
     """DCA-connected Squeeze-and-Excitation (Ma et al., arXiv 2007.05099; Hu et al., 1709.01507).
 
-    Call: ``y, state = layer(x)`` or ``layer([x, previous_state])``; ``x`` is a 4-D feature map
-    in ``data_format``, ``y`` has its shape, ``state`` is ``(batch, C)`` = ``GAP(x) * gate`` (the
+    Call: ``y, state = layer(x)`` or ``layer([x, previous_state])``; ``x`` is a 1-D, 2-D or 3-D
+    feature map in ``data_format`` (see :class:`SqueezeExcite`), ``y`` has its shape, ``state`` is ``(batch, C)`` = ``GAP(x) * gate`` (the
     extraction times the sigmoid gate), all in the compute dtype.
 
     Args:
@@ -307,8 +318,8 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
 
     Raises:
         ValueError: an invalid argument (names it, its value and the valid choices); at build, an
-            input that is not 4-D or a previous state that is not ``(batch, C_prev)``; a call with a
-            previous state on a layer built without one.
+            input that is not 3-D, 4-D or 5-D or a previous state that is not ``(batch, C_prev)``;
+            a call with a previous state on a layer built without one.
     """
 
     def __init__(
@@ -373,7 +384,8 @@ class DCACBAM(_ConnectedMixin, CBAM):
     Call: ``y, state = layer(x)`` or ``layer([x, previous_state])``. The state depends on
     ``dims``: ``"channel"``: ``(batch, 2, C)`` (average and maximum pooled vectors times the
     channel gate); ``"spatial"``: ``(batch, H, W, 2)`` (channel max and mean of the channel-gated
-    map times the spatial gate; channels-last in both layouts); ``"all"``: the list of both.
+    map times the spatial gate; channels-last in both layouts; ``(batch, steps, 2)`` for a 1-D
+    ``x``, ``(batch, D, H, W, 2)`` for a 3-D one, see :class:`CBAM` for the input forms); ``"all"``: the list of both.
     All in the compute dtype.
 
     Args:
@@ -394,9 +406,9 @@ class DCACBAM(_ConnectedMixin, CBAM):
     and, when the channel counts differ, ``match_fc`` (or ``match_fc1``/``match_fc2``).
 
     Raises:
-        ValueError: an invalid argument; at build, an input that is not 4-D, a previous state whose
-            structure or rank does not match ``dims``, or a spatial connection with unknown spatial
-            sizes; a call with a previous state on a layer built without one.
+        ValueError: an invalid argument; at build, an input that is not 3-D, 4-D or 5-D, a previous
+            state whose structure or rank does not match ``dims``, or a spatial connection with
+            unknown spatial sizes; a call with a previous state on a layer built without one.
     """
 
     def __init__(
@@ -457,10 +469,12 @@ class DCACBAM(_ConnectedMixin, CBAM):
             self._build_channel_matcher(channel_shape[-1], self.channels, 3)
             self.alpha_channel = self._add_alpha("alpha_channel")
         if spatial_shape is not None:
-            spatial_shape = self._check_state_shape(
-                spatial_shape, 4, "(batch, height, width, 2)", last_dim=2
+            rank = len(x_shape)
+            what = {3: "(batch, steps, 2)", 4: "(batch, height, width, 2)"}.get(
+                rank, "(batch, depth, height, width, 2)"
             )
-            source_hw = tuple(spatial_shape[1:3])
+            spatial_shape = self._check_state_shape(spatial_shape, rank, what, last_dim=2)
+            source_hw = tuple(spatial_shape[1:-1])
             target_hw = tuple(x_shape[a] for a in self.spatial_axes)
             if None in source_hw or None in target_hw:
                 raise ValueError(
@@ -533,7 +547,8 @@ class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
     Call: ``y, state = layer(t)``, ``layer([x, t])``, ``layer([t, previous_state])``,
     ``layer([x, t, previous_state])`` or ``layer([[x, t], previous_state])``: ``t`` is the trunk
     map, ``x`` the optional branch input (as :class:`ShiftAndBalance`), ``previous_state`` the
-    ``(batch, C_prev)`` state of the previous layer. ``y`` has ``t``'s shape; ``state`` is
+    ``(batch, C_prev)`` state of the previous layer. ``x`` and ``t`` are 1-D, 2-D or 3-D maps of
+    the same rank (see :class:`ShiftAndBalance`). ``y`` has ``t``'s shape; ``state`` is
     ``(batch, C_out)``: the shift ``A``, or ``A * GAP(t)`` when ``gate="sigmoid"``. All in the
     compute dtype. The state is matched to the
     branch input's channel count ``C_in`` (its transformation input is ``GAP`` of the branch input).
@@ -553,9 +568,9 @@ class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
     ``match_fc`` (or ``match_fc1``/``match_fc2``).
 
     Raises:
-        ValueError: an invalid argument; at build, a feature map that is not 4-D or a previous
-            state that is not ``(batch, C_prev)``; a call with a previous state on a layer built
-            without one.
+        ValueError: an invalid argument; at build, a feature map that is not 3-D, 4-D or 5-D or a
+            previous state that is not ``(batch, C_prev)``; a call with a previous state on a layer
+            built without one.
     """
 
     def __init__(
@@ -590,8 +605,8 @@ class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
         """``(source, trunk, previous)`` from the accepted input structures.
 
         A two-element input is ``[[x, t], previous_state]`` when its first element is itself a
-        pair, ``[x, t]`` when its second element is a 4-D map and ``[t, previous_state]``
-        otherwise.
+        pair, ``[x, t]`` when its second element is a map of the first element's rank (3, 4 or 5;
+        a state has rank 2) and ``[t, previous_state]`` otherwise.
         """
         if is_leaf(items):
             return items, items, None
@@ -602,7 +617,7 @@ class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
             if not is_leaf(items[0]):
                 source, trunk, _ = DCAShiftAndBalance._parts(items[0], rank_of, is_leaf)
                 return source, trunk, items[1]
-            if items[1] is not None and rank_of(items[1]) == 4:
+            if items[1] is not None and rank_of(items[1]) == rank_of(items[0]):
                 return items[0], items[1], None
             return items[0], items[0], items[1]
         if len(items) == 3:

@@ -15,6 +15,10 @@ The kernel size is adaptive by default (paper Eq. 12-13, the official ``eca_mobi
 
 so C=64 -> 3, 256 -> 5, 512 -> 5, 1024 -> 5, 2048 -> 7.
 
+Other ranks: the paper pools 2-D maps; on a 1-D ``(batch, steps, channels)`` or 3-D
+``(batch, depth, height, width, channels)`` map ``GAP`` averages over all spatial axes (the 1-D
+convolution across channels is unchanged).
+
 Departures from the official code:
 
 * The official ResNets do not use the formula: ``eca_resnet*`` default to k=3 everywhere and
@@ -48,9 +52,11 @@ def adaptive_kernel_size(channels, gamma=2, b=1):
 class ECA(AttentionLayer):
     """Efficient Channel Attention (Wang et al., CVPR 2020, arXiv 1910.03151).
 
-    Input: a 4-D feature map ``(batch, height, width, channels)`` (``"channels_last"``) or
-    ``(batch, channels, height, width)`` (``"channels_first"``). Output: same shape, in the
-    layer's compute dtype.
+    Input: a feature map in ``data_format``: 1-D ``(batch, steps, channels)``, 2-D ``(batch,
+    height, width, channels)`` or 3-D ``(batch, depth, height, width, channels)``
+    (``"channels_last"``), or ``(batch, channels, steps)``, ``(batch, channels, height, width)``,
+    ``(batch, channels, depth, height, width)`` (``"channels_first"``). The pooling averages over all spatial axes.
+    Output: same shape, in the layer's compute dtype.
 
     Args:
         kernel_size: odd size ``k >= 1`` of the 1-D convolution across channels, or ``None``
@@ -67,7 +73,7 @@ class ECA(AttentionLayer):
     Raises:
         ValueError: at construction, ``kernel_size`` even, ``< 1`` or not an integer,
             ``gamma <= 0``, non-numeric ``b``, unknown ``data_format``; at build, an input that
-            is not 4-D.
+            is not 3-D, 4-D or 5-D (the message names its rank).
     """
 
     def __init__(self, kernel_size=None, gamma=2, b=1, data_format="channels_last", **kwargs):

@@ -30,6 +30,11 @@ Written as DCANet's three stages (Ma et al., arXiv 2007.05099, Sec. 3.1) so that
 ``extract`` (GAP, float32 under mixed precision), ``transform`` (the branch up to the gate),
 ``fuse`` (``t + control_factor * A``, one elementwise pass over ``t``).
 
+Other ranks: the paper uses 2-D maps; the branch only reads ``GAP(s)`` and the fusion is per
+channel, so on 1-D ``(batch, steps, channels)`` or 3-D ``(batch, depth, height, width, channels)``
+maps the pooling averages over all spatial axes and nothing else changes. In ``[x, t]`` both maps
+have the same rank (their spatial sizes and channels may differ).
+
 Implementation notes: the two Dense layers have no bias, as each is followed by a BatchNormalization
 whose beta makes a bias redundant; the BatchNormalizations act on the ``(batch, features)`` vectors
 with epsilon 1e-5 (PyTorch's default) and Keras' momentum 0.99.
@@ -59,8 +64,11 @@ class ShiftAndBalance(AttentionLayer):
     """Shift-and-Balance attention (Luo et al., arXiv 2103.13080).
 
     Call as ``sb(t)`` (the branch reads ``t``) or ``sb([x, t])`` (the branch reads the trunk input
-    ``x``, any channel count and spatial size). ``t`` and ``x`` are 4-D feature maps in
-    ``data_format``. Output: ``t``'s shape, in the compute dtype.
+    ``x``, any channel count and spatial size, ``t``'s rank). ``t`` and ``x`` are feature maps in
+    ``data_format``: 1-D ``(batch, steps, channels)``, 2-D ``(batch, height, width, channels)`` or
+    3-D ``(batch, depth, height, width, channels)`` (``"channels_last"``), channels second for
+    ``"channels_first"``; the pooling averages over all spatial axes. Output: ``t``'s shape, in
+    the compute dtype.
 
     Args:
         hidden_ratio: hidden width relative to ``C_out``, a number ``> 0`` (default 1.0).
@@ -85,7 +93,8 @@ class ShiftAndBalance(AttentionLayer):
         ValueError: non-positive ``hidden_ratio`` or ``hidden_multiplier``, unknown ``gate`` or
             ``fusion``, a gate other than ``"sigmoid"`` with ``fusion="multiply"``, non-numeric ``lambda_init``,
             ``dropout`` outside ``[0, 1)``, unknown ``data_format``; at build, an input that is not
-            4-D (or a list of more than two inputs).
+            3-D, 4-D or 5-D (the message names its rank), ``x`` and ``t`` of different ranks (or
+            a list of more than two inputs).
     """
 
     # The paper puts SB after every convolution, its branch reading the convolution's input.
@@ -152,6 +161,11 @@ class ShiftAndBalance(AttentionLayer):
     def _build_host(self, source_shape, trunk_shape):
         self._set_axes(trunk_shape)
         _, _, self.source_channels = self._resolve_axes(source_shape, what="branch input `x`")
+        if len(source_shape) != len(trunk_shape):
+            raise ValueError(
+                f"{type(self).__name__}: the branch input `x` and the trunk `t` of `[x, t]` must "
+                f"have the same rank; got shapes {tuple(source_shape)} and {tuple(trunk_shape)}."
+            )
         channels = self.channels
         hidden = max(1, int(round(self.hidden_ratio * self.hidden_multiplier * channels)))
         policy = self.dtype_policy

@@ -38,6 +38,11 @@ per-channel sums of ``u xn`` and ``u``. That is 11 elementwise passes over the m
 differentiation made about 20 (measured in benchmarks/README.md); ``_call_fused`` keeps the
 automatic path, and the tests check the two gradients agree.
 
+Other ranks: the paper defines SA on 2-D maps. On a 1-D map ``(batch, steps, channels)`` or a
+3-D map ``(batch, depth, height, width, channels)`` the channel branch's GAP and the spatial
+branch's GroupNorm statistics are taken over all spatial axes, ``transform="conv"`` is a
+pointwise conv at every position, and the channel shuffle is the same permutation of channels.
+
 Departures from the paper and the official code:
 
 * Parameter count. The paper's abstract says SA adds "300" parameters to ResNet-50; the
@@ -81,9 +86,12 @@ def valid_groups(channels):
 class ShuffleAttention(AttentionLayer):
     """Shuffle Attention of SA-Net (Zhang & Yang, ICASSP 2021, arXiv 2102.00240).
 
-    Input: a 4-D feature map ``(batch, height, width, channels)`` (``"channels_last"``) or
-    ``(batch, channels, height, width)`` (``"channels_first"``), ``channels`` divisible by
-    ``2 * groups``. Output: same shape, in the layer's compute dtype.
+    Input: a feature map in ``data_format``: 1-D ``(batch, steps, channels)``, 2-D ``(batch,
+    height, width, channels)`` or 3-D ``(batch, depth, height, width, channels)``
+    (``"channels_last"``), or ``(batch, channels, steps)``, ``(batch, channels, height, width)``,
+    ``(batch, channels, depth, height, width)`` (``"channels_first"``). ``channels``
+    divisible by ``2 * groups``; statistics over all spatial axes. Output: same shape, in the
+    layer's compute dtype.
 
     Args:
         groups: number G of channel groups (default 64, the paper's value for ResNets; the
@@ -108,7 +116,7 @@ class ShuffleAttention(AttentionLayer):
     Raises:
         ValueError: at construction, ``groups`` not a positive integer, ``epsilon <= 0``,
             ``use_norm``/``shuffle`` not booleans, unknown ``transform`` or ``data_format``; at
-            build, an input that is not 4-D or whose channels are not divisible by
+            build, an input that is not 3-D, 4-D or 5-D (the message names its rank) or whose channels are not divisible by
             ``2 * groups`` (the message lists the valid ``groups``).
     """
 
@@ -364,17 +372,23 @@ class ShuffleAttention(AttentionLayer):
         # Channel branch: GAP -> 1x1 conv over the group's K channels, on (B, G, K).
         logit_c = ops.einsum("bgk,kj->bgj", mean_c, self.channel_weight) + self.channel_bias
 
+        # One einsum letter and one reshape entry per spatial axis: "w" (1-D), "hw" (2-D),
+        # "dhw" (3-D).
+        n_spatial = len(self.spatial_axes)
+        sp = "dhw"[3 - n_spatial :]
+        ones = (1,) * n_spatial
+        spatial = tuple(shape[a] for a in self.spatial_axes)
         if self.data_format == "channels_last":
-            xr = ops.reshape(x, (shape[0], shape[1], shape[2], g, 2, k))
-            branch_axis, stat_shape = 4, (-1, 1, 1, g, k)
-            conv_eq = "bhwgk,kj->bhwgj"
+            xr = ops.reshape(x, (shape[0],) + spatial + (g, 2, k))
+            branch_axis, stat_shape = n_spatial + 2, (-1,) + ones + (g, k)
+            conv_eq = f"b{sp}gk,kj->b{sp}gj"
+            vec_shape = (k,)
         else:
-            xr = ops.reshape(x, (shape[0], g, 2, k, shape[2], shape[3]))
-            branch_axis, stat_shape = 2, (-1, g, k, 1, 1)
-            conv_eq = "bgkhw,kj->bgjhw"
+            xr = ops.reshape(x, (shape[0], g, 2, k) + spatial)
+            branch_axis, stat_shape = 2, (-1, g, k) + ones
+            conv_eq = f"bgk{sp},kj->bgj{sp}"
+            vec_shape = (k,) + ones
         x0, x1 = ops.unstack(xr, num=2, axis=branch_axis)
-
-        vec_shape = (k,) if self.data_format == "channels_last" else (k, 1, 1)
 
         def per_channel(v):  # (B, G, K) -> broadcastable against x0 / x1
             return ops.reshape(v, stat_shape)

@@ -6,16 +6,22 @@ github.com/ZjjConan/SimAM.
 
 Each neuron t of a channel gets the inverse of its minimal energy (paper Eq. 5-6)::
 
-    n   = H * W - 1
+    n   = H * W - 1                     (the number of other neurons of the channel)
     d   = (t - mean_c)^2
     v   = sum_c(d) / n
     E^-1 = d / (4 * (v + lambda)) + 0.5
     out = x * sigmoid(E^-1)
 
+Other ranks: the paper defines SimAM on 2-D maps (its energy is per channel over the H x W
+neurons). On a 1-D map ``(batch, steps, channels)`` or a 3-D map ``(batch, depth, height, width,
+channels)`` the same statistics are taken over all spatial axes: ``mean_c`` and ``v`` over every
+neuron of the channel, ``n = prod(spatial sizes) - 1``.
+
 Departures from the official code, none of which change the value where it is defined:
 
 * ``n = max(H * W - 1, 1)``: the official code divides by ``H * W - 1`` and returns NaN for a 1x1
-  feature map; here every ``d`` is 0 then and the output is ``x * sigmoid(0.5)``.
+  feature map; here every ``d`` is 0 then and the output is ``x * sigmoid(0.5)`` (likewise for a
+  single-step 1-D or a 1x1x1 3-D map).
 * The energy is computed as ``((x - mean) * sqrt(k))^2 + 0.5`` with ``k = 1 / (4 (v + lambda))``
   taken in float32, so that under float16 the square of a large deviation (``1e3^2 > 65504``)
   never overflows before it is scaled.
@@ -43,9 +49,11 @@ from keras_attn.registry import register_attention
 class SimAM(AttentionLayer):
     """SimAM parameter-free 3-D attention (Yang et al., ICML 2021).
 
-    Input: a 4-D feature map ``(batch, height, width, channels)`` (``"channels_last"``) or
-    ``(batch, channels, height, width)`` (``"channels_first"``). Output: same shape and dtype
-    (the layer's compute dtype).
+    Input: a feature map in ``data_format``: 1-D ``(batch, steps, channels)``, 2-D ``(batch,
+    height, width, channels)`` or 3-D ``(batch, depth, height, width, channels)``
+    (``"channels_last"``), or ``(batch, channels, steps)``, ``(batch, channels, height, width)``,
+    ``(batch, channels, depth, height, width)`` (``"channels_first"``). The statistics are taken over all spatial axes.
+    Output: same shape and dtype (the layer's compute dtype).
 
     Args:
         e_lambda: the energy regulariser lambda of Eq. 5, ``>= 0`` (default ``1e-4``: the
@@ -56,8 +64,7 @@ class SimAM(AttentionLayer):
         **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
 
     Raises:
-        ValueError: negative or non-numeric ``e_lambda``; unknown ``data_format``; an input that is
-            not 4-D.
+        ValueError: negative or non-numeric ``e_lambda``; unknown ``data_format``; an input that is not 3-D, 4-D or 5-D (the message names its rank).
 
     The layer has no variables.
     """

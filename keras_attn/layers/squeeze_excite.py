@@ -13,6 +13,9 @@ The layer is written as DCANet's three stages (Ma et al., arXiv 2007.05099, Sec.
 them: ``extract`` (GAP, float32 under mixed precision), ``transform`` (the bottleneck MLP and
 sigmoid), ``fuse`` (the channel-wise product).
 
+Other ranks: the paper squeezes 2-D maps; on a 1-D ``(batch, steps, channels)`` or 3-D
+``(batch, depth, height, width, channels)`` map the squeeze averages over all spatial axes.
+
 Departures from the paper: the hidden width is ``max(1, C // reduction)`` so that ``C < reduction``
 still builds (the paper only uses C >= 64); the squeeze is accumulated in float32 under mixed
 precision, the MLP and the product run in the compute dtype.
@@ -32,9 +35,11 @@ from keras_attn.registry import register_attention
 class SqueezeExcite(AttentionLayer):
     """Squeeze-and-Excitation channel attention (Hu et al., CVPR 2018, arXiv 1709.01507).
 
-    Input: a 4-D feature map ``(batch, height, width, channels)`` (``"channels_last"``) or
-    ``(batch, channels, height, width)`` (``"channels_first"``). Output: same shape, in the layer's
-    compute dtype.
+    Input: a feature map in ``data_format``: 1-D ``(batch, steps, channels)``, 2-D ``(batch,
+    height, width, channels)`` or 3-D ``(batch, depth, height, width, channels)``
+    (``"channels_last"``), or ``(batch, channels, steps)``, ``(batch, channels, height, width)``,
+    ``(batch, channels, depth, height, width)`` (``"channels_first"``). The squeeze averages over all spatial axes. Output: same
+    shape, in the layer's compute dtype.
 
     Args:
         reduction: bottleneck ratio r, an integer ``>= 1`` (default 16); the hidden layer has
@@ -47,7 +52,8 @@ class SqueezeExcite(AttentionLayer):
 
     Raises:
         ValueError: ``reduction`` not an integer ``>= 1``; unknown ``data_format``; at build, an
-            input that is not 4-D or has an unknown channel dimension.
+            input that is not 3-D, 4-D or 5-D (the message names its rank) or has an unknown
+            channel dimension.
     """
 
     def __init__(self, reduction=16, data_format="channels_last", **kwargs):
