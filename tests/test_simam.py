@@ -134,16 +134,19 @@ def _simam_autodiff(x, e_lambda, axes):
     return x * keras.ops.sigmoid(d / (4.0 * (v + e_lambda)) + 0.5)
 
 
-@pytest.mark.parametrize("shape", [(2, 8, 8, 16), (2, 5, 3, 4), (3, 1, 1, 8)])
+@pytest.mark.parametrize(
+    "shape", [(2, 8, 8, 16), (2, 5, 3, 4), (3, 1, 1, 8), (2, 12, 6), (2, 3, 4, 2, 6)]
+)
 @pytest.mark.parametrize("e_lambda", [1e-4, 0.5])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_closed_form_gradient_equals_automatic_differentiation(shape, e_lambda, data_format):
     # The layer's backward is written by hand (keras.ops.custom_gradient): it must be the
-    # gradient of Eq. 5-6, through the channel mean and variance too.
+    # gradient of Eq. 5-6, through the channel mean and variance too, at every rank.
     x = _input(shape, scale=3.0)
+    rank = len(shape)
     if data_format == "channels_first":
-        x = np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)))
-    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+        x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    axes = tuple(range(1, rank - 1)) if data_format == "channels_last" else tuple(range(2, rank))
     upstream = np.random.default_rng(1).normal(size=x.shape).astype("float32")
     layer = SimAM(e_lambda=e_lambda, data_format=data_format)
     got = input_gradient(layer, x, upstream)
