@@ -30,12 +30,14 @@ and ``A * mean`` nearly cancel for a channel whose mean is large against its spr
 float16, lose all bfloat16 precision, and in float32 gave gate errors of 0.3-0.8% of ``|x|`` on a
 channel with mean 1e3 and spread 1e-3 (tests/test_shuffle_attention.py, large inputs).
 
-The backward of the default path (``use_norm=True``) is written in closed form
-(``keras.ops.custom_gradient``, every backend): with ``u = g x s (1 - s)`` the gradient of the
-map is ``g s + u A + xn c1 + c0``, ``xn`` the normalised map and ``c1``, ``c0`` per-channel terms
-that carry the gradients through the channel mean and variance; the variables' gradients are
-per-channel sums of ``u xn`` and ``u``. That is 11 elementwise passes over the map where automatic
-differentiation made about 20 (measured in benchmarks/README.md); ``_call_fused`` keeps the
+The default path (``use_norm=True``) computes ``x - mean`` once, for the variance and for the
+gate ``A (x - mean) + B'``, in the statistics dtype (6 elementwise passes over the map forward,
+plus the shuffle), and its backward is written in closed form (``keras.ops.custom_gradient``,
+every backend): with ``u = g x s (1 - s)`` the gradient of the map is
+``g s + u A + (x - mean) c1 + c0``, where the per-channel ``c1``, ``c0`` carry the gradients
+through the channel mean and variance, and the variables' gradients are per-channel sums of
+``u (x - mean) / sqrt(var + eps)`` and ``u``. That is 11 elementwise passes backward where
+automatic differentiation made about 20 (benchmarks/README.md); ``_call_fused`` keeps the
 automatic path, and the tests check the two gradients agree.
 
 Other ranks: the paper defines SA on 2-D maps. On a 1-D map ``(batch, steps, channels)`` or a
@@ -266,8 +268,7 @@ class ShuffleAttention(AttentionLayer):
 
     def _call_normalised(self, x):
         """The default path (``use_norm=True``), with a closed-form backward for the whole map
-        computation: the moments, the gate and its product, in 12 elementwise passes instead of
-        the automatic differentiation's ~20."""
+        computation: the moments, the gate and its product (module docstring)."""
         axes = self.spatial_axes
         stats = stats_dtype(x.dtype)
         eps = self.epsilon
@@ -286,27 +287,26 @@ class ShuffleAttention(AttentionLayer):
             centred = xs - mean
             var = ops.mean(ops.square(centred), axis=axes, keepdims=True)
             r = ops.rsqrt(var + eps)
-            # Centred and normalised: bounded by the data's spread whatever its mean (a large
-            # mean against a small spread would cancel in A * x - A * mean; module docstring).
-            xn = ops.cast(centred * r, x.dtype)
-            a = clip(ops.reshape(alpha, shape_c), x.dtype)
-            b = clip(ops.reshape(beta, shape_c) * mean + ops.reshape(gamma, shape_c), x.dtype)
-            s = ops.sigmoid(a * xn + b)
+            # The centred form A * (x - mean) + B: bounded by the data's spread whatever its mean
+            # (A * x - A * mean would cancel; module docstring), in the statistics dtype, with
+            # only the sigmoid's input cast to the compute dtype.
+            ar = ops.reshape(alpha, shape_c) * r
+            b = ops.reshape(beta, shape_c) * mean + ops.reshape(gamma, shape_c)
+            s = ops.sigmoid(clip(ar * centred + b, x.dtype))
             y = x * s
 
             def grad(*args, upstream=None):
                 g = args[0] if upstream is None else upstream
                 gy = g * y
-                u = gy - gy * s  # dL/dlogit = g x s (1 - s)
-                sum_u = ops.sum(ops.cast(u, stats), axis=axes, keepdims=True)
-                sum_un = ops.sum(ops.cast(u * xn, stats), axis=axes, keepdims=True)
-                a32 = ops.reshape(alpha, shape_c)
-                ar = a32 * r
+                u = ops.cast(gy - gy * s, stats)  # dL/dlogit = g x s (1 - s)
+                sum_u = ops.sum(u, axis=axes, keepdims=True)
+                # sum(u * xn) with xn = (x - mean) r, the normalised map.
+                sum_un = ops.sum(u * centred, axis=axes, keepdims=True) * r
                 # Through the mean and the variance of each channel (their gradients reduce to
-                # a per-channel multiple of xn plus a per-channel constant).
-                c1 = clip(-ar * sum_un / hw, x.dtype)
-                c0 = clip((ops.reshape(beta, shape_c) - ar) * sum_u / hw, x.dtype)
-                dx = g * s + u * clip(ar, x.dtype) + xn * c1 + c0
+                # a per-channel multiple of (x - mean) plus a per-channel constant).
+                c1 = -ar * r * sum_un / hw
+                c0 = (ops.reshape(beta, shape_c) - ar) * sum_u / hw
+                dx = g * s + ops.cast(u * ar + centred * c1 + c0, x.dtype)
                 batch_and_space = (0,) + tuple(axes)
 
                 def per_channel(t):

@@ -22,17 +22,17 @@ Departures from the official code, none of which change the value where it is de
 * ``n = max(H * W - 1, 1)``: the official code divides by ``H * W - 1`` and returns NaN for a 1x1
   feature map; here every ``d`` is 0 then and the output is ``x * sigmoid(0.5)`` (likewise for a
   single-step 1-D or a 1x1x1 3-D map).
-* The energy is computed as ``((x - mean) * sqrt(k))^2 + 0.5`` with ``k = 1 / (4 (v + lambda))``
-  taken in float32, so that under float16 the square of a large deviation (``1e3^2 > 65504``)
-  never overflows before it is scaled.
+* The energy ``E^-1 = d k + 0.5`` (``k = 1 / (4 (v + lambda))``) is computed in float32 under
+  mixed precision, from the same squared deviations ``d`` as the variance, so that a deviation of
+  1e3 (``d = 1e6 > 65504``) never overflows float16; only the gate's sigmoid input is cast.
 
-How it is computed: the moments are taken in one reduction each (float32 under mixed precision)
-and the backward is written in closed form (``keras.ops.custom_gradient``, every backend). With
-``u = g x s (1 - s)``, ``s`` the gate, ``z = (x - mean) sqrt(k)``, the input gradient is
-``g s + z (2 sqrt(k) u + alpha) + beta``, where the per-channel ``alpha = -8 sqrt(k) sum(u z^2) / n``
-and ``beta = -2 sqrt(k) sum(u z) / (H W)`` carry it through the channel variance and mean:
-11 elementwise passes over the map instead of the ~20 of automatic differentiation. The tests
-check it against automatic differentiation of Eq. 5-6.
+How it is computed: one subtraction and one square give ``d`` for both the variance and the
+energy (6 elementwise passes over the map forward), and the backward is written in closed form
+(``keras.ops.custom_gradient``, every backend). With ``u = g x s (1 - s)``, ``s`` the gate and
+``c = t - mean_c``, the input gradient is ``g s + c (2 k u + alpha) + beta``, where the
+per-channel ``alpha = -8 k^2 sum(u d) / n`` and ``beta = -2 k sum(u c) / (H W)`` carry it through
+the channel variance and mean: 11 elementwise passes instead of the ~20 of automatic
+differentiation. The tests check it against automatic differentiation of Eq. 5-6.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ class SimAM(AttentionLayer):
         return self._gate(inputs)
 
     def _gate(self, x):
-        """``x * sigmoid(E^-1)`` with the closed-form gradient of the whole layer (see the module
-        docstring: it replaces the ~20 elementwise passes of the automatic backward by 11)."""
+        """``x * sigmoid(E^-1)`` with the closed-form gradient of the whole layer (module
+        docstring)."""
         stats = stats_dtype(x.dtype)
         axes = self.spatial_axes
         e_lambda = self.e_lambda
@@ -102,32 +102,27 @@ class SimAM(AttentionLayer):
             xs = ops.cast(x, stats)
             mean = ops.mean(xs, axis=axes, keepdims=True)
             centred = xs - mean
+            d2 = ops.square(centred)  # (t - mean)^2, in float32 under mixed precision
             # sum(d) / n of Eq. 5, from the biased variance.
-            v = ops.mean(ops.square(centred), axis=axes, keepdims=True) * (hw / n)
+            v = ops.mean(d2, axis=axes, keepdims=True) * (hw / n)
             # The floor keeps e_lambda = 0 on a constant map finite (0 * inf would be NaN).
-            sk = ops.sqrt(1.0 / (4.0 * ops.maximum(v + e_lambda, 1e-12)))
-            if x.dtype == "float16":
-                sk = ops.minimum(sk, 6.0e4)  # stays finite once cast to float16
-            sk = ops.cast(sk, x.dtype)
-            # z^2 = k d^2 with k = 1 / (4 (v + lambda)): the square is taken after the scaling,
-            # so that in float16 a deviation of 1e3 never squares to more than 65504.
-            z = ops.cast(centred, x.dtype) * sk
-            s = ops.sigmoid(ops.square(z) + ops.cast(0.5, x.dtype))
+            k = 1.0 / (4.0 * ops.maximum(v + e_lambda, 1e-12))
+            # E^-1 of Eq. 6 in the statistics dtype: a deviation of 1e3 squares to 1e6, beyond
+            # float16 (65504); the gate's sigmoid saturates long before, so its cast is safe.
+            s = ops.sigmoid(ops.cast(d2 * k + 0.5, x.dtype))
             y = x * s
 
             def grad(*args, upstream=None):
                 g = args[0] if upstream is None else upstream
-                # u = dL/dE^-1 = g x s (1 - s); E^-1 depends on x directly (through z) and through
-                # the channel mean and variance, whose terms reduce to alpha * z + beta.
+                # u = dL/dE^-1 = g x s (1 - s); E^-1 depends on x directly (2 k d) and through
+                # the channel mean and variance, whose terms reduce to alpha * d + beta.
                 gy = g * y
-                u = gy - gy * s
-                uz = u * z
-                sum_uz = ops.sum(ops.cast(uz, stats), axis=axes, keepdims=True)
-                sum_uz2 = ops.sum(ops.cast(uz * z, stats), axis=axes, keepdims=True)
-                sk32 = ops.cast(sk, stats)
-                alpha = ops.cast(sum_uz2 * (-8.0 / n) * sk32, x.dtype)
-                beta = ops.cast(sum_uz * (-2.0 / hw) * sk32, x.dtype)
-                return g * s + z * (2.0 * sk * u + alpha) + beta
+                u = ops.cast(gy - gy * s, stats)
+                sum_ud = ops.sum(u * centred, axis=axes, keepdims=True)
+                sum_ud2 = ops.sum(u * d2, axis=axes, keepdims=True)
+                alpha = sum_ud2 * (-8.0 / n) * ops.square(k)
+                beta = sum_ud * (-2.0 / hw) * k
+                return g * s + ops.cast(centred * (2.0 * k * u + alpha) + beta, x.dtype)
 
             return y, grad
 
