@@ -7,7 +7,7 @@ per attention type. After a warm-up (tracing) it times the steps round-robin, ``
 per round, so that drift on a shared machine hits every model alike, and prints the median step
 time of each model and its ratio to the bare backbone as a markdown table.
 
-    python benchmarks/layer_overhead.py                        # ResNet-50 64x64 batch 16 + small nets
+    python benchmarks/layer_overhead.py                        # everything (~30 min on 2 CPU cores)
     python benchmarks/layer_overhead.py --backbone resnet50 --placement block --mode train
     python benchmarks/layer_overhead.py --backbone resnet20 --image-size 32 --batch-size 128
     python benchmarks/layer_overhead.py --image-size 224 --precision mixed_float16 --jit-compile
@@ -24,6 +24,7 @@ Options (comma-separated lists run every combination):
     --precision    float32 (default), mixed_float16, mixed_bfloat16
     --jit-compile  XLA for every model (off by default: on this 2-core CPU it made a ResNet-50
                    step 4.6x slower)
+    --output FILE  also write the markdown to FILE
 
 Each ratio is the median of the timed steps of one model over the median of the bare backbone's,
 from one process; "spread" is the half-width of the interquartile range of the per-round ratios,
