@@ -34,6 +34,8 @@ def gradients(loss_fn, variables):
         grads = jax.grad(loss_of)([v.value for v in variables])
         return [np.asarray(g) for g in grads]
     if backend == "torch":
+        if not variables:
+            return []
         loss = loss_fn()
         grads = __import__("torch").autograd.grad(
             loss, [v.value for v in variables], allow_unused=True

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="drives the other backend from TensorFlow"
 )
 
-OTHER = "jax"
+# The backend the worker runs: JAX (a test dependency). KERAS_ATTN_OTHER_BACKEND=torch runs the
+# same checks against PyTorch where it is installed (it is not a dependency; see the README).
+OTHER = os.environ.get("KERAS_ATTN_OTHER_BACKEND", "jax")
 NAMES = keras_attn.available_attentions()
 # placement="paper": SB at its layer-wise positions, DCA connected across blocks, SimAM after
 # the second convolution: every insertion form `attach` has, under the other backend too.

@@ -17,7 +17,11 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 
 def stats_dtype(compute_dtype):
-    """The dtype in which means and variances are taken: float32 under float16/bfloat16."""
+    """The dtype in which means and variances are taken: float32 under float16/bfloat16.
+
+    ``compute_dtype`` may be a name or any backend's dtype object (``torch.float16`` does not
+    compare equal to ``"float16"``)."""
+    compute_dtype = keras.backend.standardize_dtype(compute_dtype)
     if compute_dtype in ("float16", "bfloat16"):
         return "float32"
     return compute_dtype

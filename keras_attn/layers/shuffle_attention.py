@@ -225,7 +225,7 @@ class ShuffleAttention(AttentionLayer):
         return ops.reshape(y, shape)
 
     def _clip(self, coef, dtype):
-        if dtype == "float16":
+        if keras.backend.standardize_dtype(dtype) == "float16":
             coef = ops.clip(coef, -_F16_LIMIT, _F16_LIMIT)
         return ops.cast(coef, dtype)
 
