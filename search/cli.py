@@ -30,7 +30,6 @@ STRATEGIES = ("auto", "one_device", "mirrored")
 ROLES = ("single", "chief", "worker")
 # keras_attn.export.FORMATS, spelled out for the same reason.
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
-EXPORT_EXTENSIONS = {"saved_model": "", "litert": ".tflite", "onnx": ".onnx"}
 GRAD_CAM_IMAGES = 6
 CONFIG_FILE = "search_config.json"
 # Options that change what is measured: a resumed --out must have been made with the same ones
@@ -677,14 +676,14 @@ def _export_best(args):
     returns the paths written."""
     if not args.export:
         return []
-    from keras_attn.export import export_model
+    from keras_attn.export import default_path, export_model
 
     from search import final
 
     model = _load_final_model(args, final.BEST_MODEL_FILE)
     paths = []
     for fmt in dict.fromkeys(args.export):  # once per format, in the order given
-        path = os.path.join(args.out, "export", "best" + EXPORT_EXTENSIONS[fmt])
+        path = default_path(os.path.join(args.out, "export", "best"), fmt)
         export_model(model, path, fmt)
         _log(f"exported the best model ({fmt}): {path}")
         paths.append(path)

@@ -486,3 +486,10 @@ def test_unknown_export_format_names_the_choices(capsys, tmp_path):
     assert cli.main(["--export", "pb", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "--export" in err and all(f in err for f in ("saved_model", "litert", "onnx"))
+
+
+def test_cli_spells_the_export_formats_as_keras_attn_does():
+    # The CLI keeps its own copy so that --help does not import Keras.
+    from keras_attn.export import FORMATS
+
+    assert cli.EXPORT_FORMATS == tuple(FORMATS)

@@ -24,15 +24,19 @@ SHAPE = (16, 16, 3)
 ATOL = 1e-4
 
 
+def perturb(model, rng):
+    """Add noise to every weight but the BatchNorm moving variances (which must stay positive)."""
+    for v in model.weights:
+        if "moving_variance" not in v.path:
+            v.assign(v.numpy() + rng.normal(0.0, 0.02, v.shape).astype("float32"))
+    return model
+
+
 def perturbed_model(attention, seed=0):
     model = keras_attn.build_model("resnet20", input_shape=SHAPE, num_classes=10,
                                    attention=attention, placement="block", seed=seed)
     rng = np.random.default_rng(seed)
-    for v in model.weights:
-        if "moving_variance" in v.path:  # must stay positive
-            continue
-        v.assign(v.numpy() + rng.normal(0.0, 0.02, v.shape).astype("float32"))
-    return model
+    return perturb(model, rng)
 
 
 def inputs(n=3, seed=1):
@@ -115,11 +119,7 @@ def every_attention_model(seed=0, channels=16):
             x = block(x, lambda source, t, cls=cls, kwargs=kwargs: cls(**kwargs)([source, t]))
     y = layers.Dense(10, activation="softmax")(layers.GlobalAveragePooling2D()(x))
     model = keras.Model(inp, y)
-    for v in model.weights:
-        if "moving_variance" in v.path:  # must stay positive
-            continue
-        v.assign(v.numpy() + rng.normal(0.0, 0.02, v.shape).astype("float32"))
-    return model
+    return perturb(model, rng)
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "litert", "onnx"])

@@ -135,6 +135,15 @@ class AttentionLayer(keras.layers.Layer):
     def _set_axes(self, input_shape):
         self.channel_axis, self.spatial_axes, self.channels = self._resolve_axes(input_shape)
 
+    def _spatial_size(self, x, dtype):
+        """The number of positions per channel (``H * W``, ``steps``, ``D * H * W``) as a scalar
+        of ``dtype``; sizes unknown until the call are read from ``x``'s dynamic shape."""
+        shape = ops.shape(x)
+        size = 1
+        for axis in self.spatial_axes:
+            size = size * shape[axis]
+        return ops.cast(size, dtype)
+
     def _pool(self, x, keepdims=True):
         """Global average over the spatial axes, accumulated in float32 under mixed precision."""
         xs = ops.cast(x, stats_dtype(self.compute_dtype))

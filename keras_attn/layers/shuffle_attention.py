@@ -277,11 +277,7 @@ class ShuffleAttention(AttentionLayer):
 
         @ops.custom_gradient
         def gate(x, alpha, beta, gamma):
-            shape = ops.shape(x)
-            hw = 1
-            for axis in axes:
-                hw = hw * shape[axis]
-            hw = ops.cast(hw, stats)
+            hw = self._spatial_size(x, stats)
             xs = ops.cast(x, stats)
             mean = ops.mean(xs, axis=axes, keepdims=True)
             centred = xs - mean

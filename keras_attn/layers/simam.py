@@ -93,11 +93,7 @@ class SimAM(AttentionLayer):
 
         @ops.custom_gradient
         def simam(x):
-            shape = ops.shape(x)
-            hw = 1
-            for axis in axes:
-                hw = hw * shape[axis]
-            hw = ops.cast(hw, stats)
+            hw = self._spatial_size(x, stats)
             n = ops.maximum(hw - 1.0, 1.0)
             xs = ops.cast(x, stats)
             mean = ops.mean(xs, axis=axes, keepdims=True)
