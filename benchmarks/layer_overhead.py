@@ -25,10 +25,20 @@ Options (comma-separated lists run every combination):
     --jit-compile  XLA for every model (off by default: on this 2-core CPU it made a ResNet-50
                    step 4.6x slower)
     --output FILE  also write the markdown to FILE
+    --profile N    after the timing, trace 3 more steps of each model with TensorFlow's profiler
+                   and print the N op types whose time differs most from the bare backbone's
+                   (summed op durations per step): which ops an attention adds
 
 Each ratio is the median of the timed steps of one model over the median of the bare backbone's,
 from one process; "spread" is the half-width of the interquartile range of the per-round ratios,
 a rough uncertainty. Not a test: timings are noisy, correctness lives in tests/.
+
+The header names the CPU and whether TensorFlow's oneDNN kernels are on. TensorFlow turns them on
+by default only on CPUs with AVX-512 (and similar); this script, like scripts/bootstrap.sh for the
+search and the tests, turns them on unless TF_ENABLE_ONEDNN_OPTS is set
+(``TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/layer_overhead.py`` for TensorFlow's own kernels).
+On the 2-core AMD EPYC of 2026-11-30 they made the bare ResNet-50 train step 2.8x faster, which
+moves every ratio: ratios from machines with different convolution kernels are not comparable.
 """
 
 from __future__ import annotations
@@ -41,12 +51,16 @@ import statistics
 import sys
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
+# The same kernels as scripts/bootstrap.sh gives the search and the tests (oneDNN on, unless
+# TF_ENABLE_ONEDNN_OPTS says otherwise); read by TensorFlow when it is imported, so set first.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-import keras_attn
-from keras_attn.layers._base import AttentionLayer
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_attn  # noqa: E402
+from keras_attn.layers._base import AttentionLayer  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="keras_attn_benchmarks")
@@ -63,6 +77,78 @@ class ChannelScale(AttentionLayer):
 
 
 SMALL = {"resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "mobilenetv2_cifar"}
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _onednn():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process, as a phrase."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        on = _pywrap_util_port.IsMklEnabled()
+    except (ImportError, AttributeError):
+        return "oneDNN state unknown"
+    env = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
+    return f"oneDNN kernels {'on' if on else 'off'} (TF_ENABLE_ONEDNN_OPTS={env})"
+
+
+def _op_times(step, n_steps, logdir):
+    """Op time per step (ms) by TensorFlow op type, from a profiler trace: each op's duration as
+    the executor saw it, summed, so that ops run side by side both count."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    tf.profiler.experimental.start(logdir)
+    for _ in range(n_steps):
+        step()
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    paths = [os.path.join(d, f) for d, _, fs in os.walk(logdir) for f in fs if f.endswith(".xplane.pb")]
+    with open(max(paths, key=os.path.getmtime), "rb") as f:
+        space.ParseFromString(f.read())
+    totals = {}
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                # Op events are named "scope/name:Type"; the executor's and the function
+                # runtime's own events ("ExecutorState::Process", "EagerLocalExecute: f") are not.
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "::" not in name and " " not in name:
+                    kind = name.rsplit(":", 1)[1]
+                    totals[kind] = totals.get(kind, 0.0) + event.duration_ps / 1e9 / n_steps
+    return totals
+
+
+def _profile_table(models, steps, top, out):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        per_model = {name: _op_times(steps[name], 3, os.path.join(tmp, name)) for name in models}
+    base = per_model["none"]
+    for name, ops_ in per_model.items():
+        if name == "none":
+            continue
+        diff = {k: ops_.get(k, 0.0) - base.get(k, 0.0) for k in set(ops_) | set(base)}
+        rows = sorted(diff, key=lambda k: -abs(diff[k]))[:top]
+        total = sum(ops_.values()) - sum(base.values())
+        out.append(f"\nProfile of `{name}` minus the bare backbone (summed op durations, ms "
+                   f"per step; all op types together {total:+.1f}):\n")
+        out.append("| op type | bare | with attention | difference |")
+        out.append("| --- | ---: | ---: | ---: |")
+        for k in rows:
+            out.append(f"| {k} | {base.get(k, 0.0):.1f} | {ops_.get(k, 0.0):.1f} | {diff[k]:+.1f} |")
+        print("\n".join(out[-(len(rows) + 3):]), flush=True)
 
 
 def _models(backbone, placement, names, shape, num_classes, jit):
@@ -132,6 +218,8 @@ def run(backbone, placement, mode, args, names, out):
         out.append(f"| {label} | {added[name]:,} | {med * 1e3:.1f} | {med / base:.3f} | "
                    f"{(q[2] - q[0]) / 2:.3f} |")
     print("\n".join(out[-(len(models) + 3):]), flush=True)
+    if args.profile:
+        _profile_table(models, steps, args.profile, out)
 
 
 def main(argv=None):
@@ -148,6 +236,9 @@ def main(argv=None):
                    choices=["float32", "mixed_float16", "mixed_bfloat16"])
     p.add_argument("--jit-compile", action="store_true")
     p.add_argument("--output", help="also write the markdown to this file")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="print the N op types whose profiled time differs most from the bare "
+                        "backbone's, per model (0: no profile)")
     args = p.parse_args(argv)
 
     valid = keras_attn.available_attentions()
@@ -162,7 +253,7 @@ def main(argv=None):
 
     devices = tf.config.list_physical_devices("GPU")
     device = (tf.config.experimental.get_device_details(devices[0]).get("device_name", "GPU")
-              if devices else f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})")
+              if devices else f"CPU, {os.cpu_count()} cores ({_cpu_name()}), {_onednn()}")
     out = [
         "## keras-attn layer overhead",
         "",
