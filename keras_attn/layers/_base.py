@@ -27,6 +27,21 @@ def stats_dtype(compute_dtype):
     return compute_dtype
 
 
+def sigmoid_backprop(s, upstream):
+    """``upstream * s * (1 - s)``: a gradient carried back through ``s = sigmoid(z)``.
+
+    For the closed-form backward passes (SimAM, ShuffleAttention). Under TensorFlow it is the one
+    ``SigmoidGrad`` kernel that TensorFlow's own sigmoid gradient uses: one pass over the map
+    instead of the two or three of the written-out product. Other backends get that product in
+    ``keras.ops`` (JAX's XLA fuses it).
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.raw_ops.SigmoidGrad(y=s, dy=upstream)
+    return upstream * s * (1.0 - s)
+
+
 class AttentionLayer(keras.layers.Layer):
     """Base class: ``data_format`` and input-rank checks shared by all keras-attn layers.
 

@@ -36,8 +36,9 @@ plus the shuffle), and its backward is written in closed form (``keras.ops.custo
 every backend): with ``u = g x s (1 - s)`` the gradient of the map is
 ``g s + u A + (x - mean) c1 + c0``, where the per-channel ``c1``, ``c0`` carry the gradients
 through the channel mean and variance, and the variables' gradients are per-channel sums of
-``u (x - mean) / sqrt(var + eps)`` and ``u``. That is 11 elementwise passes backward where
-automatic differentiation made about 20 (benchmarks/README.md); ``_call_fused`` keeps the
+``u (x - mean) / sqrt(var + eps)`` and ``u``. That is 10 elementwise passes backward where
+automatic differentiation made about 20 (``u`` is ``g x`` and TensorFlow's fused ``SigmoidGrad``:
+``keras_attn.layers._base.sigmoid_backprop``; benchmarks/README.md); ``_call_fused`` keeps the
 automatic path, and the tests check the two gradients agree.
 
 Other ranks: the paper defines SA on 2-D maps. On a 1-D map ``(batch, steps, channels)`` or a
@@ -67,7 +68,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_attn.layers._base import AttentionLayer, stats_dtype
+from keras_attn.layers._base import AttentionLayer, sigmoid_backprop, stats_dtype
 from keras_attn.validation import check_bool, check_choice, check_number
 from keras_attn.registry import register_attention
 
@@ -293,8 +294,7 @@ class ShuffleAttention(AttentionLayer):
 
             def grad(*args, upstream=None):
                 g = args[0] if upstream is None else upstream
-                gy = g * y
-                u = ops.cast(gy - gy * s, stats)  # dL/dlogit = g x s (1 - s)
+                u = ops.cast(sigmoid_backprop(s, g * x), stats)  # dL/dlogit = g x s (1 - s)
                 sum_u = ops.sum(u, axis=axes, keepdims=True)
                 # sum(u * xn) with xn = (x - mean) r, the normalised map.
                 sum_un = ops.sum(u * centred, axis=axes, keepdims=True) * r
