@@ -37,7 +37,7 @@ The header names the CPU and whether TensorFlow's oneDNN kernels are on. TensorF
 by default only on CPUs with AVX-512 (and similar); this script, like scripts/bootstrap.sh for the
 search and the tests, turns them on unless TF_ENABLE_ONEDNN_OPTS is set
 (``TF_ENABLE_ONEDNN_OPTS=0 python benchmarks/layer_overhead.py`` for TensorFlow's own kernels).
-On the 2-core AMD EPYC of 2026-11-30 they made the bare ResNet-50 train step 2.8x faster, which
+On the 2-core AMD EPYC of 2026-11-30 they made the bare ResNet-50 train step 3.0x faster, which
 moves every ratio: ratios from machines with different convolution kernels are not comparable.
 """
 

@@ -33,7 +33,7 @@ fi
 export PATH="$VENV/bin:$PATH"
 # TensorFlow's oneDNN CPU kernels, also on CPUs where TensorFlow leaves them off by default (those
 # without AVX-512, e.g. AMD EPYC): there they made a ResNet-20 train step 1.6x and a ResNet-50
-# step 2.8x faster, and CBAM's 7x7 one-channel convolution 5x (benchmarks/README.md). Export
+# step 3.0x faster, and CBAM's 7x7 one-channel convolution 5x (benchmarks/README.md). Export
 # TF_ENABLE_ONEDNN_OPTS=0 for TensorFlow's own kernels.
 export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
 # Quieter TensorFlow start-up; errors still print.
