@@ -22,8 +22,8 @@ Options (comma-separated lists run every combination):
     --image-size   input height = width (default 64); --batch-size (default 16)
     --steps, --rounds   timed steps per model per round (5), rounds (3): 15 steps per model
     --precision    float32 (default), mixed_float16, mixed_bfloat16
-    --jit-compile  XLA for every model (off by default: on this 2-core CPU it made a ResNet-50
-                   step 4.6x slower)
+    --jit-compile  XLA for every model (off by default: on the 2-core CPUs measured it made a
+                   ResNet-50 train step 4.5-4.6x slower; benchmarks/README.md)
     --output FILE  also write the markdown to FILE
     --profile N    after the timing, trace 3 more steps of each model with TensorFlow's profiler
                    and print the N op types whose time differs most from the bare backbone's
@@ -49,6 +49,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 
 # The same kernels as scripts/bootstrap.sh gives the search and the tests (oneDNN on, unless
@@ -131,8 +132,6 @@ def _op_times(step, n_steps, logdir):
 
 
 def _profile_table(models, steps, top, out):
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         per_model = {name: _op_times(steps[name], 3, os.path.join(tmp, name)) for name in models}
     base = per_model["none"]
