@@ -28,6 +28,7 @@ TUNERS = ("random", "bayesian", "hyperband")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored")
 ROLES = ("single", "chief", "worker")
+HYPERPARAMETER_MODES = ("paper", "search")
 # keras_attn.export.FORMATS, spelled out for the same reason.
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 GRAD_CAM_IMAGES = 6
@@ -56,6 +57,7 @@ IDENTITY_KEYS = (
     "search_learning_rate",
     "space_values",
     "preset",
+    "hyperparameters",
 )
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
@@ -159,7 +161,12 @@ def build_parser():
                    help="comma-separated attention types to search (default: sa,simam,sb,dca_se;"
                    " the baseline 'none' is always added)")
     m.add_argument("--placement", type=_csv_list, default=None,
-                   help="comma-separated placements to search (default: block,layer)")
+                   help="comma-separated placements to search: block, layer, paper (default: "
+                   "paper, each attention where its paper puts it)")
+    m.add_argument("--hyperparameters", default="paper", choices=HYPERPARAMETER_MODES,
+                   help="paper: groups, e_lambda, lambda_init, gate and connection fixed at the "
+                   "papers' values (configurations differ only in attention and placement); "
+                   "search: drawn by the tuner (a --space key always wins)")
     m.add_argument("--preset", default=None,
                    help="run a paper's table (or one row) as the search: each row a "
                    "configuration, the table's baseline first (see --list-presets)")
@@ -176,8 +183,9 @@ def build_parser():
                    "configuration and the baseline)")
     t.add_argument("--tuner", default="random", choices=TUNERS,
                    help="KerasTuner algorithm (random: balanced over attention x placement)")
-    t.add_argument("--max-trials", type=_positive_int, default=9,
-                   help="configurations in all, the baseline included (random, bayesian); "
+    t.add_argument("--max-trials", type=_positive_int, default=None,
+                   help="configurations in all, the baseline included (random, bayesian; "
+                   "default: the baseline and every (attention, placement) pair once); "
                    "Hyperband sizes itself from --epochs")
     t.add_argument("--epochs", type=_positive_int, default=1, help="epochs per search run")
     t.add_argument("--final-epochs", type=_non_negative_int, default=1,
@@ -254,14 +262,11 @@ def parse_args(argv=None):
     args.configurations = None
     if args.preset is not None:
         _apply_preset(args)
-    args.space_values = _load_space(args)
+        args.space_values = None
+    else:
+        args.space_values = _load_space(args)
     if args.learning_rate is None and not args.search_learning_rate:
         args.learning_rate = 3e-3 if args.optimizer == "adam" else 0.1 * args.batch_size / 128
-    if args.final_epochs == 0 and args.final_repeats > args.repeats:
-        raise CLIError(
-            f"--final-epochs 0 tests the search's own runs: --final-repeats {args.final_repeats} "
-            f"must be <= --repeats {args.repeats}"
-        )
     if args.image_size and args.image_size < 32 and not _is_small(args.backbone):
         raise CLIError(
             f"--backbone {args.backbone} (keras.applications) needs --image-size >= 32, got "
@@ -323,6 +328,12 @@ def _load_space(args):
         attention = [attention] if isinstance(attention, str) else list(attention)
         if "none" not in [str(a).lower() for a in attention]:
             space["attention"] = ["none", *attention]  # the baseline always runs
+    if args.hyperparameters == "paper":
+        from search.hypermodel import paper_space
+
+        space = paper_space(space)
+    elif "placement" not in space and args.configurations is None:
+        space["placement"] = "paper"
     return space or None
 
 
@@ -351,14 +362,16 @@ def _validate_names(args):
     for name in args.placement or []:
         if name not in PLACEMENTS:
             raise CLIError(f"unknown --placement {name!r}; valid: {', '.join(PLACEMENTS)}")
-    if args.space_values:
-        from search.hypermodel import normalize_space
+    if args.configurations is None:
+        from search.hypermodel import count_configurations, normalize_space
 
         try:
-            normalize_space(args.space_values, args.optimizer, args.search_learning_rate,
-                            args.learning_rate)
+            specs = normalize_space(args.space_values, args.optimizer,
+                                    args.search_learning_rate, args.learning_rate)
         except ValueError as err:
             raise CLIError(f"--space: {err}") from None
+        if args.max_trials is None:  # the baseline and every (attention, placement) pair once
+            args.max_trials = count_configurations(specs)
 
 
 def data_kwargs(args, **overrides):
@@ -592,16 +605,18 @@ def run(args):
     if baseline is None or not baseline["repeats"]:
         raise CLIError(f"the baseline (no attention) did not finish; see "
                        f"{os.path.join(args.out, 'leaderboard.md')}")
+    print(report.analysis_text(board), flush=True)
     print(report.leaderboard_text(board), flush=True)
 
-    seeds = list(range(args.seed, args.seed + args.final_repeats))
     full = None
     if args.final_epochs:
         # Every training image, no validation hold-out: the choice is made, only the test is left.
         full = data_mod.load_dataset(**data_kwargs(args, train_size=None, validation_split=0.0))
     result = final.finalize(
         out=args.out, tuner=tuner, hypermodel=hypermodel, best=best, baseline=baseline,
-        seeds=seeds, final_epochs=args.final_epochs, strategy=strategy,
+        seeds=list(protocol.seeds),
+        final_seeds=list(range(args.seed, args.seed + args.final_repeats)),
+        final_epochs=args.final_epochs, strategy=strategy,
         full_train=None if full is None else full.train_with_seed, test_data=splits.test,
         verbose=training.fit_verbosity(args.quiet),
     )
@@ -645,7 +660,9 @@ def _grad_cam_figure(args, splits, with_best):
     if not with_best:
         _log("Grad-CAM figure skipped: no attention configuration finished")
         return None
-    paths = [os.path.join(args.out, f) for f in (final.BEST_MODEL_FILE,
+    # The two search runs with the first seed: the same initial weights and data, one differing
+    # only in its attention.
+    paths = [os.path.join(args.out, f) for f in (final.BEST_SEARCH_MODEL_FILE,
                                                   final.BASELINE_MODEL_FILE)]
     missing = [os.path.basename(p) for p in paths if not os.path.exists(p)]
     if missing:  # a search whose final stage predates baseline_model.keras
@@ -657,7 +674,7 @@ def _grad_cam_figure(args, splits, with_best):
         batch = splits.test.unbatch().take(GRAD_CAM_IMAGES).batch(GRAD_CAM_IMAGES)
         images, labels = next(iter(batch))
         path = report.plot_grad_cam(
-            _load_final_model(args, final.BEST_MODEL_FILE),
+            _load_final_model(args, final.BEST_SEARCH_MODEL_FILE),
             _load_final_model(args, final.BASELINE_MODEL_FILE),
             np.asarray(images), np.asarray(labels), splits.class_names,
             os.path.join(args.out, report.GRAD_CAM_FILE),

@@ -1,12 +1,23 @@
-"""The end of a search: the best configuration and the baseline, tested once on the test split.
+"""The end of a search: the test split, for the comparison and for the model the user keeps.
 
-Both are trained the same way, with the same seeds (paired, as in the search): retrained from
-scratch on every training image (no validation hold-out: the choice is made) for
-``final_epochs`` epochs, with a learning-rate schedule that spans this run's own steps; or, with
-``final_epochs=0``, the search's own runs of the two configurations (the weights each repeat left
-in its trial directory) are tested. The test split is touched here only. Each finished run is
-stored in ``final.json`` at once, so a re-run after an interruption keeps it, and re-running a
-finished search only rebuilds the report.
+Two questions, two stages, the test split touched only here:
+
+1. **Does the answer hold on the test split?** The best configuration and the baseline are not
+   retrained for this: every search run of both (the weights each repeat left in its trial
+   directory, one per seed) is evaluated on the test split, and the per-seed differences give a
+   paired Student-t interval over the same seeds as the validation answer (``search_test``).
+   Evaluation costs seconds; a retraining of both per seed would cost minutes.
+2. **The model the user keeps** (``best_model.keras``): the best configuration retrained from
+   scratch on every training image (no validation hold-out: the choice is made) for
+   ``final_epochs`` epochs with a schedule over this run's own steps, once per seed of
+   ``final_seeds``, and tested (``best_model``). With ``final_epochs=0`` it is the best
+   configuration's search run with the first seed.
+
+The search runs with the first seed are also saved whole (``best_search_model.keras``,
+``baseline_model.keras``): the same initial weights and data, one differing only in its
+attention, for side-by-side inspection (the report's Grad-CAM figure). Each finished evaluation
+or training is stored in ``final.json`` at once, so a re-run after an interruption keeps it, and
+re-running a finished search only rebuilds the report.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from search.report import write_json
 
 FINAL_FILE = "final.json"
 BEST_MODEL_FILE = "best_model.keras"
+BEST_SEARCH_MODEL_FILE = "best_search_model.keras"
 BASELINE_MODEL_FILE = "baseline_model.keras"
 
 
@@ -39,19 +51,110 @@ def _load(path):
         return {}
 
 
-def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_epochs, strategy,
-             full_train=None, test_data, verbose=2):
-    """Test the best configuration and the baseline; save ``best_model.keras`` and
-    ``baseline_model.keras`` (each the first seed's model).
+def _section(done, name, key):
+    """``done[name]``, emptied when it was made for another ``key`` (other trials or seeds)."""
+    section = done.get(name)
+    if not isinstance(section, dict) or section.get("key") != key:
+        section = done[name] = {"key": key}
+    return section
+
+
+def _test_search_runs(done, out, tuner, hypermodel, roles, seeds, strategy, test_data):
+    """Stage 1: every search run of each role, evaluated on the test split."""
+    key = {"seeds": [int(s) for s in seeds], **{f"{n}_trial": r["trial"] for n, r in roles}}
+    section = _section(done, "search_test", key)
+    marker = os.path.join(out, FINAL_FILE)
+    files = {"best": BEST_SEARCH_MODEL_FILE, "baseline": BASELINE_MODEL_FILE}
+    for name, row in roles:
+        entry = section.setdefault(name, {"trial": row["trial"], "runs": {}})
+        todo = [s for s in seeds if str(s) not in entry["runs"]]
+        if not todo:
+            continue
+        hp = tuner.oracle.trials[row["trial"]].hyperparameters
+        keras.backend.clear_session()
+        with strategy.scope():
+            model = hypermodel.build(hp, seed=int(todo[0]))
+        # The weights file holds the optimizer's state too: build it, or Keras skips it.
+        model.optimizer.build(model.trainable_variables)
+        trial_dir = tuner.get_trial_dir(row["trial"])
+        for seed in todo:
+            model.load_weights(weights_path(trial_dir, seed))
+            accuracy = float(model.evaluate(test_data, verbose=0)[1])
+            entry["runs"][str(seed)] = accuracy
+            entry.update(params=int(model.count_params()), params_added=_params_added(model))
+            if seed == seeds[0]:
+                model.save(os.path.join(out, files[name]))
+            write_json(marker, done)
+            print(f"[final] {name} (trial {row['trial']}), search run seed {seed}: "
+                  f"test_accuracy={accuracy:.4f}", flush=True)
+    for name, _row in roles:
+        entry = section[name]
+        entry["test_accuracy"], entry["test_accuracy_std"] = \
+            stats.mean_std(entry["runs"].values())
+    diff = {"delta": None, "low": None, "high": None, "pairs": 0}
+    if "best" in section:
+        diff = stats.paired_difference(section["best"]["runs"], section["baseline"]["runs"])
+    section.update(how=f"the search's own runs (each seed's saved weights), seeds "
+                   f"{[int(s) for s in seeds]}; test split; paired Student-t 95% interval",
+                   delta_vs_baseline=diff["delta"], paired_ci95_low=diff["low"],
+                   paired_ci95_high=diff["high"], pairs=diff["pairs"])
+    return section
+
+
+def _train_best_model(done, out, tuner, hypermodel, name, row, final_seeds, final_epochs,
+                      strategy, full_train, test_data, verbose):
+    """Stage 2: the configuration the user keeps, retrained on the full training split."""
+    key = {"trial": row["trial"], "final_epochs": final_epochs,
+           "seeds": [int(s) for s in final_seeds]}
+    section = _section(done, "best_model", key)
+    section.setdefault("runs", {})
+    marker = os.path.join(out, FINAL_FILE)
+    hp = tuner.oracle.trials[row["trial"]].hyperparameters
+    for seed in final_seeds:
+        if str(seed) in section["runs"]:
+            continue
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(int(seed))
+        with strategy.scope():
+            model = hypermodel.build(hp, seed=int(seed))
+        print(f"[final] {name} (trial {row['trial']}), seed {seed}: training {final_epochs} "
+              "epoch(s) on the full training split", flush=True)
+        # hypermodel.fit spans the schedule over this run and stops on NaN.
+        history = hypermodel.fit(hp, model, full_train(int(seed)), epochs=final_epochs,
+                                 verbose=verbose)
+        accuracy = float(model.evaluate(test_data, verbose=0)[1])
+        section["runs"][str(seed)] = accuracy
+        section.setdefault("train_loss", {})[str(seed)] = float(history.history["loss"][-1])
+        section.update(params=int(model.count_params()), params_added=_params_added(model))
+        if seed == final_seeds[0]:
+            model.save(os.path.join(out, BEST_MODEL_FILE))
+        write_json(marker, done)
+        print(f"[final] {name} seed {seed}: test_accuracy={accuracy:.4f}", flush=True)
+    section["test_accuracy"], section["test_accuracy_std"] = \
+        stats.mean_std(section["runs"].values())
+    section.update(trial=row["trial"], configuration=name,
+                   how=f"{name} configuration retrained from scratch for {final_epochs} "
+                   f"epoch(s) on the full training split, seeds "
+                   f"{[int(s) for s in final_seeds]}; test split")
+    return section
+
+
+def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, final_epochs,
+             strategy, full_train=None, test_data, verbose=2):
+    """Test the search's runs of the best configuration and the baseline, and train the model
+    the user keeps (see the module docstring).
 
     Args:
         out: the search's output directory.
         tuner: the search's tuner (its trials and trial directories).
         hypermodel: the search's :class:`search.hypermodel.AttentionHyperModel`.
         best, baseline: leaderboard rows (:func:`search.report.configuration_rows`); ``best`` may
-            be None (no attention configuration finished) and either may be the same row.
-        seeds: the seeds of the final runs (paired: each seed trains both).
-        final_epochs: epochs of the retraining on ``full_train``; 0 tests the search's runs.
+            be None (no attention configuration finished: the baseline is then the kept model).
+        seeds: the search's seeds whose runs are tested (each trial directory holds their
+            weights).
+        final_seeds: the seeds of the retraining of the kept model.
+        final_epochs: epochs of that retraining on ``full_train``; 0: the kept model is the
+            search run with ``seeds[0]``.
         strategy: the ``tf.distribute`` strategy to build under.
         full_train: ``callable(seed) -> tf.data.Dataset`` over every training image in that
             seed's order (needed when ``final_epochs > 0``).
@@ -59,72 +162,34 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_epochs, str
         verbose: ``fit``'s verbosity.
 
     Returns:
-        ``{"how", "seeds", "best": {...}, "baseline": {...}, "delta_vs_baseline",
-        "delta_ci95_low", "delta_ci95_high", "train_seconds"}``, each of ``best``/``baseline``
-        with ``trial``, ``test_accuracy`` (mean over the seeds), ``test_accuracy_std``, ``runs``
-        (``{seed: test accuracy}``), ``params``, ``params_added``.
+        ``{"search_test": {...}, "best_model": {...}, "train_seconds"}``. ``search_test`` holds
+        ``best`` and ``baseline`` (each ``trial``, ``runs`` ``{seed: test accuracy}``,
+        ``test_accuracy`` mean, ``test_accuracy_std``, ``params``, ``params_added``),
+        ``delta_vs_baseline``, ``paired_ci95_low``/``high`` and ``how``; ``best_model`` the kept
+        model's ``runs``, ``test_accuracy``, ``test_accuracy_std``, ``train_loss`` and ``how``.
     """
     marker = os.path.join(out, FINAL_FILE)
-    model_path = os.path.join(out, BEST_MODEL_FILE)
-    baseline_path = os.path.join(out, BASELINE_MODEL_FILE)
     roles = [("baseline", baseline)] + ([("best", best)] if best is not None else [])
-    key = {"final_epochs": final_epochs, "seeds": [int(s) for s in seeds],
-           **{f"{name}_trial": row["trial"] for name, row in roles}}
     done = _load(marker)
-    if any(done.get(k) != v for k, v in key.items()):
-        done = {}
-    done.update(key)
     t0 = time.time()
-    ran = False
-    for name, row in roles:
-        entry = done.setdefault(name, {"trial": row["trial"], "runs": {}})
-        trial = tuner.oracle.trials[row["trial"]]
-        hp = trial.hyperparameters
-        for seed in seeds:
-            if str(seed) in entry["runs"]:
-                continue
-            ran = True
-            keras.backend.clear_session()
-            keras.utils.set_random_seed(int(seed))
-            with strategy.scope():
-                model = hypermodel.build(hp, seed=int(seed))
-            if final_epochs:
-                print(f"[final] {name} (trial {row['trial']}), seed {seed}: training "
-                      f"{final_epochs} epoch(s) on the full training split", flush=True)
-                # hypermodel.fit spans the schedule over this run and stops on NaN.
-                hypermodel.fit(hp, model, full_train(int(seed)), epochs=final_epochs,
-                               verbose=verbose)
-            else:
-                # The file holds the optimizer's state too: build it, or Keras warns and skips.
-                model.optimizer.build(model.trainable_variables)
-                model.load_weights(weights_path(tuner.get_trial_dir(row["trial"]), seed))
-            test_loss, test_accuracy = model.evaluate(test_data, verbose=0)[:2]
-            entry["runs"][str(seed)] = float(test_accuracy)
-            entry.update(params=int(model.count_params()), params_added=_params_added(model))
-            if name == ("best" if best is not None else "baseline") and seed == seeds[0]:
-                model.save(model_path)
-            if name == "baseline" and seed == seeds[0]:
-                # For the report's Grad-CAM comparison with the best model.
-                model.save(baseline_path)
-            write_json(marker, done)
-            print(f"[final] {name} seed {seed}: test_accuracy={test_accuracy:.4f}", flush=True)
-    if not ran:
-        print(f"[final] reusing the finished final runs in {marker}", flush=True)
-    for name, _row in roles:
-        entry = done[name]
-        mean, std = stats.mean_std(entry["runs"].values())
-        entry.update(test_accuracy=mean, test_accuracy_std=std)
-    diff = {"delta": None, "low": None, "high": None}
-    if best is not None:
-        diff = stats.paired_difference(done["best"]["runs"], done["baseline"]["runs"])
-    done.update(
-        how=(f"retrained {final_epochs} epoch(s) on the full training split"
-             if final_epochs else "the search's own runs (trial weights)")
-        + f", seeds {list(seeds)}; test split",
-        delta_vs_baseline=diff["delta"], delta_ci95_low=diff["low"],
-        delta_ci95_high=diff["high"],
-        train_seconds=round(done.get("train_seconds", 0.0) + time.time() - t0, 1),
-    )
+    _test_search_runs(done, out, tuner, hypermodel, roles, seeds, strategy, test_data)
+    kept_name, kept = roles[-1]
+    if final_epochs:
+        _train_best_model(done, out, tuner, hypermodel, kept_name, kept, final_seeds,
+                          final_epochs, strategy, full_train, test_data, verbose)
+    else:
+        entry = done["search_test"][kept_name]
+        src = os.path.join(out, BEST_SEARCH_MODEL_FILE if kept is best else BASELINE_MODEL_FILE)
+        keras.models.load_model(src, compile=False).save(os.path.join(out, BEST_MODEL_FILE))
+        first = str(seeds[0])
+        done["best_model"] = {
+            "key": {"trial": kept["trial"], "final_epochs": 0}, "trial": kept["trial"],
+            "configuration": kept_name, "runs": {first: entry["runs"][first]},
+            "test_accuracy": entry["runs"][first], "test_accuracy_std": None,
+            "params": entry.get("params"), "params_added": entry.get("params_added"),
+            "how": f"the {kept_name} configuration's search run with seed {first} (no "
+                   "retraining, --final-epochs 0); test split"}
+    done["train_seconds"] = round(done.get("train_seconds", 0.0) + time.time() - t0, 1)
     write_json(marker, done)
     keras.backend.clear_session()
     return done

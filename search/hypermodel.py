@@ -227,6 +227,39 @@ def normalize_space(space, optimizer="sgd", search_learning_rate=False, learning
             ("choice", tuple(values), values[0])
     return specs
 
+def paper_space(space=None):
+    """``space`` with every conditional hyperparameter it does not set fixed at its default (the
+    papers' values: SA-Net's G = 64, SimAM's lambda = 1e-4, SB's lambda_init = 0.1 and tanh gate,
+    DCANet's direct connection) and, when it sets no placement, each attention at its paper
+    placement (``"paper"``): the comparison of attention types the CLI runs by default, in which
+    two configurations differ only in their attention, not in a random draw of its
+    hyperparameters.
+
+    Only the keys of attentions among ``space["attention"]`` (default :data:`DEFAULT_ATTENTIONS`)
+    are added. Validated later by :func:`normalize_space` like any space.
+    """
+    space = dict(space or {})
+    attentions = space.get("attention", DEFAULT_ATTENTIONS)
+    attentions = [attentions] if isinstance(attentions, str) else list(attentions)
+    attentions = [str(a).lower() if a is not None else "none" for a in attentions]
+    if any(a != "none" for a in attentions):
+        space.setdefault("placement", "paper")
+    for key, (users, _choices, default, _arg) in CONDITIONAL.items():
+        if key not in space and any(a in users for a in attentions):
+            space[key] = default
+    return space
+
+
+def count_configurations(specs):
+    """The number of distinct (attention, placement) configurations of normalised ``specs``
+    (:func:`normalize_space`), the baseline counted once; each may still carry searched
+    hyperparameters."""
+    attentions = [a for a in _spec_values(specs["attention"]) if a != "none"]
+    placements = _spec_values(specs["placement"]) if "placement" in specs else ()
+    baseline = "none" in _spec_values(specs["attention"])
+    return int(baseline) + len(attentions) * max(1, len(placements))
+
+
 # Constructor arguments that are not search dimensions.
 _NOT_SEARCHED = {"self", "kwargs", "name", "dtype", "data_format", "trainable"}
 

@@ -123,14 +123,21 @@ def configuration_rows(trial_rows, objective="val_accuracy", num_classes=None):
 
     * ``repeats``: finished runs; ``val_accuracy_mean``, ``val_accuracy_std`` (ddof=1, None for
       one run), computed over the runs' last-epoch values;
-    * ``delta_vs_baseline``: mean over the seeds both ran of (this run - the baseline's run),
-      ``delta_ci95_low``/``delta_ci95_high``: its Student-t 95% interval (None with < 2 pairs),
-      ``verdict``: better / worse / no significant difference (see :mod:`search.stats`);
+    * the blocked model's comparison with the baseline (:mod:`search.analysis`; seeds as
+      blocks, one pooled variance, Dunnett's simultaneous 95% intervals): ``delta_vs_baseline``
+      (the contrast; with every seed shared, the mean per-seed difference), ``delta_se``,
+      ``sim_ci95_low``/``sim_ci95_high``, ``p_value``, ``p_holm``, ``mde`` and ``verdict``
+      (better / worse / no significant difference, from the simultaneous interval); beside it
+      the configuration's own paired Student-t interval ``paired_ci95_low``/``paired_ci95_high``
+      (unpooled, unadjusted), ``paired_sd`` and ``pooled_paired_sd``, ``wins`` (``"k/n"`` seeds
+      on which it beat the baseline) and ``flags``;
     * ``note``: ``"did not train"`` when the mean final training accuracy is below twice chance
       (``num_classes`` given): such a score is not a measurement of the attention.
 
     The baseline is the configuration with ``attention == "none"``. Sorted by mean, best first
-    (rows without runs last); ``rank`` numbers them.
+    (rows without runs last); ``rank`` numbers them. Returns a :class:`Leaderboard` (a list of
+    the rows) whose ``analysis`` is the :class:`search.analysis.BlockedAnalysis`, or None
+    without a baseline run.
     """
     from search import stats
 
@@ -153,22 +160,52 @@ def configuration_rows(trial_rows, objective="val_accuracy", num_classes=None):
         if num_classes and train and sum(train) / len(train) < 2.0 / num_classes:
             row["note"] = "did not train"
         rows.append(row)
-    baseline = next((r for r in rows if r["attention"] == "none"), None)
-    for row in rows:
-        if baseline is None or row is baseline:
-            diff = {"delta": 0.0 if row is baseline else None, "low": None, "high": None}
-        else:
-            diff = stats.paired_difference(row["runs"], baseline["runs"])
-        row.update({"delta_vs_baseline": diff["delta"], "delta_ci95_low": diff["low"],
-                    "delta_ci95_high": diff["high"],
-                    "verdict": "baseline" if row is baseline else
-                    stats.verdict(diff["low"], diff["high"])})
-
+    board = Leaderboard(rows)
+    board.analysis = _analyse(board)
+    rows = board
     mean_key = f"{objective}_mean"
     rows.sort(key=lambda r: (r[mean_key] is None, -(r[mean_key] or 0.0), str(r["trial"])))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows
+
+
+class Leaderboard(list):
+    """The rows of :func:`configuration_rows`, with the blocked ``analysis`` of their runs."""
+
+    analysis = None
+
+
+_CONTRAST_FIELDS = ("delta_vs_baseline", "delta_se", "sim_ci95_low", "sim_ci95_high", "p_value",
+                    "p_holm", "mde", "paired_ci95_low", "paired_ci95_high", "paired_sd",
+                    "pooled_paired_sd", "wins", "flags")
+
+
+def _analyse(rows):
+    """Fit :func:`search.analysis.blocked_analysis` to the rows' runs (keyed by seed) and write
+    each row's comparison with the baseline into it; returns the analysis (None when the
+    baseline has no run with a seed)."""
+    from search.analysis import blocked_analysis
+
+    baseline = next((r for r in rows if r["attention"] == "none"), None)
+    for row in rows:
+        row.update(dict.fromkeys(_CONTRAST_FIELDS), flags="",
+                   verdict="baseline" if row is baseline else "")
+    seeded = {id(r): {s: v for s, v in r["runs"].items() if s is not None} for r in rows}
+    if baseline is None or not seeded[id(baseline)]:
+        return None
+    baseline["delta_vs_baseline"] = 0.0
+    analysis = blocked_analysis({k: v for k, v in seeded.items() if v}, id(baseline))
+    for row in rows:
+        c = analysis.contrasts.get(id(row))
+        if c is None:
+            continue
+        row.update(delta_vs_baseline=c.estimate, delta_se=c.se, sim_ci95_low=c.low,
+                   sim_ci95_high=c.high, p_value=c.p_value, p_holm=c.p_holm, mde=c.mde,
+                   paired_ci95_low=c.paired_low, paired_ci95_high=c.paired_high,
+                   paired_sd=c.paired_sd, pooled_paired_sd=c.pooled_paired_sd,
+                   wins=f"{c.wins}/{c.pairs}", flags="; ".join(c.flags), verdict=c.verdict)
+    return analysis
 
 
 def _hp_text(hp):
@@ -184,9 +221,19 @@ LEADERBOARD_COLUMNS = (
     "val_accuracy_mean",
     "val_accuracy_std",
     "delta_vs_baseline",
-    "delta_ci95_low",
-    "delta_ci95_high",
+    "sim_ci95_low",
+    "sim_ci95_high",
     "verdict",
+    "p_holm",
+    "p_value",
+    "delta_se",
+    "mde",
+    "paired_ci95_low",
+    "paired_ci95_high",
+    "paired_sd",
+    "pooled_paired_sd",
+    "wins",
+    "flags",
     "runs",
     "trial",
     "status",
@@ -225,9 +272,19 @@ def write_leaderboard(rows, out_dir):
                     _fmt(row["val_accuracy_mean"]),
                     _fmt(row["val_accuracy_std"]),
                     _fmt(row["delta_vs_baseline"]),
-                    _fmt(row["delta_ci95_low"]),
-                    _fmt(row["delta_ci95_high"]),
+                    _fmt(row["sim_ci95_low"]),
+                    _fmt(row["sim_ci95_high"]),
                     row["verdict"],
+                    _fmt(row["p_holm"], ".4g"),
+                    _fmt(row["p_value"], ".4g"),
+                    _fmt(row["delta_se"]),
+                    _fmt(row["mde"]),
+                    _fmt(row["paired_ci95_low"]),
+                    _fmt(row["paired_ci95_high"]),
+                    _fmt(row["paired_sd"]),
+                    _fmt(row["pooled_paired_sd"]),
+                    row["wins"] or "",
+                    row["flags"],
                     json.dumps({str(k): round(v, 4) for k, v in row["runs"].items()}),
                     row["trial"],
                     row["status"],
@@ -242,26 +299,20 @@ def write_leaderboard(rows, out_dir):
             )
     os.replace(csv_path + ".tmp", csv_path)
 
-    md = [
-        "Validation accuracy over the repeats (mean +- std, ddof=1); the difference to the "
-        "baseline is paired by seed (same initial backbone weights and data order), with a "
-        "Student-t 95% interval. An interval that contains 0: no significant difference.",
-        "",
-        "| rank | attention | placement | hyperparameters | repeats | val accuracy "
-        "| delta vs baseline [95% CI] | verdict | params added | trial | status |",
-        "| ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- | --- |",
-    ]
+    md = [analysis_text(rows), "",
+          "| rank | attention | placement | hyperparameters | repeats | val accuracy "
+          "| delta vs baseline [simultaneous 95% CI] | verdict | Holm p | own paired 95% CI "
+          "| wins | flags | params added | trial | status |",
+          "| ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- "
+          "| ---: | --- | --- |"]
     for row in rows:
-        mean, std = row["val_accuracy_mean"], row["val_accuracy_std"]
-        acc = "" if mean is None else f"{mean:.4f}" + ("" if std is None else f" +- {std:.4f}")
-        delta = _signed(row["delta_vs_baseline"])
-        if row["delta_ci95_low"] is not None:
-            delta += f" [{row['delta_ci95_low']:+.4f}, {row['delta_ci95_high']:+.4f}]"
         status = row["status"] + (f" ({row['note']})" if row["note"] else "")
         md.append(
             f"| {row['rank']} | {row['attention']} | {row['placement']} "
             f"| {_hp_text(row['hyperparameters']).replace('|', chr(92) + '|')} "
-            f"| {row['repeats']} | {acc} | {delta} | {row['verdict']} "
+            f"| {row['repeats']} | {_accuracy_text(row)} "
+            f"| {_delta_text(row, 'sim_ci95')} | {row['verdict']} | {_fmt(row['p_holm'], '.3g')} "
+            f"| {_interval_text(row, 'paired_ci95')} | {row['wins'] or ''} | {row['flags']} "
             f"| {'' if row['params_added'] is None else format(row['params_added'], ',')} "
             f"| {row['trial']} | {status} |"
         )
@@ -270,6 +321,71 @@ def write_leaderboard(rows, out_dir):
         f.write("\n".join(md) + "\n")
     os.replace(md_path + ".tmp", md_path)
     return csv_path, md_path
+
+
+def _accuracy_text(row):
+    mean, std = row["val_accuracy_mean"], row["val_accuracy_std"]
+    return "" if mean is None else f"{mean:.4f}" + ("" if std is None else f" +- {std:.4f}")
+
+
+def _interval_text(row, prefix):
+    low, high = row.get(f"{prefix}_low"), row.get(f"{prefix}_high")
+    return "" if low is None else f"[{low:+.4f}, {high:+.4f}]"
+
+
+def _delta_text(row, prefix):
+    if row["attention"] == "none" or row["delta_vs_baseline"] is None:
+        return ""
+    interval = _interval_text(row, prefix)
+    return _signed(row["delta_vs_baseline"]) + (f" {interval}" if interval else "")
+
+
+def analysis_text(board):
+    """A paragraph saying how the leaderboard's comparison was obtained and what it could find:
+    the blocked model's residual degrees of freedom and pooled standard deviation, Dunnett's
+    critical value, the largest simultaneous half-width and the minimum detectable effect."""
+    analysis = getattr(board, "analysis", None)
+    head = ("Validation accuracy over the repeats (mean +- std, ddof=1). The difference to the "
+            "baseline comes from a two-way model (configuration + seed; the seeds are blocks: "
+            "the same initial weights and data order for every configuration) with one pooled "
+            "variance; its interval is Dunnett's simultaneous 95% interval over all the "
+            "comparisons with the baseline, and the verdict is read from it. Holm p: the "
+            "contrast's p-value adjusted for the number of comparisons. Own paired CI: the "
+            "configuration's Student-t interval from its own seeds only, unadjusted.")
+    if analysis is None or analysis.residual_sd is None:
+        return head + " No interval: the runs leave no residual degrees of freedom (one seed)."
+    levene = ("" if analysis.levene_p is None else
+              f"; Levene's test of equal variances p = {analysis.levene_p:.3g}")
+    return (head + f" This run: {len(analysis.contrasts)} comparisons over "
+            f"{len(analysis.seeds)} seeds, {analysis.residual_df} residual df, pooled sd of one "
+            f"run {analysis.residual_sd:.4f} (of a paired difference "
+            f"{analysis.residual_sd * math.sqrt(2):.4f}), Dunnett critical value "
+            f"{analysis.critical_value:.3f}: simultaneous half-width up to "
+            f"{analysis.half_width:.4f}; minimum detectable effect (80% power) "
+            f"{analysis.mde:.4f}{levene}. An interval that contains 0 means that these runs "
+            "cannot tell the configuration from the baseline: a true difference smaller than "
+            "about the minimum detectable effect would usually go unseen.")
+
+
+def projection_line(board, configurations, seeds, seconds_left=None):
+    """One line, once the first runs are in, saying what the planned budget can find: the
+    simultaneous half-width and minimum detectable effect that ``configurations`` configurations
+    x ``seeds`` seeds would reach if the runs keep the pooled sd measured so far
+    (:func:`search.analysis.plan`), and the time left. None while the runs leave no residual
+    degrees of freedom (fewer than two configurations with two shared seeds)."""
+    from search.analysis import plan
+
+    analysis = getattr(board, "analysis", None)
+    if analysis is None or not analysis.residual_sd or configurations < 2 or seeds < 2:
+        return None
+    planned = plan(analysis.residual_sd, configurations, seeds)
+    left = "" if seconds_left is None else f"; about {seconds_left / 60:.0f} min of search left"
+    return (f"[plan] pooled sd of a run so far {analysis.residual_sd:.4f} "
+            f"({analysis.residual_df} residual df): {configurations} configurations x {seeds} "
+            f"seeds would give a simultaneous 95% half-width of about "
+            f"{planned['half_width']:.4f} and a minimum detectable effect of about "
+            f"{planned['mde']:.4f}{left}. Too wide? Stop (Ctrl-C keeps every finished run) "
+            "and re-plan: more --repeats, fewer configurations, a larger --validation-split.")
 
 
 def configuration_label(row):
@@ -314,17 +430,26 @@ def plot_configurations(rows, out_dir):
         fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(others)))
         ys = list(range(len(others)))[::-1]
         for y, r in zip(ys, others):
-            low, high = r["delta_ci95_low"], r["delta_ci95_high"]
-            err = None if low is None else [[r["delta_vs_baseline"] - low],
-                                            [high - r["delta_vs_baseline"]]]
-            ax.errorbar(r["delta_vs_baseline"], y, xerr=err, fmt="o", capsize=4,
+            delta = r["delta_vs_baseline"]
+            own_low, own_high = r["paired_ci95_low"], r["paired_ci95_high"]
+            if own_low is not None:  # the unpooled, unadjusted interval, thin, for contrast
+                ax.errorbar(delta, y - 0.18, xerr=[[delta - own_low], [own_high - delta]],
+                            fmt="none", ecolor="lightgray", capsize=2, lw=1)
+            low, high = r["sim_ci95_low"], r["sim_ci95_high"]
+            err = None if low is None else [[delta - low], [high - delta]]
+            ax.errorbar(delta, y, xerr=err, fmt="o", capsize=4,
                         color="C2" if low is not None and low > 0 else
                         "C3" if high is not None and high < 0 else "C0")
         ax.axvline(0.0, color="gray", lw=1)
+        analysis = getattr(rows, "analysis", None)
+        mde = None if analysis is None else analysis.mde
+        if mde is not None:
+            ax.axvspan(-mde, mde, color="gray", alpha=0.08, lw=0)
         paths.append(_save_rows_plot(
             plt, fig, ax, ys, [configuration_label(r) for r in others],
             os.path.join(out_dir, "delta_vs_baseline.png"), "Attention vs no attention, same seeds",
-            "paired difference to the baseline, validation accuracy (95% CI)"))
+            "difference to the baseline, validation accuracy: simultaneous 95% CI (Dunnett); "
+            "gray: own paired CI" + ("" if mde is None else f"; band: +-MDE {mde:.3f}")))
     return paths
 
 
@@ -421,30 +546,49 @@ def best_and_baseline(rows):
 
 
 def leaderboard_text(rows):
-    """The leaderboard as aligned plain text, for the terminal."""
-    lines = [f"{'rank':>4}  {'configuration':<44} {'n':>2}  {'val acc mean +- std':<19}  "
-             f"{'delta vs baseline [95% CI]':<30} verdict"]
+    """The leaderboard as aligned plain text, for the terminal, after the analysis paragraph."""
+    lines = [f"{'rank':>4}  {'configuration':<40} {'n':>2}  {'val acc mean +- std':<19}  "
+             f"{'delta [simultaneous 95% CI]':<29} {'Holm p':>7} {'wins':>5}  verdict"]
     for r in rows:
-        mean, std = r["val_accuracy_mean"], r["val_accuracy_std"]
-        acc = "" if mean is None else f"{mean:.4f}" + ("" if std is None else f" +- {std:.4f}")
-        delta = _signed(r["delta_vs_baseline"]) if r["attention"] != "none" else ""
-        if r["delta_ci95_low"] is not None:
-            delta += f" [{r['delta_ci95_low']:+.4f}, {r['delta_ci95_high']:+.4f}]"
         verdict = r["verdict"] + (f" ({r['note']})" if r["note"] else "")
+        if r["flags"]:
+            verdict += f" ({r['flags']})"
         if r["status"] != "COMPLETED":
             verdict += f" [{r['status']}]"
-        lines.append(f"{r['rank']:>4}  {configuration_label(r)[:44]:<44} {r['repeats']:>2}  "
-                     f"{acc:<19}  {delta:<30} {verdict}")
+        lines.append(f"{r['rank']:>4}  {configuration_label(r)[:40]:<40} {r['repeats']:>2}  "
+                     f"{_accuracy_text(r):<19}  {_delta_text(r, 'sim_ci95'):<29} "
+                     f"{_fmt(r['p_holm'], '.3f'):>7} {r['wins'] or '':>5}  {verdict}")
     return "\n".join(lines)
 
 
+_SUMMARY_KEYS = ("trial", "attention", "placement", "hyperparameters", "repeats",
+                 "val_accuracy_mean", "val_accuracy_std", *_CONTRAST_FIELDS, "verdict",
+                 "params", "params_added")
+
+
 def _configuration_summary(row):
-    keys = ("trial", "attention", "placement", "hyperparameters", "repeats",
-            "val_accuracy_mean", "val_accuracy_std", "delta_vs_baseline", "delta_ci95_low",
-            "delta_ci95_high", "verdict", "params", "params_added")
-    out = {k: row.get(k) for k in keys}
+    out = {k: row.get(k) for k in _SUMMARY_KEYS}
     out["val_accuracy_runs"] = {str(k): v for k, v in row["runs"].items()}
     return out
+
+
+def analysis_summary(analysis):
+    """The blocked analysis as a JSON-ready dict (None without one)."""
+    if analysis is None:
+        return None
+    return {
+        "how": "OLS of val_accuracy ~ configuration + seed (statsmodels; the baseline is the "
+               "reference level, the seeds are blocks), one pooled residual variance; "
+               "Dunnett's simultaneous 95% intervals for every configuration vs the baseline "
+               "(critical value from the multivariate t of the contrasts, scipy); Holm-adjusted "
+               "p-values; minimum detectable effect = (critical value + t(0.80, residual_df)) "
+               "x standard error; Levene's (Brown-Forsythe) test of equal residual variances",
+        "comparisons": len(analysis.contrasts), "seeds": list(analysis.seeds),
+        "runs": analysis.runs, "residual_df": analysis.residual_df,
+        "residual_sd": analysis.residual_sd, "critical_value": analysis.critical_value,
+        "half_width": analysis.half_width, "mde": analysis.mde, "levene_p": analysis.levene_p,
+        "confidence": analysis.confidence, "power": analysis.power,
+    }
 
 
 def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None, versions=None,
@@ -452,33 +596,33 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
     """Write ``summary.json``: the answer of the search, and how it was obtained.
 
     Holds the best configuration with attention and the baseline (validation statistics over
-    the repeats, the paired difference and its interval), their test accuracies from
-    ``final`` (:func:`search.final.finalize`) and the test difference, the overhead per run,
-    timings, the configuration and versions, and the files written (``exports``: the exported
-    best model's artifacts, relative to ``out_dir``). Returns the dict.
+    the repeats, the blocked model's contrast with its simultaneous interval, Holm p, minimum
+    detectable effect, the own paired interval), the analysis itself (``analysis``), the test
+    split's answer from ``final`` (:func:`search.final.finalize`: the search runs of both
+    tested, ``test``; the kept model, ``best_model``), the overhead per run, timings, the
+    configuration and versions, and the files written (``exports``: the exported best model's
+    artifacts, relative to ``out_dir``). Returns the dict.
     """
     best, baseline = best_and_baseline(board)
     overheads = [r["overhead_seconds"] for r in board if r.get("overhead_seconds") is not None]
-    fin = {k: final.get(k) for k in ("how", "seeds", "delta_vs_baseline", "delta_ci95_low",
-                                      "delta_ci95_high")}
-    for name in ("best", "baseline"):
-        entry = final.get(name)
-        if entry:
-            fin[name] = {k: entry.get(k) for k in ("trial", "test_accuracy", "test_accuracy_std",
-                                                    "runs", "params", "params_added")}
+    test = {k: v for k, v in (final.get("search_test") or {}).items() if k != "key"}
+    kept = {k: v for k, v in (final.get("best_model") or {}).items() if k != "key"}
     summary = {
         "how": "Every configuration is trained with the same recipe and, for each seed, the same "
         "initial backbone and head weights and data order as the baseline (no attention); "
         "val_accuracy is the last epoch's, averaged over the seeds (std with ddof=1); "
-        "delta_vs_baseline is the mean per-seed difference with a Student-t 95% interval. The "
-        "best configuration and the baseline are then tested once on the test split "
-        "(final.how).",
+        "delta_vs_baseline is the blocked model's contrast with Dunnett's simultaneous 95% "
+        "interval (analysis.how). The test split answers twice: every search run of the best "
+        "configuration and the baseline tested, paired by seed (test); and the kept model, "
+        "the best configuration retrained on the full training split (best_model.how).",
         "best": None if best is None else _configuration_summary(best),
         "baseline": None if baseline is None else _configuration_summary(baseline),
-        "test_accuracy": (final.get("best") or final.get("baseline") or {}).get("test_accuracy"),
-        "baseline_test_accuracy": (final.get("baseline") or {}).get("test_accuracy"),
-        "test_delta_vs_baseline": final.get("delta_vs_baseline"),
-        "final": fin,
+        "analysis": analysis_summary(getattr(board, "analysis", None)),
+        "test_accuracy": kept.get("test_accuracy"),
+        "baseline_test_accuracy": (test.get("baseline") or {}).get("test_accuracy"),
+        "test_delta_vs_baseline": test.get("delta_vs_baseline"),
+        "test": test,
+        "best_model": kept,
         "configurations": len(board),
         "failed": sum(r["status"] in ("FAILED", "INVALID") for r in board),
         "overhead_seconds_per_run": (sum(overheads) / len(overheads)) if overheads else None,
@@ -487,6 +631,7 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
         "files": {
             "leaderboard": ["leaderboard.csv", "leaderboard.md"],
             "best_model": "best_model.keras",
+            "best_search_model": "best_search_model.keras",
             "baseline_model": "baseline_model.keras",
             "exports": list(exports or []),
             "plots": [os.path.basename(p) for p in plots],
@@ -503,29 +648,39 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
 def summary_lines(summary):
     """A few lines for the terminal: the answer, with its uncertainty and how it was measured."""
     lines = []
-    best, base = summary["best"], summary["baseline"]
+    best, analysis = summary["best"], summary.get("analysis")
     if best is not None:
-        ci = ""
-        if best["delta_ci95_low"] is not None:
-            ci = f" [95% CI {best['delta_ci95_low']:+.4f}, {best['delta_ci95_high']:+.4f}]"
+        ci = ("no interval (one seed)" if best["sim_ci95_low"] is None else
+              f"simultaneous 95% CI [{best['sim_ci95_low']:+.4f}, {best['sim_ci95_high']:+.4f}]"
+              f", Holm p {best['p_holm']:.3g}, wins {best['wins']}")
         lines.append(
             f"best attention: {configuration_label(best)}: val_accuracy "
             f"{best['val_accuracy_mean']:.4f} over {best['repeats']} seed(s), "
-            f"{_signed(best['delta_vs_baseline'])} vs the baseline{ci}: "
-            f"{best['verdict'] or 'no interval (one seed)'}"
-        )
-    fin = summary["final"]
+            f"{_signed(best['delta_vs_baseline'])} vs the baseline ({ci}): "
+            f"{best['verdict'] or 'no verdict'}")
+    if analysis and analysis.get("mde") is not None:
+        lines.append(
+            f"what this budget could find: simultaneous half-width up to "
+            f"{analysis['half_width']:.4f}, minimum detectable effect {analysis['mde']:.4f} "
+            f"(80% power; pooled sd of a run {analysis['residual_sd']:.4f}, "
+            f"{analysis['residual_df']} residual df, {analysis['comparisons']} comparisons)")
+    test = summary.get("test") or {}
     for name in ("best", "baseline"):
-        entry = fin.get(name)
+        entry = test.get(name)
         if entry:
             std = entry.get("test_accuracy_std")
-            lines.append(f"test accuracy, {name}: {entry['test_accuracy']:.4f}"
+            lines.append(f"test accuracy, {name} (search runs): {entry['test_accuracy']:.4f}"
                          + ("" if std is None else f" +- {std:.4f}")
-                         + f" ({fin['how']})")
-    if fin.get("delta_vs_baseline") is not None:
-        ci = ("no interval with one seed" if fin["delta_ci95_low"] is None else
-              f"95% CI [{fin['delta_ci95_low']:+.4f}, {fin['delta_ci95_high']:+.4f}]")
-        lines.append(f"test difference best - baseline: {fin['delta_vs_baseline']:+.4f} ({ci})")
+                         + f" over {len(entry['runs'])} seed(s)")
+    if test.get("delta_vs_baseline") is not None:
+        ci = ("no interval with one seed" if test["paired_ci95_low"] is None else
+              f"paired 95% CI [{test['paired_ci95_low']:+.4f}, {test['paired_ci95_high']:+.4f}]")
+        lines.append(f"test difference best - baseline: {test['delta_vs_baseline']:+.4f} ({ci})")
+    kept = summary.get("best_model") or {}
+    if kept.get("test_accuracy") is not None:
+        std = kept.get("test_accuracy_std")
+        lines.append(f"best_model.keras: test accuracy {kept['test_accuracy']:.4f}"
+                     + ("" if std is None else f" +- {std:.4f}") + f" ({kept['how']})")
     if summary.get("overhead_seconds_per_run") is not None:
         lines.append(f"overhead per run (tracing, first steps): "
                      f"{summary['overhead_seconds_per_run']:.1f}s on average")

@@ -425,6 +425,28 @@ class ReportingMixin:
             f"{describe_hyperparameters(done.hyperparameters)}",
             flush=True,
         )
+        if self.protocol is not None:
+            self._print_projection()
+
+    def _print_projection(self):
+        """After each trial, what the whole planned search will be able to resolve (see
+        :func:`search.report.projection_line`)."""
+        from search import report
+
+        planned = getattr(self.oracle, "max_trials", None)
+        trials = getattr(self.oracle, "trials", None)
+        if not planned or not isinstance(trials, dict):  # Hyperband, a worker's OracleClient
+            return
+        rows = report.collect_trials(self)
+        board = report.configuration_rows(rows)
+        done = [r for r in rows if r["status"] == "COMPLETED" and r["train_seconds"]]
+        left = None
+        if done:
+            per_trial = sum(r["train_seconds"] for r in done) / len(done)
+            left = max(0, planned - len(done)) * per_trial
+        line = report.projection_line(board, planned, len(self.protocol.seeds), left)
+        if line:
+            print(line, flush=True)
 
 
 _CLASS_CACHE = {}

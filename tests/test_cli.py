@@ -90,7 +90,7 @@ def read_leaderboard(out):
         (["--learning-rate", "0"], "--learning-rate: expected a positive number"),
         (["--export", "tflite"],
          "--export: invalid choice: 'tflite' (choose from "),
-        (["--final-epochs", "0", "--final-repeats", "3"], "must be <= --repeats 2"),
+        (["--hyperparameters", "random"], "--hyperparameters: invalid choice: 'random'"),
         (["--backbone", "mobilenetv2", "--image-size", "28"], "needs --image-size >= 32"),
     ],
 )
@@ -148,7 +148,7 @@ def test_help_lists_every_option(capsys):
                    "--batch-size", "--precision", "--strategy", "--seed", "--out", "--overwrite",
                    "--role", "--oracle", "--worker-id", "--repeats", "--learning-rate",
                    "--search-learning-rate", "--final-epochs", "--final-repeats",
-                   "--validation-split", "--export"):
+                   "--validation-split", "--export", "--hyperparameters"):
         assert option in text
 
 
@@ -170,7 +170,7 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     plots = ("val_accuracy_by_configuration.png", "delta_vs_baseline.png",
              "grad_cam_best_vs_baseline.png")
     for name in ("leaderboard.csv", "leaderboard.md", "best_model.keras", "summary.json",
-                 "baseline_model.keras", "export/best.onnx", "export/best.tflite",
+                 "baseline_model.keras", "best_search_model.keras", "export/best.onnx", "export/best.tflite",
                  "final.json", "search_config.json", *plots):
         assert (out / name).is_file(), name
     for png in plots:
@@ -191,22 +191,34 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     assert base["verdict"] == "baseline" and float(base["delta_vs_baseline"]) == 0.0
     deltas = [json.loads(other["runs"])[s] - json.loads(base["runs"])[s] for s in ("0", "1")]
     assert float(other["delta_vs_baseline"]) == pytest.approx(sum(deltas) / 2, abs=1e-4)
-    assert float(other["delta_ci95_low"]) <= float(other["delta_vs_baseline"]) <= \
-        float(other["delta_ci95_high"])
+    # Two configurations x two seeds: one residual df; the simultaneous interval of a single
+    # comparison is the paired one.
+    for key in ("sim_ci95_low", "paired_ci95_low"):
+        assert float(other[key]) <= float(other["delta_vs_baseline"])
+    assert float(other["sim_ci95_low"]) == pytest.approx(float(other["paired_ci95_low"]), abs=2e-4)
+    assert other["wins"] in ("0/2", "1/2", "2/2") and 0 <= float(other["p_holm"]) <= 1
     md = (out / "leaderboard.md").read_text()
-    assert md.count("\n") == 6 and "| rank |" in md and "95% CI" in md
+    assert md.count("\n") == 6 and "| rank |" in md and "simultaneous 95% CI" in md
+    assert "1 residual df" in md and "minimum detectable effect" in md
 
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("best", "baseline", "test_accuracy", "baseline_test_accuracy",
-                "test_delta_vs_baseline", "final", "how", "timings_seconds", "versions",
-                "config", "overhead_seconds_per_run"):
+    for key in ("best", "baseline", "analysis", "test", "best_model", "test_accuracy",
+                "baseline_test_accuracy", "test_delta_vs_baseline", "how", "timings_seconds",
+                "versions", "config", "overhead_seconds_per_run"):
         assert key in summary, key
     assert summary["best"]["attention"] in ("simam", "sa")
     assert summary["baseline"]["val_accuracy_runs"].keys() == {"0", "1"}
     assert 0.0 <= summary["test_accuracy"] <= 1.0
+    # The test split answers over the same seeds as the validation split, paired.
+    test = summary["test"]
+    assert test["best"]["runs"].keys() == test["baseline"]["runs"].keys() == {"0", "1"}
     assert summary["test_delta_vs_baseline"] == pytest.approx(
-        summary["test_accuracy"] - summary["baseline_test_accuracy"])
+        test["best"]["test_accuracy"] - summary["baseline_test_accuracy"])
+    assert test["paired_ci95_low"] <= test["delta_vs_baseline"] <= test["paired_ci95_high"]
+    assert summary["analysis"]["residual_df"] == 1
+    assert "full training split" in summary["best_model"]["how"]
     assert summary["config"]["repeats"] == 2
+    assert "what this budget could find" in result.stdout and "[plan]" in result.stdout
 
     import keras
 
@@ -214,7 +226,7 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
 
     model = keras.models.load_model(out / "best_model.keras", safe_mode=True)
     assert model.output_shape == (None, 10) and model.input_shape == (None, 28, 28, 1)
-    assert model.count_params() == summary["final"]["best"]["params"]
+    assert model.count_params() == summary["best_model"]["params"]
 
     # The exported best model loads and computes what best_model.keras computes.
     import numpy as np
@@ -234,7 +246,7 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
     # Re-running the finished search changes nothing and retrains nothing.
     again = run_cli(tiny_args(tiny_data, out))
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "[trial " not in again.stdout and "reusing" in again.stdout, again.stdout
+    assert "[trial " not in again.stdout and "[final]" not in again.stdout, again.stdout
     assert json.loads((out / "summary.json").read_text())["test_accuracy"] == summary["test_accuracy"]
 
 
@@ -469,7 +481,7 @@ def test_preset_runs_a_paper_table_as_a_paired_search(tmp_path, tiny_data, capsy
     base = next(r for r in rows if r["attention"] == "none")
     simam = next(r for r in rows if r["attention"] == "simam")
     assert base["verdict"] == "baseline" and simam["placement"] == "paper"
-    assert simam["repeats"] == "2" and simam["delta_ci95_low"] != ""
+    assert simam["repeats"] == "2" and simam["sim_ci95_low"] != ""
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["preset"] == "simam-table2-resnet20-cifar10/simam"
     assert summary["best"]["attention"] == "simam"

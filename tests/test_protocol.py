@@ -90,16 +90,26 @@ def test_configuration_rows_statistics_against_hand_computation(tmp_path):
     assert sa["repeats"] == 2
     assert sa["val_accuracy_mean"] == pytest.approx(0.845)
     assert sa["val_accuracy_std"] == pytest.approx(math.sqrt(2 * 0.015 ** 2))
-    # Paired: differences 0.03 and 0.02 -> mean 0.025, sd 0.00707, t(0.975, 1) = 12.706.
+    # Own paired interval: differences 0.03 and 0.02 -> mean 0.025, sd 0.00707, t(0.975, 1).
     assert sa["delta_vs_baseline"] == pytest.approx(0.025)
     half = T975[1] * math.sqrt(((0.03 - 0.025) ** 2 + (0.02 - 0.025) ** 2) / 1) / math.sqrt(2)
-    assert sa["delta_ci95_low"] == pytest.approx(0.025 - half)
-    assert sa["delta_ci95_high"] == pytest.approx(0.025 + half)
+    assert sa["paired_ci95_low"] == pytest.approx(0.025 - half)
+    assert sa["paired_ci95_high"] == pytest.approx(0.025 + half)
+    assert sa["wins"] == "2/2"
+    # Blocked model over 5 runs (3 configurations, 2 seeds): 5 - 3 - 2 + 1 = 1 residual df,
+    # all of it from the sa-vs-none square, whose residual variance is var(d) / 2.
+    sigma2 = ((0.03 - 0.025) ** 2 + (0.02 - 0.025) ** 2) / 2
+    assert sa["delta_se"] == pytest.approx(math.sqrt(sigma2), rel=1e-6)
+    assert sa["sim_ci95_high"] - sa["delta_vs_baseline"] > 0
     assert sa["verdict"] == "no significant difference"
     sb = by_trial["2"]
     assert sb["repeats"] == 1 and sb["val_accuracy_std"] is None
-    assert sb["delta_vs_baseline"] == pytest.approx(-0.01) and sb["delta_ci95_low"] is None
+    assert sb["paired_ci95_low"] is None and sb["wins"] == "0/1"
+    # sb's one run is compared with the baseline's fitted seed-0 value: 0.80 minus that cell's
+    # residual in the 2x2 square (0.80 - 0.82 - 0.815 + 0.8325 = -0.0025), i.e. 0.8025.
+    assert sb["delta_vs_baseline"] == pytest.approx(0.79 - 0.8025)
     assert by_trial["0"]["verdict"] == "baseline" and by_trial["0"]["delta_vs_baseline"] == 0.0
+    assert rows.analysis.residual_df == 1
     assert [r["trial"] for r in rows] == ["1", "0", "2"] and [r["rank"] for r in rows] == [1, 2, 3]
 
     write_leaderboard(rows, str(tmp_path))
@@ -109,10 +119,11 @@ def test_configuration_rows_statistics_against_hand_computation(tmp_path):
         csv_rows = list(csv.DictReader(f))
     first = csv_rows[0]
     for col in ("val_accuracy_mean", "val_accuracy_std", "repeats", "delta_vs_baseline",
-                "delta_ci95_low", "delta_ci95_high"):
+                "sim_ci95_low", "sim_ci95_high", "p_holm", "paired_ci95_low", "wins", "mde",
+                "flags"):
         assert col in first
     assert first["val_accuracy_mean"] == "0.8450" and first["repeats"] == "2"
-    assert csv_rows[2]["delta_ci95_low"] == "" and csv_rows[2]["delta_ci95_high"] == ""
+    assert csv_rows[2]["paired_ci95_low"] == "" and csv_rows[2]["paired_ci95_high"] == ""
     md = (tmp_path / "leaderboard.md").read_text()
     assert "0.8450 +- 0.0212" in md and "+0.0250 [" in md
 
@@ -274,7 +285,7 @@ def test_named_configurations_run_as_a_paired_search(tmp_path):
     assert by_name["table/static"]["attention"] == "none"
     assert by_name["table/static"]["verdict"] == "baseline"
     assert by_name["table/sa"]["attention"] == "sa" and by_name["table/sa"]["repeats"] == 2
-    assert by_name["table/sa"]["delta_ci95_low"] is not None
+    assert by_name["table/sa"]["sim_ci95_low"] is not None
     with pytest.raises(ValueError, match="`configurations` or `space`, not both"):
         AttentionHyperModel(configurations=configurations, space={"attention": "sa"})
     with pytest.raises(ValueError, match="come from the data"):
