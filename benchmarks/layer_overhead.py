@@ -47,10 +47,8 @@ import argparse
 import datetime
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 
 # The same kernels as scripts/bootstrap.sh gives the search and the tests (oneDNN on, unless
 # TF_ENABLE_ONEDNN_OPTS says otherwise); read by TensorFlow when it is imported, so set first.
@@ -61,6 +59,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_attn  # noqa: E402
+from keras_attn.cost import step_function, step_times  # noqa: E402
 from keras_attn.layers._base import AttentionLayer  # noqa: E402
 
 
@@ -165,57 +164,33 @@ def _models(backbone, placement, names, shape, num_classes, jit):
     return models
 
 
-def _step_fn(model, mode, x, y, jit):
-    if mode == "train":
-        return lambda: model.train_on_batch(x, y)
-    fn = tf.function(lambda: model(x, training=False), jit_compile=jit)
-    return lambda: fn().numpy()  # .numpy(): wait for the result
-
-
 def run(backbone, placement, mode, args, names, out):
     shape = (args.image_size, args.image_size, 3)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((args.batch_size, *shape), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, args.batch_size))
     models = _models(backbone, placement, names, shape, 10, args.jit_compile)
-    steps, added, warm = {}, {}, {}
+    steps, added = {}, {}
     base_params = models["none"].count_params()
     for name, model in models.items():
-        fn = _step_fn(model, mode, x, y, args.jit_compile)
-        t0 = time.perf_counter()
-        fn()
-        fn()
-        warm[name] = time.perf_counter() - t0
-        steps[name] = fn
+        steps[name] = step_function(model, mode, x, y, args.jit_compile)
         added[name] = model.count_params() - base_params
+    # The method the search uses for its cost columns (keras_attn.cost.step_times).
+    timed = step_times(steps, "none", n_steps=args.steps, rounds=args.rounds)
+    for name, model in models.items():
         points = sum(isinstance(l, AttentionLayer) for l in model.layers)
-        print(f"  built {name:<9} at {points:>3} points, warm-up {warm[name]:5.1f}s",
-              file=sys.stderr, flush=True)
+        print(f"  built {name:<9} at {points:>3} points, warm-up "
+              f"{timed[name]['warmup_seconds']:5.1f}s", file=sys.stderr, flush=True)
 
-    times = {name: [] for name in models}
-    rounds = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, fn in steps.items():
-            ts = []
-            for _ in range(args.steps):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            times[name] += ts
-            rounds[name].append(statistics.median(ts))
-
-    base = statistics.median(times["none"])
     points = sum(isinstance(l, AttentionLayer) for l in models["floor"].layers)
     out.append(f"\n### {backbone}, {placement} placement ({points} insertion points), {mode}\n")
     out.append("| model | params added | ms/step | ratio to bare | spread |")
     out.append("| --- | ---: | ---: | ---: | ---: |")
     for name in models:
-        med = statistics.median(times[name])
-        per_round = [r / b for r, b in zip(rounds[name], rounds["none"])]
-        q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else [per_round[0]] * 3
         label = {"none": "bare backbone", "floor": "one multiply (floor)"}.get(name, name)
-        out.append(f"| {label} | {added[name]:,} | {med * 1e3:.1f} | {med / base:.3f} | "
-                   f"{(q[2] - q[0]) / 2:.3f} |")
+        t = timed[name]
+        out.append(f"| {label} | {added[name]:,} | {t['seconds'] * 1e3:.1f} | {t['ratio']:.3f} | "
+                   f"{t['spread']:.3f} |")
     print("\n".join(out[-(len(models) + 3):]), flush=True)
     if args.profile:
         _profile_table(models, steps, args.profile, out)

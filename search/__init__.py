@@ -2,7 +2,9 @@
 
 Modules: :mod:`search.data` (input pipelines), :mod:`search.training` (precision, strategy, compile,
 callbacks), :mod:`search.hypermodel` (the search space), :mod:`search.protocol` (seeds, repeats),
-:mod:`search.stats` (mean, std, paired interval), :mod:`search.tuning` (tuners),
+:mod:`search.stats` (mean, std, paired interval), :mod:`search.analysis` (the blocked model of
+all runs: pooled variance, Dunnett's simultaneous intervals, Holm, minimum detectable effect),
+:mod:`search.tuning` (tuners),
 :mod:`search.report` (leaderboard, plots, summary), :mod:`search.final` (the test) and the CLI. Importing ``search`` itself is
 cheap: the names below load their module (and TensorFlow) on first use.
 """
@@ -27,6 +29,9 @@ _LAZY = {
     "Protocol": "search.protocol",
     "make_tuner": "search.tuning",
     "paired_difference": "search.stats",
+    "blocked_analysis": "search.analysis",
+    "dunnett_critical_value": "search.analysis",
+    "plan": "search.analysis",
     "mean_std": "search.stats",
 }
 
