@@ -62,7 +62,7 @@ IDENTITY_KEYS = (
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
 RUN_KEYS = ("max_trials", "final_epochs", "final_repeats", "strategy", "role", "run_eagerly",
-            "worker_timeout", "export")
+            "worker_timeout", "export", "max_cost", "cost_steps")
 
 
 class CLIError(Exception):
@@ -116,6 +116,15 @@ def _positive_float(text):
     if value is None or not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _max_cost(text):
+    from search.costs import parse_max_cost  # no TensorFlow: --help stays instant
+
+    try:
+        return parse_max_cost(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _csv_list(text):
@@ -209,6 +218,15 @@ def build_parser():
                    help="tf.distribute strategy; auto = MirroredStrategy over several GPUs")
     t.add_argument("--seed", type=int, default=0,
                    help="first seed: data split, oracle, initial weights and data order")
+    c = p.add_argument_group("cost (search.costs)")
+    c.add_argument("--max-cost", type=_max_cost, action="append", default=None,
+                   metavar="MEASURE=LIMIT",
+                   help="the best configuration must cost at most LIMIT: params_added, "
+                   "flops_added (forward FLOPs per image), train_step or inference_step (time "
+                   "ratio to the baseline's step), e.g. train_step=1.10; repeatable")
+    c.add_argument("--cost-steps", type=_non_negative_int, default=3,
+                   help="timed train and inference steps per configuration and round (3 rounds) "
+                   "for the step-time ratios; 0: no timing (FLOPs and parameters still counted)")
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/search", help="output directory (re-run to resume)")
     o.add_argument("--overwrite", action="store_true",
@@ -597,11 +615,20 @@ def run(args):
         _log(f"worker done in {time.time() - t_start:.0f}s")
         return 0
 
+    from search.costs import measure_costs
+
     board = report.configuration_rows(report.collect_trials(tuner),
                                       num_classes=splits.num_classes)
+    costs = measure_costs(board, tuner, hypermodel, batch_size=args.batch_size, out=args.out,
+                          n_steps=args.cost_steps, strategy=strategy)
+    _log(f"costs measured in {costs['seconds']:.0f}s ({costs['how']})")
+    report.add_costs(board, costs)
     report.write_leaderboard(board, args.out)
-    plots = report.plot_configurations(board, args.out)
-    best, baseline = report.best_and_baseline(board)
+    plots = report.plot_configurations(board, args.out) + report.plot_pareto(board, args.out)
+    best, baseline = report.best_and_baseline(board, args.max_cost)
+    if args.max_cost and best is None:
+        _log("no attention configuration meets --max-cost "
+             + ", ".join(f"{m}={v:g}" for m, v in args.max_cost) + "; the baseline is kept")
     if baseline is None or not baseline["repeats"]:
         raise CLIError(f"the baseline (no attention) did not finish; see "
                        f"{os.path.join(args.out, 'leaderboard.md')}")

@@ -212,6 +212,10 @@ def _hp_text(hp):
     return " ".join(f"{k}={format(v, '.3g') if isinstance(v, float) else v}" for k, v in sorted(hp.items()))
 
 
+COST_COLUMNS = ("flops", "flops_added", "train_step", "train_step_spread", "inference_step",
+                "inference_step_spread")
+
+
 LEADERBOARD_COLUMNS = (
     "rank",
     "attention",
@@ -239,6 +243,12 @@ LEADERBOARD_COLUMNS = (
     "status",
     "params",
     "params_added",
+    *COST_COLUMNS,
+    "pareto_params_added",
+    "pareto_flops_added",
+    "pareto_train_step",
+    "pareto_inference_step",
+    "cost_note",
     "train_seconds",
     "overhead_seconds",
     "tuner_id",
@@ -249,6 +259,24 @@ LEADERBOARD_COLUMNS = (
 
 def _fmt(value, spec=".4f"):
     return "" if value is None else format(value, spec)
+
+
+def _cost_cell(value):
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else format(value, ".4g")
+
+
+def _ratio_text(row, measure):
+    value, spread = row.get(measure), row.get(f"{measure}_spread")
+    if value is None:
+        return ""
+    front = " *" if row.get(f"pareto_{measure}") else ""
+    return f"{value:.3f}" + ("" if spread is None else f" +- {spread:.3f}") + front
+
+
+def _front_cell(value):
+    return {True: "yes", False: "no"}.get(value, "")
 
 
 def _signed(value):
@@ -290,6 +318,10 @@ def write_leaderboard(rows, out_dir):
                     row["status"],
                     "" if row["params"] is None else row["params"],
                     "" if row["params_added"] is None else row["params_added"],
+                    *[_cost_cell(row.get(k)) for k in COST_COLUMNS],
+                    *[_front_cell(row.get(f"pareto_{m}")) for m in
+                      ("params_added", "flops_added", "train_step", "inference_step")],
+                    row.get("cost_note", ""),
                     _fmt(row["train_seconds"], ".1f"),
                     _fmt(row["overhead_seconds"], ".1f"),
                     row["tuner_id"] or "",
@@ -302,9 +334,10 @@ def write_leaderboard(rows, out_dir):
     md = [analysis_text(rows), "",
           "| rank | attention | placement | hyperparameters | repeats | val accuracy "
           "| delta vs baseline [simultaneous 95% CI] | verdict | Holm p | own paired 95% CI "
-          "| wins | flags | params added | trial | status |",
+          "| wins | flags | params added | FLOPs added | train step | inference step "
+          "| trial | status |",
           "| ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- "
-          "| ---: | --- | --- |"]
+          "| ---: | ---: | ---: | ---: | --- | --- |"]
     for row in rows:
         status = row["status"] + (f" ({row['note']})" if row["note"] else "")
         md.append(
@@ -314,7 +347,8 @@ def write_leaderboard(rows, out_dir):
             f"| {_delta_text(row, 'sim_ci95')} | {row['verdict']} | {_fmt(row['p_holm'], '.3g')} "
             f"| {_interval_text(row, 'paired_ci95')} | {row['wins'] or ''} | {row['flags']} "
             f"| {'' if row['params_added'] is None else format(row['params_added'], ',')} "
-            f"| {row['trial']} | {status} |"
+            f"| {_cost_cell(row.get('flops_added'))} | {_ratio_text(row, 'train_step')} "
+            f"| {_ratio_text(row, 'inference_step')} | {row['trial']} | {status} |"
         )
     md_path = os.path.join(out_dir, "leaderboard.md")
     with open(md_path + ".tmp", "w") as f:
@@ -453,6 +487,56 @@ def plot_configurations(rows, out_dir):
     return paths
 
 
+_COST_LABELS = {
+    "params_added": "parameters added by attention",
+    "flops_added": "forward FLOPs per image added by attention",
+    "train_step": "train step time / baseline's (same device, side by side)",
+    "inference_step": "inference step time / baseline's (same device, side by side)",
+}
+
+
+def plot_pareto(rows, out_dir):
+    """``pareto_<measure>.png`` for every cost measure some configuration has: each
+    configuration's difference to the baseline (simultaneous 95% interval) against its cost, the
+    Pareto front joined, every point labelled. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for measure, label in _COST_LABELS.items():
+        pts = [r for r in rows if r["repeats"] and r.get(measure) is not None
+               and r["delta_vs_baseline"] is not None]
+        if len(pts) < 2:
+            continue
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+        for r in pts:
+            low, high, delta = r["sim_ci95_low"], r["sim_ci95_high"], r["delta_vs_baseline"]
+            err = None if low is None else [[delta - low], [high - delta]]
+            on = r.get(f"pareto_{measure}")
+            ax.errorbar(r[measure], delta, yerr=err, fmt="o", capsize=3,
+                        color="C3" if on else "C0", alpha=1.0 if on else 0.7)
+            ax.annotate(configuration_label(r)[:30], (r[measure], delta), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+        front = sorted((r for r in pts if r.get(f"pareto_{measure}")), key=lambda r: r[measure])
+        if len(front) > 1:
+            ax.step([r[measure] for r in front], [r["delta_vs_baseline"] for r in front],
+                    where="post", color="C3", lw=1, label="Pareto front")
+            ax.legend(fontsize=8)
+        ax.axhline(0.0, color="gray", lw=1)
+        ax.set_xlabel(label)
+        ax.set_ylabel("difference to the baseline, val accuracy (simultaneous 95% CI)")
+        ax.set_title("Accuracy against cost (red: on the Pareto front)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = os.path.join(out_dir, f"pareto_{measure}.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 GRAD_CAM_FILE = "grad_cam_best_vs_baseline.png"
 
 
@@ -537,12 +621,47 @@ def _save_rows_plot(plt, fig, ax, ys, labels, path, title, xlabel):
     return path
 
 
-def best_and_baseline(rows):
+def best_and_baseline(rows, max_cost=None):
     """``(best, baseline)`` rows of :func:`configuration_rows`: the best-ranked configuration with
-    attention that finished a run (None if none did), and the baseline (None if absent)."""
+    attention that finished a run (None if none did), and the baseline (None if absent).
+
+    ``max_cost``: ``[(measure, limit), ...]`` (:func:`search.costs.parse_max_cost`): only
+    configurations whose measured costs are at most every limit can be best (a missing cost
+    cannot).
+    """
+    limits = list(max_cost or [])
+
+    def affordable(row):
+        return all(row.get(m) is not None and row[m] <= v for m, v in limits)
+
     baseline = next((r for r in rows if r["attention"] == "none"), None)
-    best = next((r for r in rows if r["attention"] != "none" and r["repeats"]), None)
+    best = next((r for r in rows if r["attention"] != "none" and r["repeats"]
+                 and affordable(r)), None)
     return best, baseline
+
+
+def add_costs(rows, costs):
+    """Write each row's measured costs (:func:`search.costs.measure_costs`) and, per cost measure,
+    whether it is on the accuracy-cost Pareto front (``pareto_<measure>``: True, False, or None
+    when the cost or the difference is missing) into the rows; ``cost_note`` gives the reasons
+    for missing costs and the op types the FLOP count could not see."""
+    from search.costs import COST_MEASURES, pareto_front
+
+    measured = costs.get("configurations", {}) if costs else {}
+    for row in rows:
+        entry = measured.get(str(row["trial"]), {})
+        for key in COST_COLUMNS:
+            row[key] = entry.get(key)
+        notes = [entry[k] for k in ("flops_reason", "train_step_reason") if entry.get(k)]
+        if entry.get("flops_uncounted"):
+            notes.append("FLOPs exclude " + ", ".join(entry["flops_uncounted"]))
+        row["cost_note"] = "; ".join(notes)
+    for measure in COST_MEASURES:
+        front = pareto_front({id(r): (r["delta_vs_baseline"], r.get(measure)) for r in rows
+                              if r["repeats"]})
+        for row in rows:
+            row[f"pareto_{measure}"] = front.get(id(row))
+    return rows
 
 
 def leaderboard_text(rows):

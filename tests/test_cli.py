@@ -197,6 +197,12 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
         assert float(other[key]) <= float(other["delta_vs_baseline"])
     assert float(other["sim_ci95_low"]) == pytest.approx(float(other["paired_ci95_low"]), abs=2e-4)
     assert other["wins"] in ("0/2", "1/2", "2/2") and 0 <= float(other["p_holm"]) <= 1
+    # Costs, measured once per configuration: FLOPs from the profiler, step ratios to the
+    # baseline's (1 for the baseline itself), and each configuration's place on the front.
+    assert float(base["train_step"]) == 1.0 and int(base["flops"]) > 0
+    assert int(other["flops_added"]) == int(other["flops"]) - int(base["flops"])
+    assert {other["pareto_train_step"], base["pareto_params_added"]} <= {"yes", "no"}
+    assert (out / "costs.json").is_file() and (out / "pareto_train_step.png").is_file()
     md = (out / "leaderboard.md").read_text()
     assert md.count("\n") == 6 and "| rank |" in md and "simultaneous 95% CI" in md
     assert "1 residual df" in md and "minimum detectable effect" in md

@@ -37,3 +37,39 @@ def test_step_times_ratio_of_known_durations():
         step_times({"ref": sleeper(0)}, "nope")
     with pytest.raises(ValueError, match="'train' or 'inference'"):
         step_function(None, "predict", None)
+
+
+def test_pareto_front_of_made_up_rows():
+    from search.costs import pareto_front
+
+    # a dominates d (higher gain, lower cost); b and c tie exactly (both stay); e has no cost.
+    front = pareto_front({"base": (0.0, 0.0), "a": (0.02, 10), "b": (0.01, 5), "c": (0.01, 5),
+                          "d": (0.015, 12), "e": (0.05, None), "f": (-0.01, 0.0)})
+    assert front == {"base": True, "a": True, "b": True, "c": True, "d": False, "e": None,
+                     "f": False}
+    # One row better and cheaper than all: the front is that row alone.
+    assert pareto_front({"x": (0.03, 1.0), "y": (0.01, 1.2), "z": (0.0, 1.5)}) == {
+        "x": True, "y": False, "z": False}
+
+
+def test_max_cost_parsing_names_the_measures():
+    from search.costs import parse_max_cost
+
+    assert parse_max_cost("train_step=1.10") == ("train_step", 1.10)
+    assert parse_max_cost("params_added=5000") == ("params_added", 5000.0)
+    with pytest.raises(ValueError, match="params_added, flops_added, train_step, inference_step"):
+        parse_max_cost("latency=3")
+    with pytest.raises(ValueError, match="finite"):
+        parse_max_cost("train_step=inf")
+
+
+def test_best_under_a_cost_budget_skips_the_expensive_and_the_unmeasured():
+    from search.report import best_and_baseline
+
+    rows = [{"attention": "sb", "repeats": 2, "rank": 1, "train_step": 1.3},
+            {"attention": "sa", "repeats": 2, "rank": 2, "train_step": None},
+            {"attention": "simam", "repeats": 2, "rank": 3, "train_step": 1.05},
+            {"attention": "none", "repeats": 2, "rank": 4, "train_step": 1.0}]
+    assert best_and_baseline(rows)[0]["attention"] == "sb"
+    assert best_and_baseline(rows, [("train_step", 1.1)])[0]["attention"] == "simam"
+    assert best_and_baseline(rows, [("train_step", 1.01)])[0] is None

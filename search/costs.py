@@ -1,0 +1,170 @@
+"""What each configuration of a search costs, measured once per configuration in the run.
+
+For every finished configuration one model is built (its first seed's initial weights: the cost
+does not depend on them) and measured with :mod:`keras_attn.cost`:
+
+* ``params_added``: parameters its attention layers add (from the search's build record);
+* ``flops`` / ``flops_added``: forward FLOPs per image in inference mode, counted by TensorFlow's
+  graph profiler, and the part above the baseline's (the attention's); op types without a FLOP
+  statistic are listed in ``flops_uncounted`` (they count 0), and a count that cannot be made is
+  missing with its reason in ``flops_reason``, never 0;
+* ``train_step`` / ``inference_step``: the ratio of the median train step (forward, backward,
+  update) and inference step to the baseline's, all models timed round-robin in one process on
+  the run's device, batch size and input shape (random inputs: the time of these networks does not
+  depend on the values), with ``*_spread``, half the interquartile range of the per-round ratios.
+
+The numbers are written to ``costs.json`` as measured, so a resumed search reuses them; the
+timing settings and the device are recorded beside them (``how``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+COSTS_FILE = "costs.json"
+COST_MEASURES = ("params_added", "flops_added", "train_step", "inference_step")
+
+
+def _device():
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    return f"CPU, {os.cpu_count()} cores"
+
+
+def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, rounds=3,
+                  strategy=None):
+    """Measure the cost of every configuration of ``board`` that has runs (see the module
+    docstring); returns ``{"how": ..., "configurations": {trial_id: {measure: value, ...}}}``.
+
+    Reuses ``out/costs.json`` when it holds every trial of ``board`` with the same settings.
+    ``n_steps=0`` skips the timing (the step ratios are then missing, with the reason).
+    """
+    import keras
+    import numpy as np
+
+    from keras_attn.cost import forward_flops, step_function, step_times
+    from search.report import write_json
+
+    rows = [r for r in board if r["repeats"]]
+    path = os.path.join(out, COSTS_FILE)
+    settings = {"batch_size": int(batch_size), "n_steps": int(n_steps), "rounds": int(rounds)}
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+    except (OSError, ValueError):
+        cached = {}
+    if cached.get("settings") == settings and \
+            {str(r["trial"]) for r in rows} <= set(cached.get("configurations", {})):
+        return cached
+    baseline = next((r for r in rows if r["attention"] == "none"), None)
+    t0 = time.time()
+    keras.backend.clear_session()
+    models, result = {}, {}
+    for row in rows:
+        hp = tuner.oracle.trials[row["trial"]].hyperparameters
+        context = strategy.scope() if strategy is not None else _null()
+        with context:
+            models[row["trial"]] = hypermodel.build(hp, seed=0)
+        flops = forward_flops(models[row["trial"]])
+        result[str(row["trial"])] = {"params_added": row.get("params_added"),
+                                     "flops": flops.total, "flops_reason": flops.reason,
+                                     "flops_uncounted": list(flops.uncounted)}
+    base_flops = result[str(baseline["trial"])]["flops"] if baseline else None
+    for entry in result.values():
+        entry["flops_added"] = (None if entry["flops"] is None or base_flops is None
+                                else entry["flops"] - base_flops)
+        if entry["flops_added"] is None and not entry["flops_reason"]:
+            entry["flops_reason"] = "the baseline's FLOPs are missing"
+    timing_reason = ""
+    if baseline is None:
+        timing_reason = "no baseline to take the ratio to"
+    elif n_steps < 1:
+        timing_reason = "timing off (cost steps 0)"
+    if not timing_reason:
+        shape = (int(batch_size), *hypermodel.input_shape)
+        rng = np.random.default_rng(0)
+        x = rng.random(shape, dtype=np.float32)
+        y = rng.integers(0, hypermodel.num_classes, int(batch_size))
+        for mode in ("train", "inference"):
+            steps = {t: step_function(m, mode, x, y) for t, m in models.items()}
+            timed = step_times(steps, baseline["trial"], n_steps=n_steps, rounds=rounds)
+            for trial, t in timed.items():
+                result[str(trial)].update({f"{mode}_step": t["ratio"],
+                                           f"{mode}_step_spread": t["spread"],
+                                           f"{mode}_step_seconds": t["seconds"]})
+    for entry in result.values():
+        for mode in ("train", "inference"):
+            entry.setdefault(f"{mode}_step", None)
+            if entry[f"{mode}_step"] is None:
+                entry[f"{mode}_step_reason"] = timing_reason
+    keras.backend.clear_session()
+    costs = {
+        "how": (f"one model per configuration (seed 0's initial weights); forward FLOPs per "
+                f"image from TensorFlow's graph profiler (op types without a FLOP statistic "
+                f"count 0, listed per configuration); train and inference step times at batch "
+                f"{batch_size} on random inputs of the run's shape, all configurations timed "
+                f"round-robin in one process ({rounds} rounds of {n_steps} steps after 2 warm-up "
+                f"steps), ratio = median step / the baseline's median step, spread = half the "
+                f"interquartile range of the per-round ratios; device: {_device()}"),
+        "settings": settings,
+        "seconds": round(time.time() - t0, 1),
+        "configurations": result,
+    }
+    write_json(path, costs)
+    return costs
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def pareto_front(points):
+    """Which points are on the accuracy-cost Pareto front.
+
+    Args:
+        points: ``{key: (gain, cost)}``, ``gain`` to maximise (the paired difference to the
+            baseline), ``cost`` to minimise; a None in either leaves the point off the front.
+
+    Returns:
+        ``{key: True | False | None}``: True when no other point has a gain at least as high and
+        a cost at least as low with one of them strictly better; None for a point with a missing
+        value. Points with equal gain and cost are both on the front.
+    """
+    known = {k: v for k, v in points.items() if v[0] is not None and v[1] is not None}
+    out = {k: None for k in points}
+    for k, (gain, cost) in known.items():
+        out[k] = not any(g >= gain and c <= cost and (g > gain or c < cost)
+                         for j, (g, c) in known.items() if j != k)
+    return out
+
+
+def parse_max_cost(text):
+    """``"train_step=1.10"`` -> ``("train_step", 1.10)``.
+
+    Raises:
+        ValueError: no ``=``, an unknown measure (the message lists :data:`COST_MEASURES`), or a
+            value that is not a finite number.
+    """
+    import math
+
+    measure, sep, value = str(text).partition("=")
+    measure = measure.strip()
+    if not sep or measure not in COST_MEASURES:
+        raise ValueError(f"expected MEASURE=LIMIT with MEASURE one of {', '.join(COST_MEASURES)},"
+                         f" got {text!r}")
+    try:
+        limit = float(value)
+    except ValueError:
+        limit = math.nan
+    if not math.isfinite(limit):
+        raise ValueError(f"the limit of {measure} must be a finite number, got {value!r}")
+    return measure, limit
