@@ -152,9 +152,9 @@ def build_parser():
     d.add_argument("--image-size", type=_non_negative_int, default=0,
                    help="input height = width in pixels; 0 = the dataset's native size (28 for "
                    "Fashion-MNIST; the keras.applications backbones need >= 32)")
-    d.add_argument("--train-size", type=_non_negative_int, default=6000,
+    d.add_argument("--train-size", type=_non_negative_int, default=10000,
                    help="training images per search run (0 = all); the final runs use all")
-    d.add_argument("--validation-split", type=_split, default=4000,
+    d.add_argument("--validation-split", type=_split, default=10000,
                    help="validation images held out of the training split (seeded, the same for "
                    "every run): a number of images, or a fraction in [0, 1) of train + validation")
     m = p.add_argument_group("model and search space")
@@ -187,7 +187,7 @@ def build_parser():
                    "connection, learning_rate and any constructor argument of the attentions "
                    "(e.g. {\"attention\": [\"sa\"], \"use_norm\": [true, false]})")
     t = p.add_argument_group("protocol, search and training")
-    t.add_argument("--repeats", type=_positive_int, default=2,
+    t.add_argument("--repeats", type=_positive_int, default=3,
                    help="runs per configuration, with seeds seed, seed+1, ... (the same for every "
                    "configuration and the baseline)")
     t.add_argument("--tuner", default="random", choices=TUNERS,
@@ -196,12 +196,15 @@ def build_parser():
                    help="configurations in all, the baseline included (random, bayesian; "
                    "default: the baseline and every (attention, placement) pair once); "
                    "Hyperband sizes itself from --epochs")
-    t.add_argument("--epochs", type=_positive_int, default=1, help="epochs per search run")
+    t.add_argument("--epochs", type=_positive_int, default=2, help="epochs per search run")
     t.add_argument("--final-epochs", type=_non_negative_int, default=1,
-                   help="epochs to retrain the best configuration and the baseline on the full "
-                   "training split (0: test the search's own runs)")
+                   help="epochs to retrain the best configuration on the full training split: "
+                   "best_model.keras, the model to keep (0: keep its search run with the first "
+                   "seed); the comparison with the baseline on the test split uses the search "
+                   "runs themselves")
     t.add_argument("--final-repeats", type=_positive_int, default=1,
-                   help="seeds of the final runs (each trains both the best and the baseline)")
+                   help="seeds of the retraining of the best configuration (best_model.keras is "
+                   "the first)")
     t.add_argument("--batch-size", type=_positive_int, default=64,
                    help="global batch size (64: twice the steps of 128 in a short run)")
     t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
