@@ -2,11 +2,14 @@
 
 With no options it runs the embedded main job on the real Fashion-MNIST (offline, from Debian's
 ``dataset-fashion-mnist``) at its native 28x28x1 in the CIFAR ResNet-20: the baseline (no
-attention) and every (attention, placement) pair of {SA, SimAM, SB, DCA-SE} x {block, layer},
-each configuration trained with the same recipe and the same seeds (``--repeats``; shared initial
-backbone weights and data order per seed) on a training subset; a leaderboard of mean +- std and
-the paired difference to the baseline with its 95% interval; then the best configuration and the
-baseline retrained on the full training split and tested once.
+attention) and SA, SimAM, SB and DCA-SE, each at its paper placement with its paper
+hyperparameters, every configuration trained with the same recipe and the same seeds
+(``--repeats``; shared initial backbone weights and data order per seed) on a training subset;
+a leaderboard from the blocked model of all runs (seeds as blocks, one pooled variance, Dunnett's
+simultaneous 95% intervals against the baseline, Holm p-values, the minimum detectable effect:
+:mod:`search.analysis`) and the cost of each configuration (:mod:`search.costs`); then the search
+runs of the best configuration and the baseline tested on the test split, and the best
+configuration retrained on the full training split (``best_model.keras``).
 
 Re-running the same command resumes (KerasTuner reloads its project; an unfinished trial runs
 again without the repeats it had finished). ``--role chief|worker --oracle HOST:PORT`` runs

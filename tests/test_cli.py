@@ -459,6 +459,32 @@ def test_space_file(tmp_path, capsys):
     assert "given both by --attention and in --space" in capsys.readouterr().err
 
 
+def test_final_stage_without_and_then_with_retraining(tmp_path, tiny_data):
+    out = tmp_path / "final"
+    args = tiny_args(tiny_data, out)
+    args[args.index("--final-epochs") + 1] = "0"
+    result = run_cli(args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    kept, test = summary["best_model"], summary["test"]
+    # --final-epochs 0: the kept model is the best configuration's first search run, whose test
+    # accuracy is that run's in the paired test comparison.
+    assert "no retraining" in kept["how"] and kept["runs"] == {"0": test["best"]["runs"]["0"]}
+    assert (out / "best_model.keras").is_file()
+
+    # The same search with a retraining over two seeds: the search and its test evaluations are
+    # reused, the kept model is trained twice and its mean and spread reported.
+    args[args.index("--final-epochs") + 1] = "1"
+    again = run_cli(args + ["--final-repeats", "2"])
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "[trial " not in again.stdout and "search run seed" not in again.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test"]["best"]["runs"] == test["best"]["runs"]
+    kept = summary["best_model"]
+    assert sorted(kept["runs"]) == ["0", "1"] and kept["test_accuracy_std"] is not None
+    assert "full training split" in kept["how"] and set(kept["train_loss"]) == {"0", "1"}
+
+
 def test_preset_runs_a_paper_table_as_a_paired_search(tmp_path, tiny_data, capsys):
     assert cli.main(["--list-presets"]) == 0
     listed = capsys.readouterr().out
