@@ -280,3 +280,26 @@ def test_other_rank_finite_under_mixed_float16(name, rank):
             assert np.all(np.isfinite(_np(t)))
     for var in layer.weights:
         assert var.dtype == "float32", f"{name}: {var.path} is {var.dtype}"
+
+
+# ---- Edge cases at the API boundary -------------------------------------------------------
+
+
+def _numeric_arguments(cls):
+    """Constructor arguments whose default is a number (not a bool)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [
+        p.name for p in params
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_numeric_arguments_rejected_at_construction(name):
+    cls = get_attention_class(name)
+    arguments = _numeric_arguments(cls)
+    assert arguments, name
+    for argument in arguments:
+        for value in (float("inf"), float("-inf"), float("nan")):
+            with pytest.raises(ValueError, match=rf"`{argument}` must be .*; got {value!r}\."):
+                _make(name, **{argument: value})
