@@ -14,7 +14,7 @@ import keras
 import keras_attn
 from keras_attn.registry import get_attention_class, is_connected
 
-from _autodiff import gradients
+from _autodiff import gradients, input_gradient
 
 CHANNELS = 32
 SHAPE = (2, 8, 8, CHANNELS)
@@ -283,6 +283,52 @@ def test_other_rank_finite_under_mixed_float16(name, rank):
 
 
 # ---- Edge cases at the API boundary -------------------------------------------------------
+
+
+@pytest.mark.parametrize("pure", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", NAMES)
+def test_pure_low_precision_policy_forward_and_gradient(name, pure):
+    # Variables in float16/bfloat16 too (not mixed precision): the statistics may be float32
+    # internally, but nothing may mix the two dtypes, and the output is in the compute dtype.
+    keras.config.set_dtype_policy(pure)
+    shape = (2, 4, 4, CHANNELS)
+    x = _input(shape)
+    kwargs = {"reduction": 4} if name in ("se", "cbam", "dca_se", "dca_cbam") else {}
+    layer = _make(name, **kwargs)
+    assert layer.compute_dtype == pure and layer.variable_dtype == pure
+    head = None
+    if is_connected(name):
+        head = _make(name, **kwargs)
+
+    def forward(x, training=False):
+        if head is None:
+            return layer(x, training=training)
+        y0, state = head(x, training=training)
+        return layer([y0, state], training=training)
+
+    out = forward(x)
+    y = _first(out, name)
+    assert keras.backend.standardize_dtype(y.dtype) == pure, f"{name}: {y.dtype}"
+    assert tuple(y.shape) == shape
+    assert np.all(np.isfinite(_np(y).astype("float32")))
+    if is_connected(name):
+        for t in keras.tree.flatten(out[1]):
+            assert keras.backend.standardize_dtype(t.dtype) == pure
+    upstream = keras.ops.convert_to_tensor(
+        np.random.default_rng(3).normal(size=shape).astype("float32")
+    )
+
+    def loss():
+        y = _first(forward(x, training=True), name)
+        return keras.ops.sum(keras.ops.cast(y, "float32") * upstream)
+
+    variables = layer.trainable_variables
+    for var, grad in zip(variables, gradients(loss, variables)):
+        assert grad is not None, f"{name}: no gradient for {var.path}"
+        assert np.all(np.isfinite(np.asarray(grad, "float32"))), f"{name}: {var.path}"
+    dx = input_gradient(lambda t: _first(forward(t, training=True), name), x, upstream)
+    assert dx.shape == shape
+    assert np.all(np.isfinite(dx.astype("float32")))
 
 
 def _numeric_arguments(cls):
