@@ -349,3 +349,22 @@ def test_non_finite_numeric_arguments_rejected_at_construction(name):
         for value in (float("inf"), float("-inf"), float("nan")):
             with pytest.raises(ValueError, match=rf"`{argument}` must be .*; got {value!r}\."):
                 _make(name, **{argument: value})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_and_boolean_inputs_rejected(name):
+    # One behaviour for every layer (AttentionLayer.__call__): a ValueError naming the dtype and
+    # saying to cast, eagerly and symbolically, for `x` and for a DCA state alike.
+    for dtype in ("int32", "uint8", "bool"):
+        with pytest.raises(ValueError, match=rf"got an input of dtype '{dtype}'\. Cast it"):
+            _make(name)(np.ones(SHAPE, dtype))
+        with pytest.raises(ValueError, match=rf"dtype '{dtype}'.*keras\.ops\.cast"):
+            _make(name)(keras.Input(SHAPE[1:], dtype=dtype))
+    if is_connected(name):
+        y, state = _make(name)(_input())
+        bad = keras.tree.map_structure(lambda t: keras.ops.cast(t, "int32"), state)
+        with pytest.raises(ValueError, match=r"input 1 \(zero-based, of the list\) of dtype"):
+            _make(name)([y, bad])
+    # float64 is cast to the compute dtype as usual.
+    y = _first(_make(name)(_input().astype("float64")), name)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
