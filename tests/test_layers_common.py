@@ -368,3 +368,22 @@ def test_integer_and_boolean_inputs_rejected(name):
     # float64 is cast to the compute dtype as usual.
     y = _first(_make(name)(_input().astype("float64")), name)
     assert keras.backend.standardize_dtype(y.dtype) == "float32"
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("rank", [3, 4, 5])
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch(name, rank, data_format):
+    shape = (0,) + SHAPES_BY_RANK[rank][1:]
+    if data_format == "channels_first":
+        shape = _to_first_shape(shape)
+    x = np.zeros(shape, "float32")
+    for training in (False, True):
+        out = _make(name, data_format=data_format)(x, training=training)
+        y = _first(out, name)
+        assert tuple(y.shape) == shape
+        if is_connected(name):
+            y2, state2 = _make(name, data_format=data_format)([y, out[1]], training=training)
+            assert tuple(y2.shape) == shape
+            for t in keras.tree.flatten(state2):
+                assert t.shape[0] == 0

@@ -27,6 +27,17 @@ def stats_dtype(compute_dtype):
     return compute_dtype
 
 
+def max_over(x, axis, keepdims=False):
+    """``keras.ops.max`` over ``axis`` that also takes an empty batch.
+
+    TensorFlow's ``keras.ops.max`` refuses, when eager, any tensor with no elements, even when
+    the reduced axes are not empty (a batch of 0 images has a well-defined ``(0, C)`` channel
+    maximum). With an ``initial`` of ``-inf`` it reduces normally; ``maximum(m, -inf)`` changes
+    no value and passes the gradient through.
+    """
+    return ops.max(x, axis=axis, keepdims=keepdims, initial=float("-inf"))
+
+
 def sigmoid_backprop(s, upstream):
     """``upstream * s * (1 - s)``: a gradient carried back through ``s = sigmoid(z)``.
 

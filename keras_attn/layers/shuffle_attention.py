@@ -222,7 +222,12 @@ class ShuffleAttention(AttentionLayer):
         if self.data_format == "channels_last":
             y = ops.transpose(ops.reshape(y, (-1, 2, half)), (0, 2, 1))
         else:
-            y = ops.transpose(ops.reshape(y, (shape[0], 2, half, -1)), (0, 2, 1, 3))
+            # The pixel count is spelled out, not -1: JAX cannot infer a -1 next to an empty
+            # batch (0 / 0).
+            pixels = 1
+            for axis in self.spatial_axes:
+                pixels = pixels * shape[axis]
+            y = ops.transpose(ops.reshape(y, (shape[0], 2, half, pixels)), (0, 2, 1, 3))
         return ops.reshape(y, shape)
 
     def _read(self, variable, x):
