@@ -205,8 +205,9 @@ def build_model(
         ValueError: unknown ``backbone`` (lists the valid ones); ``input_shape`` not three
             positive integers or rejected by the backbone (names the backbone and what it
             accepts); ``num_classes < 2``; ``dropout`` outside ``[0, 1)``; unknown ``placement``
-            or ``attention``; arguments the backbone constructor does not take; ``seed`` not an
-            integer.
+            or ``attention``; arguments the backbone constructor does not take (an attention
+            layer's argument, e.g. ``groups=64``, is pointed at ``attention_kwargs=``); ``seed``
+            not an integer.
     """
     key = _backbone_key(backbone)
     input_shape = _check_input_shape(input_shape)
