@@ -108,6 +108,32 @@ def _is_none_attention(attention):
     return attention is None or (isinstance(attention, str) and attention.lower() == "none")
 
 
+def _attention_arguments(backbone_kwargs, attention):
+    """``{key: [class names]}`` for the keys of ``backbone_kwargs`` that are constructor
+    arguments of the attention layer (of ``attention``'s class; for a factory or no attention,
+    of any registered layer), e.g. ``{"groups": ["ShuffleAttention"]}``."""
+    import inspect
+
+    from keras_attn.registry import available_attentions, get_attention_class
+
+    if isinstance(attention, str):
+        classes = [get_attention_class(attention)]
+    elif inspect.isclass(attention):
+        classes = [attention]
+    else:  # a factory or no attention: whichever registered layers take the argument
+        classes = [get_attention_class(n) for n in available_attentions()]
+    owners = {}
+    for k in backbone_kwargs:
+        for cls in classes:
+            try:
+                params = inspect.signature(cls.__init__).parameters
+            except (TypeError, ValueError):
+                continue
+            if k in params and params[k].kind is not inspect.Parameter.VAR_KEYWORD:
+                owners.setdefault(k, []).append(cls.__name__)
+    return {k: list(dict.fromkeys(v)) for k, v in owners.items()}
+
+
 def set_bn_momentum(model, momentum):
     """Set the momentum of every BatchNormalization in ``model``, nested ones included.
 
@@ -179,8 +205,9 @@ def build_model(
         ValueError: unknown ``backbone`` (lists the valid ones); ``input_shape`` not three
             positive integers or rejected by the backbone (names the backbone and what it
             accepts); ``num_classes < 2``; ``dropout`` outside ``[0, 1)``; unknown ``placement``
-            or ``attention``; arguments the backbone constructor does not take; ``seed`` not an
-            integer.
+            or ``attention``; arguments the backbone constructor does not take (an attention
+            layer's argument, e.g. ``groups=64``, is pointed at ``attention_kwargs=``); ``seed``
+            not an integer.
     """
     key = _backbone_key(backbone)
     input_shape = _check_input_shape(input_shape)
@@ -213,6 +240,20 @@ def build_model(
         with _seeded(seed, "backbone"):
             base = constructor(input_shape=input_shape, **kwargs)
     except TypeError as err:
+        owners = _attention_arguments(backbone_kwargs, attention if with_attention else None)
+        if owners:
+            moved = {**attention_kwargs, **{k: backbone_kwargs[k] for k in owners}}
+            what = "; ".join(
+                f"{k} is an argument of {' and '.join(v)}" for k, v in owners.items()
+            )
+            others = sorted(set(backbone_kwargs) - set(owners))
+            raise ValueError(
+                f"Backbone {key!r} does not take {', '.join(f'`{k}`' for k in owners)}: {what}"
+                f": pass attention_kwargs={moved!r}"
+                + ("" if with_attention else " together with `attention=`")
+                + (f" (the backbone does not take {others} either)" if others else "")
+                + f". ({err})"
+            ) from err
         raise ValueError(
             f"Backbone {key!r} does not take the arguments {sorted(backbone_kwargs)}: {err}"
         ) from err

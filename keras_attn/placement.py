@@ -604,6 +604,25 @@ def _fresh_input(tensor):
     )
 
 
+def _check_no_attention(model):
+    """Refuse a model that already carries attention (keras-attn layers, or layers a previous
+    :func:`attach` inserted): attaching again would stack a second attention on every point."""
+    existing = [row["name"] for row in attention_summary(model)]
+    if not existing:
+        return
+    shown = ", ".join(repr(n) for n in existing[:5])
+    if len(existing) > 5:
+        shown += f", ... ({len(existing) - 5} more)"
+    raise ValueError(
+        f"Model {model.name!r} already has {len(existing)} attention layer"
+        f"{'s' if len(existing) != 1 else ''} ({shown}); attaching again would add a second "
+        "attention at every insertion point. Attach to a backbone without attention instead: "
+        "the model that was passed to the first attach (attach returns a new model and leaves "
+        "its argument unchanged), a fresh keras.applications constructor, or "
+        "build_model(..., attention=None)."
+    )
+
+
 def attach(model, attention, placement="block", **attention_kwargs):
     """Insert attention layers into a functional model and return the new model.
 
@@ -635,11 +654,13 @@ def attach(model, attention, placement="block", **attention_kwargs):
         ValueError: unknown ``placement`` (or a role the model's blocks lack); unknown ``attention`` (lists the registry names) or bad
             ``attention_kwargs``; a named placement on a model that is not one of the supported
             families (lists them and mentions the callable form); a callable placement selecting
-            a layer whose output is not 4-D; ShuffleAttention at an odd channel count.
+            a layer whose output is not 4-D; ShuffleAttention at an odd channel count; a
+            ``model`` that already has attention layers (names them and their count).
     """
     placement = _check_placement(placement)
     spec = _AttentionSpec(attention, attention_kwargs)
     model = _as_functional(model)
+    _check_no_attention(model)
     graph = _Graph(model)
     points, layerwise = _plan(model, graph, placement, spec)
 

@@ -6,6 +6,7 @@ boundary rather than from deep inside TensorFlow.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 __all__ = ["check_bool", "check_choice", "check_number", "check_shape"]
@@ -33,7 +34,7 @@ def check_bool(name, value):
 
 def check_number(
     name, value, *, minimum=None, maximum=None, strict=False, strict_max=False, integer=False,
-    allow_none=False,
+    allow_none=False, finite=True,
 ):
     """Validate a numeric argument and return it as ``int`` (``integer=True``) or ``float``.
 
@@ -44,10 +45,13 @@ def check_number(
         maximum: upper bound; ``strict_max=True`` means ``value < maximum``, else ``<=``.
         integer: require an integral value.
         allow_none: accept ``None`` (returned as is).
+        finite: reject ``inf`` and ``-inf`` (default True; NaN is always rejected). No argument
+            of the package takes an infinite value: an unbounded ``inf`` would only fail later
+            (``OverflowError`` at build) or make the output infinite.
 
     Raises:
-        ValueError: not a number (or not an integer), or out of bounds; the message names the
-            argument, the bound and the value.
+        ValueError: not a number (or not an integer), NaN, infinite (``finite=True``), or out of
+            bounds; the message names the argument, the bound and the value.
     """
     if value is None and allow_none:
         return None
@@ -62,7 +66,12 @@ def check_number(
     if allow_none:
         what += " or None"
     kind = numbers.Integral if integer else numbers.Real
-    ok = not isinstance(value, bool) and isinstance(value, kind) and value == value  # not NaN
+    ok = not isinstance(value, bool) and isinstance(value, kind)
+    if ok and not integer and not _finite_float(value):
+        # NaN always fails; inf and -inf (or an int beyond float range) unless finite=False.
+        if finite or value != value:
+            what = "a finite " + what[2:] if finite and what.startswith("a ") else what
+            ok = False
     if ok and minimum is not None:
         ok = value > minimum if strict else value >= minimum
     if ok and maximum is not None:
@@ -70,6 +79,14 @@ def check_number(
     if not ok:
         raise ValueError(f"`{name}` must be {what}; got {value!r}.")
     return int(value) if integer else float(value)
+
+
+def _finite_float(value):
+    """True if the real ``value`` converts to a finite float (a huge int overflows)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def check_shape(name, value, *, rank=None, allow_none_dims=True):

@@ -22,7 +22,8 @@ def gradients(loss_fn, variables):
 
         with tf.GradientTape() as tape:
             loss = loss_fn()
-        return [None if g is None else np.asarray(g) for g in tape.gradient(loss, variables)]
+        # .numpy(), not np.asarray: a bfloat16 tf.Tensor's __array__ fails.
+        return [None if g is None else g.numpy() for g in tape.gradient(loss, variables)]
     if backend == "jax":
         import jax
 

@@ -249,3 +249,24 @@ def test_bn_momentum_sets_every_backbone_batchnorm_and_survives_saving(tmp_path)
 def test_bad_bn_momentum(momentum):
     with pytest.raises(ValueError, match="bn_momentum"):
         build_model("mobilenetv2", bn_momentum=momentum)
+
+
+def test_attention_arguments_passed_as_backbone_kwargs_point_at_attention_kwargs():
+    with pytest.raises(
+        ValueError,
+        match=r"groups is an argument of ShuffleAttention: pass attention_kwargs=\{'groups': 64\}",
+    ):
+        build_model("resnet20", attention="sa", groups=64)
+    # Merged with the attention_kwargs already given; other unknown keywords still named.
+    with pytest.raises(
+        ValueError,
+        match=r"attention_kwargs=\{'epsilon': 0.001, 'groups': 8\} .*not take \['foo'\]",
+    ):
+        build_model(
+            "resnet20", attention="sa", attention_kwargs={"epsilon": 1e-3}, groups=8, foo=1
+        )
+    with pytest.raises(ValueError, match=r"reduction is an argument of SqueezeExcite"):
+        build_model("resnet50", attention="se", reduction=8)
+    # Without attention: the registered layers that take it, and a pointer to `attention=`.
+    with pytest.raises(ValueError, match=r"ShuffleAttention: .*together with `attention=`"):
+        build_model("resnet20", groups=64)

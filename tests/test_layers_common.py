@@ -14,7 +14,7 @@ import keras
 import keras_attn
 from keras_attn.registry import get_attention_class, is_connected
 
-from _autodiff import gradients
+from _autodiff import gradients, input_gradient
 
 CHANNELS = 32
 SHAPE = (2, 8, 8, CHANNELS)
@@ -280,3 +280,110 @@ def test_other_rank_finite_under_mixed_float16(name, rank):
             assert np.all(np.isfinite(_np(t)))
     for var in layer.weights:
         assert var.dtype == "float32", f"{name}: {var.path} is {var.dtype}"
+
+
+# ---- Edge cases at the API boundary -------------------------------------------------------
+
+
+@pytest.mark.parametrize("pure", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", NAMES)
+def test_pure_low_precision_policy_forward_and_gradient(name, pure):
+    # Variables in float16/bfloat16 too (not mixed precision): the statistics may be float32
+    # internally, but nothing may mix the two dtypes, and the output is in the compute dtype.
+    keras.config.set_dtype_policy(pure)
+    shape = (2, 4, 4, CHANNELS)
+    x = _input(shape)
+    kwargs = {"reduction": 4} if name in ("se", "cbam", "dca_se", "dca_cbam") else {}
+    layer = _make(name, **kwargs)
+    assert layer.compute_dtype == pure and layer.variable_dtype == pure
+    head = None
+    if is_connected(name):
+        head = _make(name, **kwargs)
+
+    def forward(x, training=False):
+        if head is None:
+            return layer(x, training=training)
+        y0, state = head(x, training=training)
+        return layer([y0, state], training=training)
+
+    out = forward(x)
+    y = _first(out, name)
+    assert keras.backend.standardize_dtype(y.dtype) == pure, f"{name}: {y.dtype}"
+    assert tuple(y.shape) == shape
+    assert np.all(np.isfinite(_np(y).astype("float32")))
+    if is_connected(name):
+        for t in keras.tree.flatten(out[1]):
+            assert keras.backend.standardize_dtype(t.dtype) == pure
+    upstream = keras.ops.convert_to_tensor(
+        np.random.default_rng(3).normal(size=shape).astype("float32")
+    )
+
+    def loss():
+        y = _first(forward(x, training=True), name)
+        return keras.ops.sum(keras.ops.cast(y, "float32") * upstream)
+
+    variables = layer.trainable_variables
+    for var, grad in zip(variables, gradients(loss, variables)):
+        assert grad is not None, f"{name}: no gradient for {var.path}"
+        assert np.all(np.isfinite(np.asarray(grad, "float32"))), f"{name}: {var.path}"
+    dx = input_gradient(lambda t: _first(forward(t, training=True), name), x, upstream)
+    assert dx.shape == shape
+    assert np.all(np.isfinite(dx.astype("float32")))
+
+
+def _numeric_arguments(cls):
+    """Constructor arguments whose default is a number (not a bool)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return [
+        p.name for p in params
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_numeric_arguments_rejected_at_construction(name):
+    cls = get_attention_class(name)
+    arguments = _numeric_arguments(cls)
+    assert arguments, name
+    for argument in arguments:
+        for value in (float("inf"), float("-inf"), float("nan")):
+            with pytest.raises(ValueError, match=rf"`{argument}` must be .*; got {value!r}\."):
+                _make(name, **{argument: value})
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_integer_and_boolean_inputs_rejected(name):
+    # One behaviour for every layer (AttentionLayer.__call__): a ValueError naming the dtype and
+    # saying to cast, eagerly and symbolically, for `x` and for a DCA state alike.
+    for dtype in ("int32", "uint8", "bool"):
+        with pytest.raises(ValueError, match=rf"got an input of dtype '{dtype}'\. Cast it"):
+            _make(name)(np.ones(SHAPE, dtype))
+        with pytest.raises(ValueError, match=rf"dtype '{dtype}'.*keras\.ops\.cast"):
+            _make(name)(keras.Input(SHAPE[1:], dtype=dtype))
+    if is_connected(name):
+        y, state = _make(name)(_input())
+        bad = keras.tree.map_structure(lambda t: keras.ops.cast(t, "int32"), state)
+        with pytest.raises(ValueError, match=r"input 1 \(zero-based, of the list\) of dtype"):
+            _make(name)([y, bad])
+    # float64 is cast to the compute dtype as usual.
+    y = _first(_make(name)(_input().astype("float64")), name)
+    assert keras.backend.standardize_dtype(y.dtype) == "float32"
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("rank", [3, 4, 5])
+@pytest.mark.parametrize("name", NAMES)
+def test_empty_batch(name, rank, data_format):
+    shape = (0,) + SHAPES_BY_RANK[rank][1:]
+    if data_format == "channels_first":
+        shape = _to_first_shape(shape)
+    x = np.zeros(shape, "float32")
+    for training in (False, True):
+        out = _make(name, data_format=data_format)(x, training=training)
+        y = _first(out, name)
+        assert tuple(y.shape) == shape
+        if is_connected(name):
+            y2, state2 = _make(name, data_format=data_format)([y, out[1]], training=training)
+            assert tuple(y2.shape) == shape
+            for t in keras.tree.flatten(state2):
+                assert t.shape[0] == 0

@@ -465,11 +465,16 @@ def test_names_deterministic_and_unique():
 
 
 def test_name_clash_gets_a_suffix():
-    model = tiny_model()
-    once = attach(model, "simam", is_conv)
-    twice = attach(once, "simam", lambda layer: layer.name in ("c1", "c1_simam"))
-    names = [layer.name for layer in twice.layers]
-    assert "c1_simam_2" in names and "c1_simam_simam" in names
+    # A model layer that already has the name an insertion would get. (Attaching to a model
+    # that already has attention is refused: test_attach_refuses_a_model_that_already_has_...)
+    inputs = keras.Input((8, 8, 6), name="img")
+    x = keras.layers.Conv2D(16, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.ReLU(name="c1_simam")(x)
+    x = keras.layers.Conv2D(8, 1, name="c2")(x)
+    model = keras.Model(inputs, x, name="clash")
+    attached = attach(model, "simam", is_conv)
+    names = [layer.name for layer in attached.layers]
+    assert "c1_simam_2" in names and "c2_simam" in names
     assert len(names) == len(set(names))
 
 
@@ -728,3 +733,20 @@ def test_role_placement_resnet50_and_bad_roles():
         insertion_points(base, ("expand",))
     with pytest.raises(ValueError, match=r"tuple of convolution roles.*got \('conv9',\)"):
         attach(base, "se", ("conv9",))
+
+
+def test_attach_refuses_a_model_that_already_has_attention():
+    base = mobilenet()
+    once = attach(base, "simam")
+    count = len(attention_summary(once))
+    assert count > 0
+    with pytest.raises(ValueError, match=rf"already has {count} attention layers \('") as info:
+        attach(once, "se")
+    message = str(info.value)
+    assert repr(attention_summary(once)[0]["name"]) in message, message
+    assert "without attention" in message and "attention=None" in message, message
+    # Layers a factory made (of any class) are found through attach's records too.
+    with pytest.raises(ValueError, match=r"already has \d+ attention layers"):
+        attach(attach(base, identity_factory), "simam")
+    # The backbone itself is unchanged and still takes attention.
+    assert len(attention_summary(attach(base, "se"))) == count

@@ -309,3 +309,17 @@ def test_multiply_has_no_control_factor_and_configs_round_trip():
 def test_bad_fusion_and_multiplier(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         ShiftAndBalance(**kwargs)
+
+
+@pytest.mark.parametrize("argument", ["lambda_init", "hidden_ratio", "hidden_multiplier"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_arguments_rejected_at_construction(argument, value):
+    # lambda_init=inf made every output inf; hidden_ratio=inf failed at build (OverflowError).
+    with pytest.raises(ValueError, match=rf"`{argument}` must be a finite number.*; got {value}\."):
+        ShiftAndBalance(**{argument: value})
+
+
+def test_huge_hidden_ratio_rejected_at_construction():
+    # An int beyond float range would overflow in float() at build.
+    with pytest.raises(ValueError, match=r"`hidden_ratio` must be a finite number > 0.0"):
+        ShiftAndBalance(hidden_ratio=10**400)

@@ -450,3 +450,42 @@ def test_closed_form_gradient_equals_automatic_differentiation(shape, transform,
     got_x = input_gradient(lambda t: layer._call_normalised(t), x, upstream)
     want_x = input_gradient(lambda t: layer._call_fused(t), x, upstream)
     np.testing.assert_allclose(got_x, want_x, rtol=0, atol=1e-4 * (1 + np.max(np.abs(want_x))))
+
+
+@pytest.mark.parametrize("pure", ["float16", "bfloat16"])
+@pytest.mark.parametrize("kwargs", ABLATIONS, ids=_ablation_id)
+def test_pure_low_precision_policy(pure, kwargs):
+    # dtype="float16"/"bfloat16" (variables in that dtype too, not mixed precision): the
+    # closed-form path once multiplied the float16 coefficients by the float32 statistics.
+    x = _input(shape=(2, 4, 4, 16))
+    ref_layer = ShuffleAttention(groups=2, **kwargs)
+    ref_layer.build(x.shape)
+    _randomise(ref_layer, seed=2)
+    ref = np.asarray(ref_layer(x))
+    layer = ShuffleAttention(groups=2, dtype=pure, **kwargs)
+    layer.build(x.shape)
+    layer.set_weights(ref_layer.get_weights())
+    y = layer(x)
+    assert y.dtype == pure
+    y = np.asarray(tf.cast(y, tf.float32))
+    assert np.all(np.isfinite(y))
+    tol = {"float16": 1e-2, "bfloat16": 6e-2}[pure]
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    upstream = np.random.default_rng(3).normal(size=x.shape).astype("float32")
+
+    def loss():
+        return keras.ops.sum(keras.ops.cast(layer(x), "float32") * upstream)
+
+    for var, grad in zip(layer.trainable_variables, gradients(loss, layer.trainable_variables)):
+        assert grad.dtype == pure, var.path
+        assert np.all(np.isfinite(grad.astype("float32"))), var.path
+    dx = input_gradient(layer, x, upstream)
+    dx_ref = input_gradient(ref_layer, x, upstream)
+    np.testing.assert_allclose(dx, dx_ref, rtol=4 * tol, atol=4 * tol * np.abs(dx_ref).max())
+
+
+def test_pure_float16_global_policy():
+    keras.config.set_dtype_policy("float16")
+    y = ShuffleAttention(groups=4)(_input())
+    assert y.dtype == "float16"
+    assert np.all(np.isfinite(np.asarray(y)))

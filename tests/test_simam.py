@@ -176,3 +176,11 @@ def test_closed_form_gradient_under_mixed_float16(policy):
     assert np.all(np.isfinite(got))
     tol = {"float32": 1e-6, "mixed_float16": 2e-2, "mixed_bfloat16": 1e-1}[policy]
     np.testing.assert_allclose(got, want, rtol=0, atol=tol * (1 + np.max(np.abs(want))))
+
+
+def test_non_finite_e_lambda_rejected():
+    for e_lambda in [float("inf"), float("nan"), np.float32("inf")]:
+        with pytest.raises(ValueError, match=r"`e_lambda` must be a finite number >= 0.0; got"):
+            SimAM(e_lambda=e_lambda)
+    with pytest.raises(ValueError, match=r"got inf\.$"):
+        SimAM(e_lambda=float("inf"))

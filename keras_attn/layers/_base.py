@@ -27,6 +27,17 @@ def stats_dtype(compute_dtype):
     return compute_dtype
 
 
+def max_over(x, axis, keepdims=False):
+    """``keras.ops.max`` over ``axis`` that also takes an empty batch.
+
+    TensorFlow's ``keras.ops.max`` refuses, when eager, any tensor with no elements, even when
+    the reduced axes are not empty (a batch of 0 images has a well-defined ``(0, C)`` channel
+    maximum). With an ``initial`` of ``-inf`` it reduces normally; ``maximum(m, -inf)`` changes
+    no value and passes the gradient through.
+    """
+    return ops.max(x, axis=axis, keepdims=keepdims, initial=float("-inf"))
+
+
 def sigmoid_backprop(s, upstream):
     """``upstream * s * (1 - s)``: a gradient carried back through ``s = sigmoid(z)``.
 
@@ -54,10 +65,16 @@ class AttentionLayer(keras.layers.Layer):
             ``(batch, height, width, channels)`` or ``(batch, depth, height, width, channels)``)
             or ``"channels_first"`` (channels second: ``(batch, channels, steps)``, ...).
 
+    Inputs must have a floating dtype (float16, bfloat16, float32 or float64; Keras casts them
+    to the compute dtype). Integer, boolean or complex inputs are refused at call, symbolic or
+    eager, for every layer alike: the gates are fractions in (0, 1) and a product in an integer
+    dtype would truncate them to zero.
+
     Raises:
-        ValueError: unknown ``data_format``; at build, an input whose rank is not in
-            ``SUPPORTED_RANKS`` (the message names its rank and the valid forms) or whose channel
-            dimension is unknown.
+        ValueError: unknown ``data_format``; at call, an input (or a DCA state) that is not
+            floating (the message names its dtype and says to cast it); at build, an input whose
+            rank is not in ``SUPPORTED_RANKS`` (the message names its rank and the valid forms)
+            or whose channel dimension is unknown.
     """
 
     # Feature-map ranks (batch included) the layer accepts: 3 = (batch, steps, channels),
@@ -117,6 +134,28 @@ class AttentionLayer(keras.layers.Layer):
         self.channel_axis = None
         self.spatial_axes = None
         self.channels = None
+
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        self._check_input_dtypes(inputs)
+        return super().__call__(*args, **kwargs)
+
+    def _check_input_dtypes(self, inputs):
+        """Raise a ValueError for any input tensor (of ``x``, ``[x, t]`` or ``[x, state]``) whose
+        dtype is not floating; objects without a ``dtype`` (nested Python lists) pass."""
+        for i, t in enumerate(keras.tree.flatten(inputs)):
+            dtype = getattr(t, "dtype", None)
+            if dtype is None:
+                continue
+            dtype = keras.backend.standardize_dtype(dtype)
+            if not keras.backend.is_float_dtype(dtype):
+                which = "an input" if i == 0 else f"input {i} (zero-based, of the list)"
+                raise ValueError(
+                    f"{type(self).__name__} {self.name!r} needs floating-point inputs; got "
+                    f"{which} of dtype {dtype!r}. Cast it to a float dtype first, e.g. "
+                    f"keras.ops.cast(x, {self.compute_dtype!r}) (or scale images with "
+                    "keras.layers.Rescaling)."
+                )
 
     def _resolve_axes(self, input_shape, what="input"):
         shape = tuple(input_shape)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_attn.layers._base import AttentionLayer, check_number, stats_dtype
+from keras_attn.layers._base import AttentionLayer, check_number, max_over, stats_dtype
 from keras_attn.registry import register_attention
 
 
@@ -122,7 +122,7 @@ class CBAM(AttentionLayer):
     def extract_channel(self, x):
         """``(batch, 2, C)``: spatial average (row 0) and maximum (row 1), float32 when mixed."""
         avg = self._pool(x, keepdims=False)
-        mx = ops.cast(ops.max(x, axis=self.spatial_axes), avg.dtype)
+        mx = ops.cast(max_over(x, axis=self.spatial_axes), avg.dtype)
         return ops.stack([avg, mx], axis=1)
 
     def transform_channel(self, g):
@@ -141,12 +141,17 @@ class CBAM(AttentionLayer):
         """``(batch, *spatial, 2)``: channel maximum and channel mean (float32 when mixed)."""
         dtype = stats_dtype(self.compute_dtype)
         mean = ops.mean(ops.cast(x, dtype), axis=self.channel_axis)
-        mx = ops.cast(ops.max(x, axis=self.channel_axis), dtype)
+        mx = ops.cast(max_over(x, axis=self.channel_axis), dtype)
         return ops.stack([mx, mean], axis=-1)
 
     def transform_spatial(self, g, training=None):
         """``(batch, *spatial, 1)`` sigmoid gate, channels-last in both layouts."""
-        return ops.sigmoid(self.spatial_bn(self.spatial_conv(g), training=training))
+        logits = self.spatial_conv(g)
+        # TensorFlow's oneDNN convolution (TF_ENABLE_ONEDNN_OPTS=1) returns an empty batch with
+        # the input's 2 channels instead of the kernel's 1; the slice restores (0, *spatial, 1)
+        # and is the identity (no copy) on every non-empty batch.
+        logits = logits[..., :1]
+        return ops.sigmoid(self.spatial_bn(logits, training=training))
 
     def fuse_spatial(self, x, gate):
         gate = ops.cast(gate, x.dtype)

@@ -99,7 +99,7 @@ import math
 import keras
 from keras import ops
 
-from keras_attn.layers._base import check_choice, check_number
+from keras_attn.layers._base import check_choice, check_number, max_over
 from keras_attn.layers.cbam import CBAM
 from keras_attn.layers.shift_and_balance import ShiftAndBalance
 from keras_attn.layers.squeeze_excite import SqueezeExcite
@@ -162,7 +162,7 @@ def match_spatial(p, source_hw, target_hw, mode):
         window = tuple(n_in // n_out for n_in, n_out in zip(source_hw, target_hw))
         pool = ops.average_pool if mode == "avg" else ops.max_pool
         return pool(p, pool_size=window, strides=window, padding="valid")
-    reduce = ops.mean if mode == "avg" else ops.max
+    reduce = ops.mean if mode == "avg" else max_over
     rank = len(source_hw) + 2
     for axis, (n_in, n_out) in enumerate(zip(source_hw, target_hw), start=1):
         if n_in == n_out:

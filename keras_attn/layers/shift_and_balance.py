@@ -91,7 +91,7 @@ class ShiftAndBalance(AttentionLayer):
 
     Raises:
         ValueError: non-positive ``hidden_ratio`` or ``hidden_multiplier``, unknown ``gate`` or
-            ``fusion``, a gate other than ``"sigmoid"`` with ``fusion="multiply"``, non-numeric ``lambda_init``,
+            ``fusion``, a gate other than ``"sigmoid"`` with ``fusion="multiply"``, non-numeric or non-finite ``lambda_init`` (every numeric argument must be finite),
             ``dropout`` outside ``[0, 1)``, unknown ``data_format``; at build, an input that is not
             3-D, 4-D or 5-D (the message names its rank), ``x`` and ``t`` of different ranks (or
             a list of more than two inputs).

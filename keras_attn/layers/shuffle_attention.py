@@ -222,8 +222,19 @@ class ShuffleAttention(AttentionLayer):
         if self.data_format == "channels_last":
             y = ops.transpose(ops.reshape(y, (-1, 2, half)), (0, 2, 1))
         else:
-            y = ops.transpose(ops.reshape(y, (shape[0], 2, half, -1)), (0, 2, 1, 3))
+            # The pixel count is spelled out, not -1: JAX cannot infer a -1 next to an empty
+            # batch (0 / 0).
+            pixels = 1
+            for axis in self.spatial_axes:
+                pixels = pixels * shape[axis]
+            y = ops.transpose(ops.reshape(y, (shape[0], 2, half, pixels)), (0, 2, 1, 3))
         return ops.reshape(y, shape)
+
+    def _read(self, variable, x):
+        """``variable`` in the statistics dtype of ``x``: float32 variables pass unchanged under
+        mixed precision; under a pure float16/bfloat16 policy the variables have the compute
+        dtype and are promoted, so that the coefficient math never mixes dtypes."""
+        return ops.cast(variable, stats_dtype(x.dtype))
 
     def _clip(self, coef, dtype):
         if keras.backend.standardize_dtype(dtype) == "float16":
@@ -317,7 +328,10 @@ class ShuffleAttention(AttentionLayer):
 
             return y, grad
 
-        alpha, beta, gamma = self._coefficients()
+        # The variables are float32 under mixed precision but float16/bfloat16 under a pure
+        # policy: the coefficients enter the gate in the statistics dtype either way (the casts
+        # carry their gradients back to the variables' dtype).
+        alpha, beta, gamma = (ops.cast(t, stats) for t in self._coefficients())
         return gate(x, alpha, beta, gamma)
 
     def _call_fused(self, x):
@@ -330,19 +344,20 @@ class ShuffleAttention(AttentionLayer):
             mean, var = self._pool(x), None
         mean_c, mean_s = self._split(ops.reshape(mean, (-1, self.channels)))
 
+        read = self._read
         if self.transform == "affine":
-            cw, cb = self.channel_weight, self.channel_bias
-            sw, sb = self.spatial_weight, self.spatial_bias
+            cw, cb = read(self.channel_weight, x), read(self.channel_bias, x)
+            sw, sb = read(self.spatial_weight, x), read(self.spatial_bias, x)
         else:  # "none": unit weight, zero bias
             cw, cb, sw, sb = 1.0, 0.0, 1.0, 0.0
         b_c = cw * mean_c + cb
 
         if self.use_norm:
             _, var_s = self._split(ops.reshape(var, (-1, self.channels)))
-            scale = self.norm_gamma * ops.rsqrt(var_s + self.epsilon)
+            scale = read(self.norm_gamma, x) * ops.rsqrt(var_s + self.epsilon)
             a_s = sw * scale
             # Centred form: A * (x - mean) + B', both terms bounded by the data's spread.
-            b_s = ops.zeros_like(mean_s) + (sw * self.norm_beta + sb)
+            b_s = ops.zeros_like(mean_s) + (sw * read(self.norm_beta, x) + sb)
         else:
             a_s = ops.zeros_like(mean_s) + sw
             b_s = ops.zeros_like(mean_s) + sb
@@ -366,7 +381,9 @@ class ShuffleAttention(AttentionLayer):
             mean, var = self._pool(x), None
         mean_c, mean_s = self._split(ops.reshape(mean, (-1, self.channels)))
         # Channel branch: GAP -> 1x1 conv over the group's K channels, on (B, G, K).
-        logit_c = ops.einsum("bgk,kj->bgj", mean_c, self.channel_weight) + self.channel_bias
+        logit_c = ops.einsum(
+            "bgk,kj->bgj", mean_c, self._read(self.channel_weight, x)
+        ) + self._read(self.channel_bias, x)
 
         # One einsum letter and one reshape entry per spatial axis: "w" (1-D), "hw" (2-D),
         # "dhw" (3-D).
@@ -394,7 +411,7 @@ class ShuffleAttention(AttentionLayer):
 
         if self.use_norm:
             _, var_s = self._split(ops.reshape(var, (-1, self.channels)))
-            scale = self.norm_gamma * ops.rsqrt(var_s + self.epsilon)
+            scale = self._read(self.norm_gamma, x) * ops.rsqrt(var_s + self.epsilon)
             xn = (x1 - ops.cast(per_channel(mean_s), x.dtype)) * self._clip(
                 per_channel(scale), x.dtype
             ) + vec(self.norm_beta)

@@ -66,7 +66,7 @@ class SimAM(AttentionLayer):
         **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
 
     Raises:
-        ValueError: negative or non-numeric ``e_lambda``; unknown ``data_format``; an input that is not 3-D, 4-D or 5-D (the message names its rank).
+        ValueError: negative, non-finite or non-numeric ``e_lambda``; unknown ``data_format``; an input that is not 3-D, 4-D or 5-D (the message names its rank).
 
     The layer has no variables.
     """
