@@ -141,6 +141,7 @@ class OptunaOracle(kt.Oracle):
         self._records = []  # every trial told to Optuna, in order (saved with the oracle)
         self._live = {}  # KerasTuner trial id -> the Optuna trial asked for it
         self._study = None
+        self._exhausted_at = None
 
     # ------------------------------------------------------------------- the study
 
@@ -283,6 +284,10 @@ class OptunaOracle(kt.Oracle):
 
     def populate_space(self, trial_id):
         optuna = import_optuna(self.sampler_name)
+        if self._exhausted_at == len(self.trials):
+            # Nothing new since the space ran out: do not tell Optuna the same duplicates again
+            # (waiting workers ask every second).
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
         study = self.study
         space = list(self.hyperparameters.space)
         baseline = self._baseline()
@@ -308,6 +313,8 @@ class OptunaOracle(kt.Oracle):
                                 state=optuna.trial.TrialState.COMPLETE if earlier
                                 else optuna.trial.TrialState.FAIL)
             self._record(frozen, None, duplicate_of=earlier["trial_id"] if earlier else None)
+        self._exhausted_at = len(self.trials)
+        self.save()
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
     @kt.synchronized

@@ -79,6 +79,36 @@ def test_a_resumed_search_continues_the_same_study(tmp_path):
     assert sorted(again.oracle.trials) == ["0", "1", "2", "3"]
 
 
+@pytest.mark.parametrize("name", ["nsga2", "tpe"])
+def test_sampled_conditionals_follow_the_attention_and_duplicates_stop(tmp_path, name):
+    # No training: a score from the values, a cost from a callable. A population of 2 makes the
+    # sampler model the trials after the first two; the space has 1 + 2 + 5
+    # configurations (none; simam x e_lambda; sb x lambda_init).
+    class Scoring(tuner_class(name)):
+        def run_trial(self, trial, *args, **kwargs):
+            values = trial.hyperparameters.values
+            return {"val_accuracy": 0.5 + 0.1 * values.get("lambda_init", 0.0)}
+
+    hm = AttentionHyperModel(backbone="tiny", input_shape=(8, 8, 3), model_builder=tiny_builder,
+                             space={"attention": ["none", "simam", "sb"], "placement": "block",
+                                    "gate": "tanh", "e_lambda": [1e-4, 1e-3]})
+    tuner = Scoring(hypermodel=hm, objective="val_accuracy", max_trials=30,
+                    directory=str(tmp_path), project_name="p", seed=2, population_size=2,
+                    protocol=Protocol.with_repeats(1), cost=lambda trial_id: float(trial_id))
+    tuner.search()
+    trials = [tuner.oracle.trials[k].hyperparameters for k in sorted(tuner.oracle.trials)]
+    assert trials[0].values["attention"] == "none"
+    for hp in trials:
+        attention = hp.values["attention"]
+        assert hp.is_active("lambda_init") == (attention == "sb")
+        assert hp.is_active("e_lambda") == (attention == "simam")
+    seen = [tuple(sorted((k, v) for k, v in hp.values.items() if hp.is_active(k)))
+            for hp in trials]
+    assert len(seen) == len(set(seen)) <= 8  # no configuration twice; stops when all are tried
+    told = [r for r in tuner.oracle._records if r["trial_id"] is not None]
+    assert len(told) == len(trials)
+
+
 def test_a_failed_trial_is_told_as_failed(tmp_path):
     builds = []
 
