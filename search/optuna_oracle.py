@@ -119,7 +119,8 @@ class OptunaOracle(kt.Oracle):
             ``trial_id -> dict`` that the tuner sets). None: accuracy only. A completed trial
             whose cost cannot be read is told to Optuna as failed (and says so).
         population_size: NSGA-II's population, TPE's random startup trials; default
-            ``max_trials // 3`` within [4, 50] (Optuna's 50 would make a 30-trial search random).
+            ``max_trials // 3`` within [4, 50] (Optuna's 50 would make a 30-trial search random);
+            a resume keeps the saved one unless given.
         objective, max_trials, seed, ...: KerasTuner's ``Oracle`` arguments.
     """
 
@@ -138,6 +139,7 @@ class OptunaOracle(kt.Oracle):
         self.cost = cost
         self.trial_info = None
         self.population_size = population_size or max(4, min(50, (max_trials or 150) // 3))
+        self._population_size_given = population_size is not None
         self._records = []  # every trial told to Optuna, in order (saved with the oracle)
         self._live = {}  # KerasTuner trial id -> the Optuna trial asked for it
         self._study = None
@@ -328,12 +330,17 @@ class OptunaOracle(kt.Oracle):
 
     def get_state(self):
         state = super().get_state()
-        state["optuna"] = {"sampler": self.sampler_name, "records": list(self._records)}
+        state["optuna"] = {"sampler": self.sampler_name, "records": list(self._records),
+                           "population_size": self.population_size}
         return state
 
     def set_state(self, state):
         super().set_state(state)
-        self._records = list((state.get("optuna") or {}).get("records") or [])
+        saved = state.get("optuna") or {}
+        self._records = list(saved.get("records") or [])
+        if not self._population_size_given and saved.get("population_size"):
+            # A resume with another --max-trials keeps the generations' size.
+            self.population_size = int(saved["population_size"])
         self._live = {}
         self._study = None
 
