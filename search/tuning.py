@@ -24,6 +24,7 @@ import keras_tuner as kt
 from keras_tuner.src.engine.oracle import Display, synchronized
 
 from search.hypermodel import describe_hyperparameters
+from search.optuna_oracle import NSGA2Search, TPESearch  # Optuna imported only when used
 from search.report import write_trial_info
 
 def _baseline_values(oracle):
@@ -288,6 +289,8 @@ TUNER_CLASSES = {
     "random": BalancedRandomSearch,
     "bayesian": kt.BayesianOptimization,
     "hyperband": kt.Hyperband,
+    "nsga2": NSGA2Search,
+    "tpe": TPESearch,
 }
 
 
@@ -540,4 +543,6 @@ def make_tuner(
     cls = tuner_class(tuner)
     if tuner == "hyperband":
         return cls(max_epochs=epochs, factor=3, **common), hypermodel
+    if tuner in ("nsga2", "tpe"):  # second objective, minimised: from the trial's info
+        common["cost"] = "params_added"
     return cls(max_trials=max_trials, **common), hypermodel
