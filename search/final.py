@@ -29,7 +29,7 @@ import keras
 
 from search import stats
 from search.protocol import weights_path
-from search.rundir import atomic_path, read_json, write_json
+from search.rundir import atomic_path, check_free_space, model_nbytes, read_json, write_json
 
 FINAL_FILE = "final.json"
 BEST_MODEL_FILE = "best_model.keras"
@@ -49,6 +49,7 @@ def _load(path):
 
 def _save_model(model, path):
     """``model.save(path)``, atomically (see :func:`search.rundir.atomic_path`)."""
+    check_free_space(path, model_nbytes(model))
     with atomic_path(path) as tmp:
         model.save(tmp)
 

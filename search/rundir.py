@@ -17,6 +17,7 @@ import copy
 import errno
 import json
 import os
+import shutil
 
 # Written into --out when a search starts: what lets --overwrite tell a search from any other
 # directory (a search_config.json, written by every version, is accepted too).
@@ -78,15 +79,17 @@ def is_no_space(exc):
 def no_space_path(exc, default="?"):
     """The file a full disk (ENOSPC) failed to write, found along ``exc``'s chain of causes;
     ``default`` when the chain has ENOSPC without a file name; None when it has no ENOSPC."""
-    seen = set()
+    chain, seen = [], set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return exc.filename or default
-        # h5py (HDF5) reports a full disk in its message, not always with an errno.
-        if "No space left on device" in str(exc):
-            return getattr(exc, "filename", None) or default
+        chain.append(exc)
         exc = exc.__cause__ or exc.__context__
+    for e in chain:
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e.filename or default
+    # h5py (HDF5) reports a full disk in its message, not always with an errno.
+    if any("No space left on device" in str(e) for e in chain):
+        return default
     return None
 
 
@@ -112,6 +115,28 @@ def atomic_path(path):
                 isinstance(exc, OSError) and exc.filename == os.fspath(path)):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path)) from exc
         raise
+
+
+def check_free_space(path, nbytes, margin=1 << 20):
+    """Raise ``OSError(ENOSPC, ..., path)`` when the disk of ``path`` has less than ``nbytes``
+    (plus ``margin``) free. For writers that cannot fail cleanly on a full disk: h5py (HDF5),
+    after a failed write, leaves objects whose clean-up fails again and can crash the process
+    at exit, so Keras' weights and models are checked against the free space first."""
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < nbytes + margin:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+
+def model_nbytes(model):
+    """The bytes of ``model``'s variables and its optimizer's (what a weights file holds)."""
+    import numpy as np
+
+    variables = list(model.variables)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "variables", None) is not None:
+        variables += list(optimizer.variables)
+    return sum(int(np.prod(v.shape)) * np.dtype(getattr(v.dtype, "name", v.dtype)).itemsize
+               for v in variables)
 
 
 def write_text(path, text):

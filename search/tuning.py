@@ -28,7 +28,8 @@ from keras_tuner.src.engine.oracle import Display, synchronized
 
 from search.hypermodel import describe_hyperparameters
 from search.report import write_trial_info
-from search.rundir import DamagedFileError, atomic_path, is_no_space, read_json, write_text
+from search.rundir import (DamagedFileError, atomic_path, check_free_space, is_no_space,
+                           model_nbytes, read_json, write_text)
 
 # KerasTuner's own files in its project directory (names as KerasTuner's Oracle and BaseTuner
 # spell them): the oracle's state, each tuner's state (<tuner_id>.json), each trial's record.
@@ -521,7 +522,9 @@ class ReportingMixin:
                    for k, v in timer.result().items()},
             }
             if self.protocol.save_weights:
-                with atomic_path(weights_path(trial_dir, seed)) as tmp:
+                path = weights_path(trial_dir, seed)
+                check_free_space(path, model_nbytes(model))
+                with atomic_path(path) as tmp:
                     model.save_weights(tmp)
             record["wall_seconds"] = round(time.perf_counter() - t0, 3)
             records[str(seed)] = record
