@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -77,14 +78,52 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see {PROG} --help)")
 
 
-def _int_at_least(minimum, what):
+# TensorFlow takes sizes, counts and steps as int32 (tf.data batch sizes, image sizes, step
+# counters): a larger int option would fail deep inside it, or overflow.
+INT32_MAX = 2**31 - 1
+# TensorFlow's, NumPy's and Python's seeds (keras.utils.set_random_seed sets all three) must be in
+# [0, 2**32 - 1]: every seed a search uses (seed .. seed + repeats - 1) is checked against it.
+SEED_MAX = 2**32 - 1
+# A peak learning rate above this diverges with any recipe here (SGD's and Adam's are 0.1 and
+# 3e-3 at batch 128; the linear scaling rule gives 0.1 x batch / 128): a larger value is a typo.
+MAX_LEARNING_RATE = 10.0
+
+
+def _check_number(*args, **kwargs):
+    """``keras_attn.validation.check_number``, loaded from its file alone: importing the
+    ``keras_attn`` package would load Keras and TensorFlow (30 s), and --help and option errors
+    must stay instant."""
+    module = sys.modules.get("keras_attn.validation") or sys.modules.get("_keras_attn_validation")
+    if module is None:
+        import importlib.util
+
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "keras_attn", "validation.py")
+        spec = importlib.util.find_spec("keras_attn")
+        if spec is not None and spec.submodule_search_locations:
+            path = os.path.join(list(spec.submodule_search_locations)[0], "validation.py")
+        spec = importlib.util.spec_from_file_location("_keras_attn_validation", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["_keras_attn_validation"] = module
+    return module.check_number(*args, **kwargs)
+
+
+def _int_at_least(minimum, what, maximum=INT32_MAX):
     def parse(text):
+        check_number = _check_number
+
         try:
             value = int(text)
         except ValueError:
             value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        try:
+            check_number("value", value, minimum=minimum, integer=True)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value > maximum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer in [{minimum}, {maximum}], got {text!r}")
         return value
 
     return parse
@@ -92,33 +131,40 @@ def _int_at_least(minimum, what):
 
 _positive_int = _int_at_least(1, "a positive integer")
 _non_negative_int = _int_at_least(0, "an integer >= 0")
+_seed = _int_at_least(0, "an integer >= 0", maximum=SEED_MAX)
 
 
 def _split(text):
     """An int >= 1 is a number of images, anything else a fraction in [0, 1)."""
     if text.strip().isdigit() and int(text) >= 1:
-        return int(text)
+        return _positive_int(text)
     return _fraction(text)
 
 
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+def _float_in(what, minimum=0.0, maximum=float("inf"), strict=True, strict_max=True):
+    """A finite float in the interval (``strict``: open at that end), else "expected {what}"."""
+
+    def parse(text):
+        check_number = _check_number
+
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        try:
+            return check_number("value", value, minimum=minimum, maximum=maximum, strict=strict,
+                                strict_max=strict_max)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    return parse
 
 
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+# Finite: inf and nan are refused (check_number refuses nan; the open upper bound inf).
+_positive_float = _float_in("a positive number")
+_fraction = _float_in("a number in [0, 1)", 0.0, 1.0, strict=False)
+_learning_rate = _float_in(f"a positive number <= {MAX_LEARNING_RATE:g}", 0.0, MAX_LEARNING_RATE,
+                           strict_max=False)
 
 
 def _max_cost(text):
@@ -143,7 +189,7 @@ def build_parser():
         description="KerasTuner architecture search over CNN attention (SA-Net, SimAM, "
         "Shift-and-Balance, DCANet): every configuration trained with the same recipe and seeds "
         "as the no-attention baseline, repeated, reported as mean +- std and a paired difference "
-        "with its 95%% interval.",
+        "with its 95% interval.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
@@ -164,9 +210,9 @@ def build_parser():
     m.add_argument("--backbone", default="resnet20",
                    help="resnet20/32/44/56/110, mobilenetv2_cifar (the papers' small-image "
                    "networks) or a keras.applications family (mobilenetv2, resnet50, ...)")
-    m.add_argument("--width", type=float, default=None,
+    m.add_argument("--width", type=_positive_float, default=None,
                    help="MobileNet width multiplier alpha (default 0.35 for the MobileNets)")
-    m.add_argument("--bn-momentum", type=float, default=0.9,
+    m.add_argument("--bn-momentum", type=_fraction, default=0.9,
                    help="BatchNorm momentum of the backbone (keras.applications' 0.999 leaves the "
                    "moving statistics unusable after a short run from scratch)")
     m.add_argument("--attention", type=_csv_list, default=None,
@@ -212,7 +258,7 @@ def build_parser():
                    help="global batch size (64: twice the steps of 128 in a short run)")
     t.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
                    help="SGD with momentum 0.9 and weight decay 5e-4 (the papers'), or Adam")
-    t.add_argument("--learning-rate", type=_positive_float, default=None,
+    t.add_argument("--learning-rate", type=_learning_rate, default=None,
                    help="the recipe's peak learning rate, cosine-annealed to 0 over each run "
                    "(default: SGD 0.1 x batch size / 128, the papers' 0.1 at 128 with the linear "
                    "scaling rule; Adam 3e-3)")
@@ -222,7 +268,7 @@ def build_parser():
                    help="auto = mixed_float16 on a GPU, float32 on a CPU")
     t.add_argument("--strategy", default="auto", choices=STRATEGIES,
                    help="tf.distribute strategy; auto = MirroredStrategy over several GPUs")
-    t.add_argument("--seed", type=int, default=0,
+    t.add_argument("--seed", type=_seed, default=0,
                    help="first seed: data split, oracle, initial weights and data order")
     c = p.add_argument_group("cost (search.costs)")
     c.add_argument("--max-cost", type=_max_cost, action="append", default=None,
@@ -264,6 +310,8 @@ def build_parser():
 
 def parse_args(argv=None):
     args = build_parser().parse_args(argv)
+    # The checks below (search spaces, presets) load TensorFlow: without its start-up lines.
+    _import_tensorflow_quietly(args.debug)
     if args.role != "single":
         if not args.oracle or ":" not in args.oracle:
             raise CLIError(f"--role {args.role} needs --oracle HOST:PORT, got {args.oracle!r}")
@@ -272,10 +320,12 @@ def parse_args(argv=None):
             raise CLIError(f"--oracle must be HOST:PORT with a port in 1..65535, got {args.oracle!r}")
     elif args.oracle:
         raise CLIError("--oracle goes with --role chief or --role worker")
-    if not 0.0 <= args.bn_momentum < 1.0:
-        raise CLIError(f"--bn-momentum must be in [0, 1), got {args.bn_momentum}")
-    if args.width is not None and args.width <= 0:
-        raise CLIError(f"--width must be > 0, got {args.width}")
+    last = args.seed + max(args.repeats, args.final_repeats) - 1
+    if last > SEED_MAX:
+        raise CLIError(
+            f"--seed: expected seed + max(--repeats, --final-repeats) - 1 <= {SEED_MAX} (the "
+            f"largest seed TensorFlow and NumPy take), got {args.seed} + "
+            f"{max(args.repeats, args.final_repeats)} - 1 = {last} (see {PROG} --help)")
     args.dataset = args.dataset.lower()
     # One spelling per backbone, so that --backbone MobileNetV2_CIFAR resumes a mobilenetv2_cifar
     # search.
@@ -419,20 +469,47 @@ def _identity(args):
     return {k: getattr(args, k) for k in IDENTITY_KEYS}
 
 
+def _is_search(out):
+    """Whether directory ``out`` holds a keras-attn search: its marker file (written when a search
+    starts), or the search_config.json every version writes."""
+    from search.rundir import MARKER_FILE
+
+    return any(os.path.isfile(os.path.join(out, f)) for f in (MARKER_FILE, CONFIG_FILE))
+
+
 def _check_out_dir(args):
-    """Refuse to resume into an --out made by a different search; record this one's identity."""
+    """Refuse to resume into an --out made by a different search; record this one's identity.
+
+    With --overwrite, a previous search in --out is moved aside (``OUT.old-<time>``, its name in
+    ``args.replaced``), not deleted: :func:`_replace_done` deletes it once the new run has
+    started, :func:`_replace_failed` puts it back if the new run fails before. A directory that
+    is not a search is never deleted."""
+    from search.rundir import MARKER_FILE, read_json, write_json, write_text
+
     out = args.out
     path = os.path.join(out, CONFIG_FILE)
     ident = _identity(args)
     old = {}
+    args.replaced = None
     if args.role == "worker" and not os.path.exists(path):
         raise CLIError(
             f"--out {out} holds no search started by a chief ({CONFIG_FILE} is missing): give "
             "every worker the chief's --out (a shared directory) and the chief's options"
         )
-    if os.path.exists(path) and not args.overwrite:
-        with open(path) as f:
-            old = json.load(f)
+    # A worker started before its chief may already have made the tuner project.
+    contents = set(os.listdir(out)) - {"tuner", "logs"} if os.path.isdir(out) else set()
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CLIError(f"--out {out} is a file, not a directory; use another --out")
+    if args.overwrite and args.role != "worker" and contents:
+        if not _is_search(out):
+            raise CLIError(f"--out {out} is not a keras-attn search (no {MARKER_FILE} or "
+                           f"{CONFIG_FILE}): --overwrite deletes only a search; use another --out")
+        args.replaced = f"{os.path.normpath(out)}.old-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        os.rename(out, args.replaced)
+        contents = set()
+    elif os.path.exists(path) and not args.overwrite:
+        old = read_json(path, missing={}, kind=dict,
+                        fix="restore it, or start afresh with --overwrite")
         diff = {k: (old.get(k), v) for k, v in ident.items() if old.get(k) != v}
         if diff:
             what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
@@ -440,25 +517,39 @@ def _check_out_dir(args):
                 f"--out {out} holds a different search ({what}); use another --out, the same "
                 f"options to resume, or --overwrite to start afresh"
             )
-    elif (
-        args.role != "worker"
-        and os.path.isdir(out)
-        # A worker started before its chief may already have made the tuner project.
-        and set(os.listdir(out)) - {"tuner", "logs"}
-        and not args.overwrite
-    ):
-        raise CLIError(f"--out {out} exists and is not a keras-attn search; use --overwrite or another --out")
-    if args.overwrite and args.role != "worker" and os.path.isdir(out):
-        import shutil
-
-        shutil.rmtree(out)
+    elif args.role != "worker" and contents and not _is_search(out):
+        raise CLIError(f"--out {out} exists and is not a keras-attn search; use another --out "
+                       "(a new or empty directory)")
     os.makedirs(out, exist_ok=True)
     if args.role != "worker":
-        from search.report import write_json
-
+        marker = os.path.join(out, MARKER_FILE)
+        if not os.path.exists(marker):
+            write_text(marker, "A keras-attn-search output directory (keras-attn-search --out); "
+                       "--overwrite may replace it.\n")
         run = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                **{k: getattr(args, k) for k in RUN_KEYS}}
         write_json(path, {**ident, "runs": list(old.get("runs", [])) + [run]})
+
+
+def _replace_done(args):
+    """The new run has started (options checked, data loaded): delete the search it replaces."""
+    if getattr(args, "replaced", None):
+        import shutil
+
+        shutil.rmtree(args.replaced)
+        _log(f"--overwrite: deleted the previous search (moved aside to {args.replaced})")
+        args.replaced = None
+
+
+def _replace_failed(args):
+    """The new run failed before it started: put the replaced search back in --out."""
+    if getattr(args, "replaced", None):
+        import shutil
+
+        shutil.rmtree(args.out, ignore_errors=True)
+        os.rename(args.replaced, args.out)
+        _log(f"--overwrite: this run did not start; the previous search is back in {args.out}")
+        args.replaced = None
 
 
 def _setup_distributed(args):
@@ -473,6 +564,44 @@ def _setup_distributed(args):
         os.environ["KERASTUNER_TUNER_ID"] = "chief"
     else:
         os.environ["KERASTUNER_TUNER_ID"] = f"worker-{args.worker_id or os.getpid()}"
+
+
+# TensorFlow's C++ lines from before absl logging is initialised ("oneDNN custom operations are
+# on", "Could not find cuda drivers"): absl writes them to stderr whatever TF_CPP_MIN_LOG_LEVEL
+# says, once per shared library that bundles its own copy of TensorFlow's logging (the framework
+# and the profiler plugin: hence twice per run).
+_ABSL_PREFIX = re.compile(r"^([IWEF])\d{4} ")
+_ABSL_HEADER = "WARNING: All log messages before absl::InitializeLog() is called"
+
+
+def _import_tensorflow_quietly(debug=False):
+    """``import tensorflow`` with its start-up lines filtered by TF_CPP_MIN_LOG_LEVEL (I, W, E
+    below the level dropped; anything else, e.g. a Python warning, passed through)."""
+    try:
+        level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        level = 0
+    if debug or level <= 0 or "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            for line in lines:
+                m = _ABSL_PREFIX.match(line)
+                if line.startswith(_ABSL_HEADER) or (m and "IWEF".index(m.group(1)) < level):
+                    continue
+                sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 def _log(msg):
@@ -498,6 +627,14 @@ def main(argv=None):
     except Exception as exc:  # a user-facing tool: one line unless --debug
         if debug:
             raise
+        from search.rundir import no_space_path
+
+        full = no_space_path(exc)
+        if full is not None:
+            # Every file is written through a temporary one (search.rundir): the real files are
+            # whole, and the same command resumes once there is space.
+            print(f"{PROG}: error: no space left on device: {full}", file=sys.stderr)
+            return 2
         if isinstance(exc, (CLIError, ValueError, FileNotFoundError)):
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         else:
@@ -551,13 +688,23 @@ def run(args):
         except ImportError as err:
             raise CLIError(f"--export onnx: {err}") from None
     _check_out_dir(args)
+    try:
+        splits, context = _start(args)
+    except BaseException:
+        _replace_failed(args)
+        raise
+    _replace_done(args)
+    return _search(args, splits, context, t_start)
+
+
+def _start(args):
+    """Everything up to the loaded data: once it returns, the run has started (see --overwrite)."""
     _setup_distributed(args)
 
     import keras
 
     from search import data as data_mod
-    from search import final, report, training, tuning
-    from search.protocol import Protocol
+    from search import training
 
     _quiet_retracing_warning()
     precision = training.resolve_precision(args.precision)
@@ -580,7 +727,17 @@ def run(args):
     _log(f"data: {splits.sizes} images of {splits.input_shape} in {time.time() - t0:.1f}s")
     if args.role != "chief" and not splits.sizes.get("val"):
         raise CLIError("the comparison needs a validation set: --validation-split must be > 0")
+    return splits, (precision, strategy)
 
+
+def _search(args, splits, context, t_start):
+    import keras
+
+    from search import data as data_mod
+    from search import final, report, training, tuning
+    from search.protocol import Protocol
+
+    precision, strategy = context
     protocol = Protocol.with_repeats(args.repeats, args.seed, train_data=splits.train_with_seed)
     tuner, hypermodel = tuning.make_tuner(
         backbone=args.backbone,
@@ -602,6 +759,7 @@ def run(args):
         learning_rate=args.learning_rate,
         search_learning_rate=args.search_learning_rate,
         bn_momentum=args.bn_momentum,
+        debug=args.debug,
     )
     callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(args.out, "logs"))]
     t_search = time.time()

@@ -22,7 +22,6 @@ re-running a finished search only rebuilds the report.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -30,7 +29,7 @@ import keras
 
 from search import stats
 from search.protocol import weights_path
-from search.report import write_json
+from search.rundir import atomic_path, check_free_space, model_nbytes, read_json, write_json
 
 FINAL_FILE = "final.json"
 BEST_MODEL_FILE = "best_model.keras"
@@ -44,11 +43,15 @@ def _params_added(model):
 
 
 def _load(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+    return read_json(path, missing={}, kind=dict,
+                     fix="delete it to run the final stage again, or --overwrite to start afresh")
+
+
+def _save_model(model, path):
+    """``model.save(path)``, atomically (see :func:`search.rundir.atomic_path`)."""
+    check_free_space(path, model_nbytes(model))
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 def _section(done, name, key):
@@ -83,7 +86,7 @@ def _test_search_runs(done, out, tuner, hypermodel, roles, seeds, strategy, test
             entry["runs"][str(seed)] = accuracy
             entry.update(params=int(model.count_params()), params_added=_params_added(model))
             if seed == seeds[0]:
-                model.save(os.path.join(out, files[name]))
+                _save_model(model, os.path.join(out, files[name]))
             write_json(marker, done)
             print(f"[final] {name} (trial {row['trial']}), search run seed {seed}: "
                   f"test_accuracy={accuracy:.4f}", flush=True)
@@ -127,7 +130,7 @@ def _train_best_model(done, out, tuner, hypermodel, name, row, final_seeds, fina
         section.setdefault("train_loss", {})[str(seed)] = float(history.history["loss"][-1])
         section.update(params=int(model.count_params()), params_added=_params_added(model))
         if seed == final_seeds[0]:
-            model.save(os.path.join(out, BEST_MODEL_FILE))
+            _save_model(model, os.path.join(out, BEST_MODEL_FILE))
         write_json(marker, done)
         print(f"[final] {name} seed {seed}: test_accuracy={accuracy:.4f}", flush=True)
     section["test_accuracy"], section["test_accuracy_std"] = \
@@ -180,7 +183,8 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, fina
     else:
         entry = done["search_test"][kept_name]
         src = os.path.join(out, BEST_SEARCH_MODEL_FILE if kept is best else BASELINE_MODEL_FILE)
-        keras.models.load_model(src, compile=False).save(os.path.join(out, BEST_MODEL_FILE))
+        _save_model(keras.models.load_model(src, compile=False),
+                    os.path.join(out, BEST_MODEL_FILE))
         first = str(seeds[0])
         done["best_model"] = {
             "key": {"trial": kept["trial"], "final_epochs": 0}, "trial": kept["trial"],

@@ -17,9 +17,10 @@ trial on resume) but skips the repeats it has.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
+
+from search.rundir import read_json, write_json
 
 REPEATS_FILE = "keras_attn_repeats.json"
 
@@ -55,17 +56,17 @@ class Protocol:
 
 
 def load_repeats(trial_dir):
-    """``{str(seed): record}`` of a trial's finished repeats (empty if none)."""
-    try:
-        with open(os.path.join(trial_dir, REPEATS_FILE)) as f:
-            return dict(json.load(f))
-    except (OSError, ValueError):
-        return {}
+    """``{str(seed): record}`` of a trial's finished repeats (empty if none yet).
+
+    Raises:
+        search.rundir.DamagedFileError: the file exists but is not a JSON object (e.g. truncated).
+    """
+    return read_json(os.path.join(trial_dir, REPEATS_FILE), missing={}, kind=dict,
+                     fix="delete it to re-run that trial's repeats, or --overwrite to start "
+                     "afresh")
 
 
 def save_repeats(trial_dir, records):
-    from search.report import write_json
-
     os.makedirs(trial_dir, exist_ok=True)
     write_json(os.path.join(trial_dir, REPEATS_FILE), records)
 

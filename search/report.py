@@ -14,21 +14,15 @@ against the baseline, on validation and test) with how each number was obtained.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 
+from search.rundir import atomic_path, read_json, write_json, write_text
+
 TRIAL_INFO = "keras_attn_trial.json"
 STATUS_ORDER = {"COMPLETED": 0, "RUNNING": 1, "IDLE": 2, "FAILED": 3, "INVALID": 4, "STOPPED": 5}
-
-
-def write_json(path, data):
-    """Write ``data`` as indented JSON, atomically (a killed run never leaves half a file)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def write_trial_info(trial_dir, info):
@@ -38,11 +32,9 @@ def write_trial_info(trial_dir, info):
 
 
 def _read_trial_info(trial_dir):
-    try:
-        with open(os.path.join(trial_dir, TRIAL_INFO)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+    return read_json(os.path.join(trial_dir, TRIAL_INFO), missing={}, kind=dict,
+                     fix="delete it (that trial's parameter counts and train time then stay "
+                     "blank in the leaderboard), or --overwrite to start afresh")
 
 
 def collect_trials(tuner, objective="val_accuracy"):
@@ -286,7 +278,7 @@ def _signed(value):
 def write_leaderboard(rows, out_dir):
     """Write ``leaderboard.csv`` and ``leaderboard.md`` from :func:`configuration_rows`."""
     csv_path = os.path.join(out_dir, "leaderboard.csv")
-    with open(csv_path + ".tmp", "w", newline="") as f:
+    with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(LEADERBOARD_COLUMNS)
         for row in rows:
@@ -329,7 +321,7 @@ def write_leaderboard(rows, out_dir):
                     row["error"],
                 ]
             )
-    os.replace(csv_path + ".tmp", csv_path)
+        write_text(csv_path, f.getvalue())
 
     md = [analysis_text(rows), "",
           "| rank | attention | placement | hyperparameters | repeats | val accuracy "
@@ -351,9 +343,7 @@ def write_leaderboard(rows, out_dir):
             f"| {_ratio_text(row, 'inference_step')} | {row['trial']} | {status} |"
         )
     md_path = os.path.join(out_dir, "leaderboard.md")
-    with open(md_path + ".tmp", "w") as f:
-        f.write("\n".join(md) + "\n")
-    os.replace(md_path + ".tmp", md_path)
+    write_text(md_path, "\n".join(md) + "\n")
     return csv_path, md_path
 
 
@@ -604,7 +594,8 @@ def plot_grad_cam(best_model, baseline_model, images, labels, class_names, path,
     fig.suptitle("Grad-CAM on the test images: best model vs baseline (red: wrong class)",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
 
@@ -616,7 +607,8 @@ def _save_rows_plot(plt, fig, ax, ys, labels, path, title, xlabel):
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 

@@ -15,7 +15,10 @@ The tuners are KerasTuner's own (RandomSearch, BayesianOptimization, Hyperband) 
 
 from __future__ import annotations
 
+import glob
+import json
 import os
+import sys
 import time
 from concurrent import futures
 from datetime import datetime
@@ -26,6 +29,40 @@ from keras_tuner.src.engine.oracle import Display, synchronized
 from search.hypermodel import describe_hyperparameters
 from search.optuna_oracle import NSGA2Search, TPESearch  # Optuna imported only when used
 from search.report import write_trial_info
+from search.rundir import (DamagedFileError, atomic_path, check_free_space, is_no_space,
+                           model_nbytes, read_json, write_text)
+
+# KerasTuner's own files in its project directory (names as KerasTuner's Oracle and BaseTuner
+# spell them): the oracle's state, each tuner's state (<tuner_id>.json), each trial's record.
+ORACLE_FILE = "oracle.json"
+TRIAL_FILE = "trial.json"
+_KT_FILE_FIX = ("KerasTuner cannot resume this search without it: start afresh with --overwrite "
+                "(or restore the file)")
+
+
+class AbortSearch(kt.errors.FatalError, ValueError):
+    """Raised from a trial for what no other trial could get past (a damaged file of the search,
+    a full disk): KerasTuner stops the search instead of marking the trial failed and going on.
+    ``str()`` is the cause's one-line message."""
+
+
+def _is_worker():
+    # KerasTuner's BaseTuner._is_worker, from the environment it documents for distributed tuning.
+    return ("KERASTUNER_ORACLE_IP" in os.environ
+            and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", ""))
+
+
+class AtomicSaveOracleMixin:
+    """An oracle whose ``save()`` writes ``oracle.json`` atomically (KerasTuner writes it in place:
+    a kill or a full disk mid-write leaves an empty file that no resume can read). The file is
+    set by the tuner (:class:`ReportingMixin`); until then KerasTuner's own ``save`` runs."""
+
+    keras_attn_state_file = None
+
+    def save(self):
+        if self.keras_attn_state_file is None:
+            return super().save()
+        write_text(self.keras_attn_state_file, json.dumps(self.get_state()))
 
 def _baseline_values(oracle):
     """The values of the no-attention configuration in ``oracle``'s space (defaults elsewhere),
@@ -133,7 +170,8 @@ class PairedOracleMixin:
         return [t.trial_id for _, t in stale]
 
 
-class BalancedRandomSearchOracle(PairedOracleMixin, kt.oracles.RandomSearchOracle):
+class BalancedRandomSearchOracle(PairedOracleMixin, AtomicSaveOracleMixin,
+                                 kt.oracles.RandomSearchOracle):
     """``RandomSearchOracle`` with the baseline first and trials balanced over (attention,
     placement) pairs (see :class:`PairedOracleMixin`)."""
 
@@ -275,6 +313,34 @@ def _trial_id_display(oracle):
     return oracle
 
 
+def _atomic_oracle(oracle, path):
+    """Give an oracle made by a KerasTuner tuner the :class:`AtomicSaveOracleMixin` ``save``,
+    writing ``path``; a worker's OracleClient (no files) is left as is."""
+    if not hasattr(oracle, "ongoing_trials"):
+        return oracle
+    if not isinstance(oracle, AtomicSaveOracleMixin):
+        cls = type(oracle)
+        oracle.__class__ = type(f"AtomicSave{cls.__name__}", (AtomicSaveOracleMixin, cls), {})
+    oracle.keras_attn_state_file = path
+    return oracle
+
+
+class _DropWrites:
+    """A stand-in for ``sys.stderr`` that drops what is written to it."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def _paired_oracle(oracle):
     """Give an oracle made by a KerasTuner tuner the :class:`PairedOracleMixin` behaviour (its
     class is extended in place: the tuner made it, with arguments we do not repeat here)."""
@@ -300,14 +366,45 @@ class ReportingMixin:
     Args (keyword, besides the tuner's own):
         protocol: a :class:`search.protocol.Protocol`: each trial trains its configuration once
             per seed (see :meth:`run_trial`). None (default): KerasTuner's own ``run_trial``.
+        debug: let KerasTuner print a failed trial's traceback (default False: the trial's
+            one line says why it failed; the reason is kept in the trial's ``message``).
+
+    Files: the tuner's and the oracle's state are written atomically (:meth:`save`); on resume
+    (:meth:`reload`) a damaged KerasTuner file is refused with its name instead of KerasTuner's
+    bare ``JSONDecodeError``. A damaged file of the search or a full disk inside a trial stops
+    the search (:class:`AbortSearch`) rather than failing that trial and the next ones.
     """
 
-    def __init__(self, *args, protocol=None, **kwargs):
+    def __init__(self, *args, protocol=None, debug=False, **kwargs):
+        self._debug = debug
+        self._stderr = None
         super().__init__(*args, **kwargs)
         self.protocol = protocol
         _trial_id_display(self.oracle)
+        if not _is_worker():
+            _atomic_oracle(self.oracle, os.path.join(self.project_dir, ORACLE_FILE))
         if protocol is not None:
             _paired_oracle(self.oracle)
+
+    def _state_file(self):
+        return os.path.join(self.project_dir, f"{self.tuner_id}.json")
+
+    def save(self):
+        """KerasTuner's ``save`` (the oracle's state, then this tuner's), each file atomic."""
+        if not _is_worker():
+            self.oracle.save()
+        write_text(self._state_file(), json.dumps(self.get_state()))
+
+    def reload(self):
+        """KerasTuner's ``reload``, after checking that each file it reads is whole JSON."""
+        paths = [self._state_file()]
+        if not _is_worker():
+            paths.append(os.path.join(self.project_dir, ORACLE_FILE))
+            paths += sorted(glob.glob(os.path.join(glob.escape(self.project_dir), "trial_*",
+                                                   TRIAL_FILE)))
+        for path in paths:
+            read_json(path, fix=_KT_FILE_FIX)
+        return super().reload()
 
     def _populate_initial_space(self):
         # KerasTuner discovers conditional hyperparameters by building the model again and again
@@ -325,6 +422,30 @@ class ReportingMixin:
             hypermodel.build = build
 
     def run_trial(self, trial, *args, **kwargs):
+        try:
+            return self._run_trial(trial, *args, **kwargs)
+        except kt.errors.FatalError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, DamagedFileError) or is_no_space(exc):
+                raise AbortSearch(str(exc).strip().splitlines()[0]) from exc
+            if not self._debug:
+                # KerasTuner prints the traceback of a failed trial (its _try_run_and_update_trial,
+                # before on_trial_end) and keeps it in trial.message; on_trial_end prints the
+                # reason in one line and gives stderr back.
+                self._stderr = sys.stderr
+                sys.stderr = _DropWrites(sys.stderr)
+            raise
+
+    def _restore_stderr(self):
+        if self._stderr is not None:
+            sys.stderr, self._stderr = self._stderr, None
+
+    def on_search_end(self):
+        self._restore_stderr()
+        return super().on_search_end()
+
+    def _run_trial(self, trial, *args, **kwargs):
         start = time.time()
         if self.protocol is None:
             results = super().run_trial(trial, *args, **kwargs)
@@ -404,7 +525,10 @@ class ReportingMixin:
                    for k, v in timer.result().items()},
             }
             if self.protocol.save_weights:
-                model.save_weights(weights_path(trial_dir, seed))
+                path = weights_path(trial_dir, seed)
+                check_free_space(path, model_nbytes(model))
+                with atomic_path(path) as tmp:
+                    model.save_weights(tmp)
             record["wall_seconds"] = round(time.perf_counter() - t0, 3)
             records[str(seed)] = record
             save_repeats(trial_dir, records)
@@ -417,14 +541,17 @@ class ReportingMixin:
         return {objective: sum(values) / len(values)}
 
     def on_trial_end(self, trial):
+        self._restore_stderr()
         super().on_trial_end(trial)
         # Through the oracle: in distributed tuning the local trial object has no score.
         done = self.oracle.get_trial(trial.trial_id)
         status = getattr(done.status, "value", done.status)
         score = "-" if done.score is None else f"{done.score:.4f}"
         what = "mean " if self.protocol is not None and len(self.protocol.seeds) > 1 else ""
+        message = (done.message or "").strip().splitlines()
+        why = f" ({message[-1]})" if message and status != "COMPLETED" else ""
         print(
-            f"[trial {trial.trial_id}] {status} {what}val_accuracy={score} "
+            f"[trial {trial.trial_id}] {status}{why} {what}val_accuracy={score} "
             f"{describe_hyperparameters(done.hyperparameters)}",
             flush=True,
         )
@@ -487,6 +614,7 @@ def make_tuner(
     bn_momentum=0.9,
     configurations=None,
     project_name="tuner",
+    debug=False,
 ):
     """A KerasTuner tuner (with reporting and the comparison protocol) and its hypermodel.
 
@@ -507,6 +635,7 @@ def make_tuner(
             KerasTuner's plain one-run trials.
         configurations: named models instead of a space (see ``AttentionHyperModel``), e.g. a
             preset's rows.
+        debug: show a failed trial's traceback (see :class:`ReportingMixin`).
 
     Returns:
         ``(tuner, hypermodel)``.
@@ -539,6 +668,7 @@ def make_tuner(
         distribution_strategy=strategy if strategy is not None and
         strategy.num_replicas_in_sync > 1 else None,
         protocol=protocol,
+        debug=debug,
     )
     cls = tuner_class(tuner)
     if tuner == "hyperband":
