@@ -19,7 +19,6 @@ timing settings and the device are recorded beside them (``how``).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -48,16 +47,13 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     import numpy as np
 
     from keras_attn.cost import forward_flops, step_function, step_times
-    from search.report import write_json
+    from search.rundir import read_json, write_json
 
     rows = [r for r in board if r["repeats"]]
     path = os.path.join(out, COSTS_FILE)
     settings = {"batch_size": int(batch_size), "n_steps": int(n_steps), "rounds": int(rounds)}
-    try:
-        with open(path) as f:
-            cached = json.load(f)
-    except (OSError, ValueError):
-        cached = {}
+    cached = read_json(path, missing={}, kind=dict,
+                       fix="delete it to measure the costs again")
     if cached.get("settings") == settings and \
             {str(r["trial"]) for r in rows} <= set(cached.get("configurations", {})):
         return cached

@@ -521,7 +521,8 @@ def plot_pareto(rows, out_dir):
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = os.path.join(out_dir, f"pareto_{measure}.png")
-        fig.savefig(path, dpi=110)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
         plt.close(fig)
         paths.append(path)
     return paths
