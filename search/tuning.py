@@ -489,6 +489,8 @@ class ReportingMixin:
             if str(seed) in records:
                 continue
             t0 = time.perf_counter()
+            # Heard of before the build (which can outlast --worker-timeout on a loaded CPU).
+            touch(os.path.join(trial_dir, HEARTBEAT_FILE))
             if model is None:
                 keras.backend.clear_session()
             keras.utils.set_random_seed(seed)

@@ -18,6 +18,25 @@ import numpy as np
 import keras_attn
 
 
+def full_float32_precision():
+    """No TF32 (on by default for GPU matmuls/convolutions in TensorFlow and JAX, for GPU
+    convolutions in PyTorch): the outputs are compared across backends at 1e-5."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+    elif backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+    elif backend == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
 def perturb(model, seed):
     """Move every trainable variable off its initial value and sharpen the softmax.
 
@@ -33,6 +52,7 @@ def perturb(model, seed):
 
 
 def main(root):
+    full_float32_precision()
     spec = json.load(open(os.path.join(root, "spec.json")))
     x = np.load(os.path.join(root, "x.npy"))
     for name, kwargs in spec["models"].items():

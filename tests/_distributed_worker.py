@@ -19,6 +19,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import tensorflow as tf  # noqa: E402
 
+tf.config.experimental.enable_tensor_float_32_execution(False)  # float32 is float32 (any GPU)
+
 # The CPU split into two replicas is what is tested, on any machine: a GPU would otherwise take
 # over "mirrored" (and "auto") here.
 tf.config.set_visible_devices([], "GPU")

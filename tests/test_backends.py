@@ -5,6 +5,7 @@ loads the models saved here, computes their outputs, and saves models of its own
 to load. The registry-wide layer tests also run whole under JAX: see scripts/test.sh.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.skipif(
 # The backend the worker runs: JAX (a test dependency). KERAS_ATTN_OTHER_BACKEND=torch runs the
 # same checks against PyTorch where it is installed (it is not a dependency; see the README).
 OTHER = os.environ.get("KERAS_ATTN_OTHER_BACKEND", "jax")
+pytestmark = [pytestmark, pytest.mark.skipif(
+    importlib.util.find_spec(OTHER) is None, reason=f"the other backend, {OTHER}, is not installed")]
 NAMES = keras_attn.available_attentions()
 # placement="paper": SB at its layer-wise positions, DCA connected across blocks, SimAM after
 # the second convolution: every insertion form `attach` has, under the other backend too.

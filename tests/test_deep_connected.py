@@ -42,11 +42,32 @@ def connect_ref(g, p, alpha, connection):
         with np.errstate(divide="ignore", invalid="ignore"):
             paper = g / (g + q) * g + q / (g + q) * q  # Eq. 5
         paper = np.where(g + q == 0, 0.0, paper)
-        # The documented departure where the signs differ: weights |G|/(|G|+|q|), |q|/(|G|+|q|).
-        wg = np.abs(g) / (np.abs(g) + np.abs(q) + 1e-7)
-        return np.where(same_sign, paper, wg * g + (1 - wg) * q)
+        # The documented departure where the signs differ, Eq. 5's weights on magnitudes,
+        # (|G| G + |q| q) / (|G| + |q|): with G > 0 > q that is (G^2 - q^2) / (G - q) = G + q
+        # (and the same with G < 0 < q), so the reference there is the plain sum.
+        return np.where(same_sign, paper, g + q)
     eg, eq = np.exp(-g), np.exp(-q)  # Eq. 6
     return eg / (eg + eq) * g + eq / (eg + eq) * q
+
+
+def test_connection_functions_on_hand_computed_scalars():
+    # (G, alpha*P) -> f, worked out by hand from dcanet.txt Eq. 4-6 and the documented departure.
+    cases = {
+        "direct": [(3.0, -1.0, 2.0), (0.5, 0.25, 0.75)],  # Eq. 4: G + q
+        # Eq. 5, (G^2 + q^2) / (G + q): 1, 3 -> 10/4; -2, -2 -> 8/-4; 0, 5 -> 25/5. Signs that
+        # differ (the departure): G + q, 3, -1 -> 2; -0.5, 2 -> 1.5.
+        "weighted": [(1.0, 3.0, 2.5), (-2.0, -2.0, -2.0), (0.0, 5.0, 5.0), (3.0, -1.0, 2.0),
+                     (-0.5, 2.0, 1.5)],
+        # Eq. 6: 1, 0 -> e^-1 / (e^-1 + 1) = 1 / (1 + e); 2, 2 -> 2; 0, 0 -> 0.
+        "softmax": [(1.0, 0.0, 1.0 / (1.0 + np.e)), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0)],
+    }
+    for connection, rows in cases.items():
+        g, q, expected = (np.array(c, "float32") for c in zip(*rows))
+        got = keras.ops.convert_to_numpy(connect(g, q, 1.0, connection))
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6, err_msg=connection)
+        # alpha scales the previous map before f: alpha = 2 on q/2 is the same case.
+        got = keras.ops.convert_to_numpy(connect(g, q / 2, 2.0, connection))
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6, err_msg=connection)
 
 
 def dense_ref(v, layer):
@@ -550,8 +571,10 @@ def test_chain_trains_and_round_trips(kind, tmp_path):
     y = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
     trainer = keras.Model(model.input, model.outputs[0])
     trainer.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy")
-    loss = trainer.train_on_batch(x, y)
-    assert np.isfinite(loss)
+    # Four samples to memorise: a few SGD steps on them must lower the loss (gradients reach
+    # the chain and point downhill).
+    losses = [float(trainer.train_on_batch(x, y)) for _ in range(8)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
 
     path = tmp_path / f"{kind}.keras"
     model.save(path)

@@ -18,7 +18,10 @@ WORKER = os.path.join(HERE, "_distributed_worker.py")
 
 def run_worker(tmp_path, *flags, timeout):
     out = tmp_path / "result.json"
+    # CUDA_VISIBLE_DEVICES="": the worker tests a CPU split in two and hides the GPUs itself;
+    # hidden before CUDA starts, it takes no GPU memory from the suite either.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+               CUDA_VISIBLE_DEVICES="",
                PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
         [sys.executable, WORKER, str(out), str(tmp_path / "tuner"), *flags],
@@ -71,7 +74,7 @@ def test_two_replica_mixed_precision_model_loads_with_keras_attn_alone(result):
         "print(type(m.optimizer).__name__, float(np.abs(m.predict(x, verbose=0) - ref).max()))\n"
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
-               PYTHONPATH=os.path.dirname(HERE))
+               CUDA_VISIBLE_DEVICES="", PYTHONPATH=os.path.dirname(HERE))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=300, cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,6 +7,7 @@ uniform: a near-uniform output could hide a wrong attention branch inside the to
 """
 
 import warnings
+from importlib.util import find_spec
 
 import numpy as np
 import pytest
@@ -15,10 +16,12 @@ import keras
 import keras_attn
 from keras_attn import export as kexport
 
-pytest.importorskip("tf2onnx")
-pytest.importorskip("onnxruntime")
-
 import tensorflow as tf  # noqa: E402
+
+# Only the ONNX tests need the [export] extras; SavedModel and LiteRT need TensorFlow alone.
+needs_onnx = pytest.mark.skipif(
+    not all(find_spec(m) is not None for m in ("tf2onnx", "onnx", "onnxruntime")),
+    reason="ONNX export needs tf2onnx, onnx and onnxruntime (pip install keras-attn[export])")
 
 SHAPE = (16, 16, 3)
 ATOL = 1e-4
@@ -122,7 +125,7 @@ def every_attention_model(seed=0, channels=16):
     return perturb(model, rng)
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "litert", "onnx"])
+@pytest.mark.parametrize("fmt", ["saved_model", "litert", pytest.param("onnx", marks=needs_onnx)])
 def test_every_attention_exports_with_parity(fmt, tmp_path):
     model = every_attention_model()
     from keras_attn.layers._base import AttentionLayer
@@ -139,7 +142,8 @@ def test_every_attention_exports_with_parity(fmt, tmp_path):
     assert diff <= ATOL, f"{fmt}: max abs difference {diff:.2e}"
 
 
-def test_mixed_float16_model_exports_as_its_float32_clone(tmp_path):
+@pytest.mark.parametrize("fmt", ["litert", pytest.param("onnx", marks=needs_onnx)])
+def test_mixed_float16_model_exports_as_its_float32_clone(fmt, tmp_path):
     keras.mixed_precision.set_global_policy("mixed_float16")
     model = perturbed_model("sa")
     keras.mixed_precision.set_global_policy("float32")
@@ -153,13 +157,12 @@ def test_mixed_float16_model_exports_as_its_float32_clone(tmp_path):
     mixed = np.asarray(model(x, training=False), dtype="float32")
     exact = np.asarray(clone(x, training=False))
     assert ((exact.max(axis=1) - exact.min(axis=1)) > 0.1).all()
-    for fmt in ("onnx", "litert"):
-        got = export_and_run(model, tmp_path, fmt, x)
-        assert np.abs(got - exact).max() <= ATOL, fmt
-        # The mixed model's activations are float16 (eps 9.8e-4): over ResNet-20's 19 convolutions
-        # its probabilities move by a few 1e-3 from the float32 ones (1.7e-3 measured); 1e-2 bounds
-        # that with margin and still catches a wrong layer (differences of order 0.1 and more).
-        assert np.abs(got - mixed).max() <= 1e-2, fmt
+    got = export_and_run(model, tmp_path, fmt, x)
+    assert np.abs(got - exact).max() <= ATOL, fmt
+    # The mixed model's activations are float16 (eps 9.8e-4): over ResNet-20's 19 convolutions
+    # its probabilities move by a few 1e-3 from the float32 ones (1.7e-3 measured); 1e-2 bounds
+    # that with margin and still catches a wrong layer (differences of order 0.1 and more).
+    assert np.abs(got - mixed).max() <= 1e-2, fmt
 
 
 def test_unknown_format_names_the_valid_ones(tmp_path):
@@ -186,6 +189,7 @@ def test_missing_onnx_packages_name_the_extra(tmp_path, monkeypatch):
         kexport.export_model(model, str(tmp_path / "m.onnx"), "onnx")
 
 
+@needs_onnx
 def test_a_model_never_called_exports_to_onnx(tmp_path):
     # Keras' ONNX export alone refuses a built-but-never-called model ("has never called").
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])

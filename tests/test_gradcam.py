@@ -94,3 +94,35 @@ def test_errors_name_what_is_needed():
         grad_cam(model, images(1), layer="nope")
     np.testing.assert_allclose(grad_cam(model, images(1), layer=model.get_layer("mask")),
                                grad_cam(model, images(1)))
+
+
+def test_score_is_the_class_logit_not_its_probability():
+    # Three classes, two channels: the probability's gradient p_c (W[:, c] - W p) is not
+    # proportional to the logit's W[:, c], so the two Grad-CAMs differ (with two classes and a
+    # +-1 head they would not). The map is the input itself (an identity layer), so that the
+    # reference is NumPy on x: GAP spreads each gradient evenly, and the 1/(HW) cancels in the
+    # normalisation. (An identity 1x1 convolution: a linear Activation returns its input tensor,
+    # which leaves nothing to differentiate.)
+    w = np.array([[1.0, 0.0, 3.0], [0.5, 1.0, 0.0]], "float32")
+    inputs = keras.Input((8, 8, 2))
+    features = keras.layers.Conv2D(2, 1, use_bias=False, name="features")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
+    outputs = keras.layers.Dense(3, activation="softmax", name="head")(pooled)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("head").set_weights([w, np.zeros(3, "float32")])
+    model.get_layer("features").set_weights([np.eye(2, dtype="float32")[None, None]])
+    x = images(3, shape=(8, 8, 2))
+
+    def reference(channel_weights):  # Grad-CAM Eq. 1-2, then each map over its maximum
+        cam = np.maximum(np.einsum("bhwk,bk->bhw", x, channel_weights), 0.0)
+        peak = cam.max(axis=(1, 2), keepdims=True)
+        return np.divide(cam, peak, out=np.zeros_like(cam), where=peak > 0)
+
+    logit_cam = reference(np.tile(w[:, 0], (3, 1)))
+    logits = x.mean(axis=(1, 2)) @ w
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    prob_cam = reference(p[:, :1] * (w[:, 0][None, :] - p @ w.T))
+    assert np.abs(logit_cam - prob_cam).max() > 0.3  # the case tells the two apart
+
+    cam = grad_cam(model, x, class_index=0, layer="features")
+    np.testing.assert_allclose(cam, logit_cam, atol=1e-5)

@@ -1,6 +1,7 @@
 """keras_attn.presets: every row builds, counts equal the papers' (to their rounding) where the
 architecture is the paper's, names unique, lookup errors, listing complete."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -125,3 +126,71 @@ def test_keras_attn_does_not_import_search():
 
     assert "import search" not in inspect.getsource(presets)
     assert "from search" not in inspect.getsource(presets)
+
+
+# ---- the parameters attention adds, counted by hand from the papers' definitions --------------
+# Rows without a published count (paper_params None: SimAM's, DCA's, SA-Net's) get this instead:
+# the count over the same network without attention equals a sum over the attention layers of
+# each paper's own count for C channels, so a wrong layer, placement or width fails.
+
+
+def _hand_count(layer):
+    """Trainable parameters of one attention layer from its paper's definition."""
+    import math
+
+    from keras_attn import layers as L
+
+    shapes = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+    c = int(shapes[0].shape[-1])
+    cfg = layer.get_config()
+    if isinstance(layer, L.SimAM):
+        return 0  # "parameter-free" (SimAM Eq. 5 has no weight)
+    if isinstance(layer, L.ShuffleAttention):
+        k = c // (2 * cfg["groups"])  # each half-group's channels
+        weights = {"none": 0, "affine": 4 * k, "conv": 2 * k * k + 2 * k}[cfg["transform"]]
+        return weights + (2 * k if cfg["use_norm"] else 0)  # F_c, F_s; GroupNorm's gamma, beta
+    if isinstance(layer, L.ECA):
+        t = int(abs((math.log2(c) + cfg["b"]) / cfg["gamma"]))
+        return cfg["kernel_size"] or (t if t % 2 else t + 1)  # one 1-D kernel, no bias
+    h = max(1, c // cfg["reduction"])
+    mlp = 2 * c * h + h + c  # C -> C/r -> C with biases
+    if isinstance(layer, L.DCASqueezeExcite):
+        assert cfg["channel_matching"] == "fc", cfg
+        if len(shapes) == 1:
+            return mlp  # the first of a chain: SE alone
+        c_prev = int(shapes[1].shape[-1])
+        return mlp + 1 + (c_prev * c + c if c_prev != c else 0)  # alpha; the matching FC
+    if isinstance(layer, L.CBAM) and not isinstance(layer, L.DCACBAM):
+        return mlp + 2 * cfg["kernel_size"] ** 2 + 2  # 7x7x2 conv (no bias); BN gamma, beta
+    if isinstance(layer, L.SqueezeExcite) and not isinstance(layer, L.DCASqueezeExcite):
+        return mlp
+    return None
+
+
+def _hand_counted(row):
+    """Rows whose attention _hand_count covers (not SB, not DCA's other matchings or hosts)."""
+    att = row.model["attention"]
+    kw = row.model.get("attention_kwargs") or {}
+    return row.paper_params is None and (
+        att in ("simam", "sa", "eca", "se", "cbam")
+        or (att == "dca_se" and kw.get("channel_matching", "fc") == "fc"))
+
+
+def _baseline_count(row):
+    plain = {k: v for k, v in row.model.items() if k not in ("placement", "attention_kwargs")}
+    return _count(dataclasses.replace(row, model=dict(plain, attention=None)))
+
+
+@pytest.mark.parametrize("row", _params([r for r in ALL_ROWS if _hand_counted(r)]))
+def test_attention_adds_the_hand_counted_parameters(row):
+    from keras_attn.layers._base import AttentionLayer
+
+    model = keras_attn.build_model(**row.model, input_shape=_input_shape(row),
+                                   num_classes=row.recipe["num_classes"])
+    attention = [l for l in model.layers if isinstance(l, AttentionLayer)]
+    assert attention, row.name
+    hand = [_hand_count(l) for l in attention]
+    assert None not in hand, row.name
+    assert _count(row) - _baseline_count(row) == sum(hand), (row.name, sum(hand))
+    if row.model["attention"] == "simam":
+        assert _count(row) == _baseline_count(row)

@@ -71,6 +71,36 @@ def sa_reference(
     return out
 
 
+def sa_reference_ops(x, layer):
+    """The official forward pass (as ``sa_reference``) in keras.ops on the layer's own variables,
+    written from the official code, not from the layer's paths: its automatic derivative is the
+    reference for the layer's closed-form gradient. ``x`` in the layer's data format."""
+    ops = keras.ops
+    channels_first = layer.data_format == "channels_first"
+    t = ops.convert_to_tensor(x) if channels_first else ops.moveaxis(x, -1, 1)  # (B, C, *sp)
+    b, c, *sp = t.shape
+    k = c // (2 * layer.groups)
+    axes = tuple(range(2, 2 + len(sp)))
+    xr = ops.reshape(t, (b * layer.groups, 2 * k, *sp))
+    x_0, x_1 = xr[:, :k], xr[:, k:]
+
+    def vec(v):
+        return ops.reshape(v, (1, k) + (1,) * len(sp))
+
+    def fc(v, weight, bias):
+        return v if layer.transform == "none" else vec(weight) * v + vec(bias)
+
+    xn = x_0 * ops.sigmoid(fc(ops.mean(x_0, axis=axes, keepdims=True),
+                              layer.channel_weight, layer.channel_bias))
+    mu = ops.mean(x_1, axis=axes, keepdims=True)
+    var = ops.mean(ops.square(x_1 - mu), axis=axes, keepdims=True)
+    xs = vec(layer.norm_gamma) * (x_1 - mu) / ops.sqrt(var + layer.epsilon) + vec(layer.norm_beta)
+    xs = x_1 * ops.sigmoid(fc(xs, layer.spatial_weight, layer.spatial_bias))
+    out = ops.reshape(ops.concatenate([xn, xs], axis=1), (b, 2, c // 2, *sp))
+    out = ops.reshape(ops.swapaxes(out, 1, 2), (b, c, *sp))  # the channel shuffle
+    return out if channels_first else ops.moveaxis(out, 1, -1)
+
+
 def _nhwc(a):
     return np.transpose(a, (0, 2, 3, 1))
 
@@ -286,6 +316,27 @@ def test_conv_with_diagonal_kernels_equals_affine():
     np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(affine(x)), rtol=1e-5, atol=1e-5)
 
 
+def test_conv_kernel_orientation_is_in_by_out_as_a_keras_1x1_conv():
+    # The paper gives no code for its "1x1 Conv" ablation; the (K, K) kernel here is a Keras
+    # Conv kernel's [in, out] (out_j = b_j + sum_i s_i W[i, j]; PyTorch's Conv2d weight would be
+    # W.T). A kernel with one off-diagonal entry tells the two apart.
+    x = _input((1, 4, 4, 4))  # groups=1, K=2: channels 0-1 the channel branch, 2-3 spatial
+    layer = ShuffleAttention(groups=1, transform="conv", shuffle=False)
+    layer.build(x.shape)
+    w = np.array([[0.0, 3.0], [0.0, 0.0]], "float32")  # input channel 0 -> output channel 1
+    layer.channel_weight.assign(w)
+    layer.channel_bias.assign(np.array([0.5, -0.5], "float32"))
+    y = np.asarray(layer(x))
+    s = x[..., :2].mean(axis=(1, 2))  # GAP of the channel branch, (1, 2)
+    conv = keras.layers.Conv2D(2, 1)
+    conv.build((None, 1, 1, 2))
+    conv.set_weights([w[None, None], np.array([0.5, -0.5], "float32")])
+    gate = _sigmoid(np.asarray(conv(s[:, None, None, :]))[:, 0, 0])  # (1, 2)
+    np.testing.assert_allclose(gate, _sigmoid(np.array([[0.5, 3.0 * s[0, 0] - 0.5]])), rtol=1e-6)
+    np.testing.assert_allclose(y[..., :2], x[..., :2] * gate[:, None, None, :], rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_dynamic_spatial_and_batch_dimensions():
     inp = keras.Input((None, None, 32))
     model = keras.Model(inp, ShuffleAttention(groups=4)(inp))
@@ -426,8 +477,9 @@ def test_config_round_trip_of_ablations():
 @pytest.mark.parametrize("transform", ["affine", "none"])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_closed_form_gradient_equals_automatic_differentiation(shape, transform, data_format):
-    # The default path's backward is written by hand (keras.ops.custom_gradient); the ablation
-    # path `_call_fused` computes the same function with automatic differentiation.
+    # The default path's backward is written by hand (keras.ops.custom_gradient); the reference
+    # is automatic differentiation of the official forward pass written in keras.ops
+    # (sa_reference_ops), not another path of the layer.
     x = _input(shape, scale=2.0)
     if data_format == "channels_first":
         x = np.ascontiguousarray(np.moveaxis(x, -1, 1))
@@ -440,15 +492,19 @@ def test_closed_form_gradient_equals_automatic_differentiation(shape, transform,
     def loss(path):
         return lambda: keras.ops.sum(layer._channel_shuffle(path(x)) * upstream)
 
+    # The same function forward (use_norm=True, the default), then the same derivatives.
+    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(sa_reference_ops(x, layer)),
+                               rtol=1e-5, atol=1e-5)
     variables = layer.trainable_variables
     got = gradients(loss(layer._call_normalised), variables)
-    want = gradients(loss(layer._call_fused), variables)
+    want = gradients(lambda: keras.ops.sum(sa_reference_ops(x, layer) * upstream), variables)
     assert len(got) == (6 if transform == "affine" else 2)
     for var, g, w in zip(variables, got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * (1 + np.max(np.abs(w))),
                                    err_msg=var.path)
-    got_x = input_gradient(lambda t: layer._call_normalised(t), x, upstream)
-    want_x = input_gradient(lambda t: layer._call_fused(t), x, upstream)
+    got_x = input_gradient(lambda t: layer._channel_shuffle(layer._call_normalised(t)), x,
+                           upstream)
+    want_x = input_gradient(lambda t: sa_reference_ops(t, layer), x, upstream)
     np.testing.assert_allclose(got_x, want_x, rtol=0, atol=1e-4 * (1 + np.max(np.abs(want_x))))
 
 

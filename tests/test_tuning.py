@@ -3,8 +3,11 @@
 import collections
 import json
 import os
-import time
+import types
 
+import pytest
+
+from search import tuning
 from search.hypermodel import DEFAULT_ATTENTIONS, AttentionHyperModel
 from search.report import TRIAL_INFO, collect_trials
 from search.tuning import BalancedRandomSearch, ReportingMixin
@@ -16,8 +19,9 @@ TRIAL_SLEEP = 0.2
 class _ScoringSearch(BalancedRandomSearch):
     def run_trial(self, trial, *args, **kwargs):
         # A score without training: the oracle and the reporting are under test, not a model.
-        # The known duration lets the test check that train_seconds times the trial itself.
-        time.sleep(TRIAL_SLEEP)
+        # The known duration (a different one per trial) lets the test check that
+        # train_seconds times the trial itself; search.tuning's clock, which a test may fake.
+        tuning.time.sleep(TRIAL_SLEEP * (1 + int(trial.trial_id)))
         attention = trial.hyperparameters.get("attention")
         return {"val_accuracy": 0.5 + 0.01 * DEFAULT_ATTENTIONS.index(attention)}
 
@@ -71,20 +75,78 @@ def test_space_discovery_declares_without_building(tmp_path, monkeypatch):
     assert builds == []
 
 
-def test_trial_facts_written_and_collected(tmp_path):
+class FakeClock:
+    """search.tuning's clock: time passes only when the code under test sleeps, and between
+    trials (``gap`` seconds at each trial's start), so durations are exact, not raced."""
+
+    def __init__(self, gap=100.0):
+        self.now, self.gap = 1000.0, gap
+
+    def time(self):
+        return self.now
+
+    perf_counter = time
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_trial_facts_written_and_collected(tmp_path, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(tuning, "time", types.SimpleNamespace(
+        time=clock.time, perf_counter=clock.perf_counter, sleep=clock.sleep))
+    begin = _Scoring.on_trial_begin
+
+    def on_trial_begin(self, trial):  # time spent in the search outside any trial's run
+        clock.now += clock.gap
+        return begin(self, trial)
+
+    monkeypatch.setattr(_Scoring, "on_trial_begin", on_trial_begin)
     tuner = _scoring_tuner(tmp_path, max_trials=3)
     tuner.search()
+    assert sorted(tuner.oracle.trials) == ["0", "1", "2"]
     for trial_id in tuner.oracle.trials:
         with open(os.path.join(tuner.get_trial_dir(trial_id), TRIAL_INFO)) as f:
             info = json.load(f)
         assert info["tuner_id"] == "tuner0"
-        # The trial's own run time, not 0 and not the whole search's (3 trials).
-        assert TRIAL_SLEEP <= info["train_seconds"] < 2 * TRIAL_SLEEP + 1.0
+        # The trial's own run time: not 0, not the search's so far (which has the gaps and the
+        # earlier trials' runs), exactly what this trial slept.
+        assert info["train_seconds"] == pytest.approx(TRIAL_SLEEP * (1 + int(trial_id)))
     rows = collect_trials(tuner)
     assert [r["rank"] for r in rows] == [1, 2, 3]
     scores = [r["val_accuracy"] for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert all(r["status"] == "COMPLETED" for r in rows)
+
+
+def test_make_tuner_called_directly(tmp_path):
+    from search.protocol import Protocol
+
+    protocol = Protocol.with_repeats(2, seed=5)
+    tuner, hypermodel = tuning.make_tuner(
+        backbone="resnet20", input_shape=[16, 16, 3], num_classes=10, out=str(tmp_path),
+        epochs=3, steps_per_epoch=7, max_trials=4, seed=11, protocol=protocol,
+        space={"attention": ["none", "sa"], "placement": "block"})
+    assert isinstance(tuner, ReportingMixin) and isinstance(tuner, BalancedRandomSearch)
+    assert tuner.hypermodel is hypermodel and isinstance(hypermodel, AttentionHyperModel)
+    assert hypermodel.input_shape == (16, 16, 3) and hypermodel.num_classes == 10
+    assert hypermodel.precision == "float32" and hypermodel.track_build_info
+    assert tuner.protocol is protocol and protocol.seeds == (5, 6)
+    assert tuner.oracle.max_trials == 4 and tuner.oracle.objective.name == "val_accuracy"
+    assert tuner.distribution_strategy is None  # none given
+    assert tuner.project_dir == os.path.join(str(tmp_path), "tuner")
+    space = {p.name: p for p in tuner.oracle.hyperparameters.space}
+    assert list(space["attention"].values) == ["none", "sa"]  # the space given, baseline first
+
+    hyperband, _ = tuning.make_tuner(
+        backbone="resnet20", input_shape=(16, 16, 3), num_classes=10, out=str(tmp_path),
+        epochs=9, steps_per_epoch=7, tuner="hyperband", project_name="hb")
+    assert isinstance(hyperband, ReportingMixin) and hyperband.protocol is None
+    assert hyperband.oracle.max_epochs == 9 and hyperband.oracle.factor == 3
+    assert hyperband.project_dir == os.path.join(str(tmp_path), "hb")
+    with pytest.raises(ValueError, match="Unknown tuner 'grid'; valid: random, bayesian"):
+        tuning.make_tuner(backbone="resnet20", input_shape=(16, 16, 3), num_classes=10,
+                          out=str(tmp_path), epochs=1, steps_per_epoch=1, tuner="grid")
 
 
 def test_one_trial_numbering_in_every_line(tmp_path, capsys):
