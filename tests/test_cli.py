@@ -498,9 +498,15 @@ def test_space_file(tmp_path, capsys):
     good.write_text(json.dumps({"attention": ["sa"], "placement": "block",
                                 "use_norm": [True, False], "shuffle": False}))
     args = cli.parse_args(["--space", str(good), "--out", str(tmp_path / "o")])
+    # --hyperparameters paper (the default) fixes what the file leaves open at the paper value
+    # (SA-Net's G = 64); --hyperparameters search leaves it to the tuner.
     assert args.space_values == {"attention": ["none", "sa"], "placement": "block",
-                                 "use_norm": [True, False], "shuffle": False}
+                                 "use_norm": [True, False], "shuffle": False, "groups": 64}
+    searched = cli.parse_args(["--space", str(good), "--hyperparameters", "search",
+                               "--out", str(tmp_path / "o")])
+    assert "groups" not in searched.space_values
     cli._validate_names(args)
+    assert args.max_trials == 2  # the baseline and sa/block: every configuration once
     assert "space_values" in cli.IDENTITY_KEYS  # another space is another search
 
     cases = [
