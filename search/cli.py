@@ -246,7 +246,7 @@ def build_parser():
                    "default: the baseline and every (attention, placement) pair once); "
                    "Hyperband sizes itself from --epochs")
     t.add_argument("--epochs", type=_positive_int, default=2, help="epochs per search run")
-    t.add_argument("--final-epochs", type=_non_negative_int, default=1,
+    t.add_argument("--final-epochs", type=_non_negative_int, default=2,
                    help="epochs to retrain the best configuration on the full training split: "
                    "best_model.keras, the model to keep (0: keep its search run with the first "
                    "seed); the comparison with the baseline on the test split uses the search "
