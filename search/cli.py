@@ -62,6 +62,7 @@ IDENTITY_KEYS = (
     "space_values",
     "preset",
     "hyperparameters",
+    "objective",
 )
 # Options that only change how a run goes (how far the search goes, the final retraining, the
 # devices): a resume may change them; each run's values are recorded in search_config.json.
@@ -276,6 +277,9 @@ def build_parser():
                    help="the best configuration must cost at most LIMIT: params_added, "
                    "flops_added (forward FLOPs per image), train_step or inference_step (time "
                    "ratio to the baseline's step), e.g. train_step=1.10; repeatable")
+    c.add_argument("--objective", default="params_added", choices=("params_added", "flops"),
+                   help="--tuner nsga2/tpe: the cost minimised beside the mean validation "
+                   "accuracy (flops: forward FLOPs per image, counted once per trial)")
     c.add_argument("--cost-steps", type=_non_negative_int, default=3,
                    help="timed train and inference steps per configuration and round (3 rounds) "
                    "for the step-time ratios; 0: no timing (FLOPs and parameters still counted)")
@@ -760,6 +764,7 @@ def _search(args, splits, context, t_start):
         search_learning_rate=args.search_learning_rate,
         bn_momentum=args.bn_momentum,
         debug=args.debug,
+        objective_cost=args.objective,
     )
     callbacks = [keras.callbacks.TensorBoard(log_dir=os.path.join(args.out, "logs"))]
     t_search = time.time()
@@ -819,6 +824,7 @@ def _search(args, splits, context, t_start):
         args.out,
         board=board,
         final=result,
+        costs=costs,
         plots=plots,
         exports=[os.path.relpath(p, args.out) for p in exports],
         timings={"search": round(search_seconds, 1),
@@ -890,9 +896,26 @@ def _export_best(args):
 
     model = _load_final_model(args, final.BEST_MODEL_FILE)
     paths = []
+    from search.rundir import atomic_path
+
     for fmt in dict.fromkeys(args.export):  # once per format, in the order given
         path = default_path(os.path.join(args.out, "export", "best"), fmt)
-        export_model(model, path, fmt)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        old = None
+        if os.path.isdir(path):  # a SavedModel directory: os.replace cannot replace a full one
+            old = f"{path}.old-{os.getpid()}"
+            os.replace(path, old)
+        try:
+            with atomic_path(path) as tmp:  # a killed export leaves no half an artifact
+                export_model(model, tmp, fmt)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)
+            raise
+        if old is not None:
+            import shutil
+
+            shutil.rmtree(old, ignore_errors=True)
         _log(f"exported the best model ({fmt}): {path}")
         paths.append(path)
     return paths

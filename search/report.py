@@ -675,7 +675,9 @@ def leaderboard_text(rows):
 
 _SUMMARY_KEYS = ("trial", "attention", "placement", "hyperparameters", "repeats",
                  "val_accuracy_mean", "val_accuracy_std", *_CONTRAST_FIELDS, "verdict",
-                 "params", "params_added")
+                 "params", "params_added", *COST_COLUMNS, "pareto_params_added",
+                 "pareto_flops_added", "pareto_train_step", "pareto_inference_step",
+                 "cost_note")
 
 
 def _configuration_summary(row):
@@ -704,7 +706,7 @@ def analysis_summary(analysis):
 
 
 def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None, versions=None,
-                  exports=None):
+                  exports=None, costs=None):
     """Write ``summary.json``: the answer of the search, and how it was obtained.
 
     Holds the best configuration with attention and the baseline (validation statistics over
@@ -730,6 +732,12 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
         "best": None if best is None else _configuration_summary(best),
         "baseline": None if baseline is None else _configuration_summary(baseline),
         "analysis": analysis_summary(getattr(board, "analysis", None)),
+        "costs": None if not costs else {
+            "how": costs.get("how"), "seconds": costs.get("seconds"),
+            "settings": costs.get("settings"),
+            "configurations": {str(r["trial"]): {k: r.get(k) for k in (
+                "attention", "placement", "params_added", *COST_COLUMNS, "cost_note")}
+                for r in board if r["repeats"]}},
         "test_accuracy": kept.get("test_accuracy"),
         "baseline_test_accuracy": (test.get("baseline") or {}).get("test_accuracy"),
         "test_delta_vs_baseline": test.get("delta_vs_baseline"),

@@ -454,6 +454,13 @@ class ReportingMixin:
         info = {"train_seconds": round(time.time() - start, 2), "tuner_id": self.tuner_id}
         # AttentionHyperModel(track_build_info=True) leaves params and params_added there.
         info.update(getattr(self.hypermodel, "last_build_info", None) or {})
+        if getattr(self.oracle, "cost", None) == "flops":
+            # A multi-objective oracle minimising FLOPs reads them from this record: counted on
+            # a fresh build of the configuration (its weights do not change the count).
+            from keras_attn.cost import forward_flops
+
+            flops = forward_flops(self.hypermodel.build(trial.hyperparameters))
+            info.update(flops=flops.total, flops_reason=flops.reason)
         write_trial_info(self.get_trial_dir(trial.trial_id), info)
         return results
 
@@ -581,6 +588,10 @@ class ReportingMixin:
             print(line, flush=True)
 
 
+# What a multi-objective tuner (nsga2, tpe) can minimise beside maximising accuracy: read per
+# trial from its info record (FLOPs are the model's total; the baseline's are the same for all).
+TRIAL_COSTS = ("params_added", "flops")
+
 _CLASS_CACHE = {}
 
 
@@ -617,6 +628,7 @@ def make_tuner(
     configurations=None,
     project_name="tuner",
     debug=False,
+    objective_cost="params_added",
 ):
     """A KerasTuner tuner (with reporting and the comparison protocol) and its hypermodel.
 
@@ -676,5 +688,8 @@ def make_tuner(
     if tuner == "hyperband":
         return cls(max_epochs=epochs, factor=3, **common), hypermodel
     if tuner in ("nsga2", "tpe"):  # second objective, minimised: from the trial's info
-        common["cost"] = "params_added"
+        if objective_cost not in TRIAL_COSTS:
+            raise ValueError(f"Unknown cost objective {objective_cost!r}; valid: "
+                             f"{', '.join(TRIAL_COSTS)}.")
+        common["cost"] = objective_cost
     return cls(max_trials=max_trials, **common), hypermodel

@@ -271,6 +271,8 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
         test["best"]["test_accuracy"] - summary["baseline_test_accuracy"])
     assert test["paired_ci95_low"] <= test["delta_vs_baseline"] <= test["paired_ci95_high"]
     assert summary["analysis"]["residual_df"] == 1
+    assert set(summary["costs"]["configurations"]) == {r["trial"] for r in rows}
+    assert "round-robin" in summary["costs"]["how"]
     assert "full training split" in summary["best_model"]["how"]
     assert summary["config"]["repeats"] == 2
     assert "what this budget could find" in result.stdout and "[plan]" in result.stdout
