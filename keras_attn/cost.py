@@ -81,13 +81,17 @@ def forward_flops(model):
         options["output"] = "none"
         info = tf.compat.v1.profiler.profile(graph=frozen.graph, cmd="op", options=options,
                                              run_meta=tf.compat.v1.RunMetadata())
-        counted = {child.name for child in info.children if child.float_ops > 0}
-        present = {op.type for op in frozen.graph.get_operations()}
+        from tensorflow.python.framework import ops as tf_ops
+
+        # An op type is counted when TensorFlow registers a "flops" statistic for it (the
+        # profiler sums those); an unregistered one has the value None.
+        uncounted = {op.type for op in frozen.graph.get_operations()
+                     if op.type not in _NO_ARITHMETIC and tf_ops.get_stats_for_node_def(
+                         frozen.graph, op.node_def, "flops").value is None}
     except Exception as exc:  # noqa: BLE001  (a cost must be missing with its reason, not 0)
         return Flops(None, reason=f"TensorFlow's profiler failed: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}")
-    uncounted = tuple(sorted(present - counted - _NO_ARITHMETIC))
-    return Flops(int(info.total_float_ops), uncounted=uncounted)
+    return Flops(int(info.total_float_ops), uncounted=tuple(sorted(uncounted)))
 
 
 def step_function(model, mode, x, y=None, jit_compile=False):

@@ -23,6 +23,8 @@ def test_ops_without_a_flop_statistic_are_listed_not_hidden():
     y = keras.layers.Activation("sigmoid")(keras.layers.Conv2D(2, 1)(x))
     flops = forward_flops(keras.Model(x, y))
     assert flops.total > 0 and "Sigmoid" in flops.uncounted
+    # Conv2D and BiasAdd have a FLOP statistic: counted, so not listed.
+    assert not {"Conv2D", "BiasAdd"} & set(flops.uncounted)
 
 
 def test_step_times_ratio_of_known_durations():
