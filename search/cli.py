@@ -185,6 +185,8 @@ def _csv_list(text):
 
 
 def build_parser():
+    from search.costs import TRIAL_COSTS  # no TensorFlow: --help stays instant
+
     p = _Parser(
         prog=PROG,
         description="KerasTuner architecture search over CNN attention (SA-Net, SimAM, "
@@ -277,7 +279,7 @@ def build_parser():
                    help="the best configuration must cost at most LIMIT: params_added, "
                    "flops_added (forward FLOPs per image), train_step or inference_step (time "
                    "ratio to the baseline's step), e.g. train_step=1.10; repeatable")
-    c.add_argument("--objective", default="params_added", choices=("params_added", "flops"),
+    c.add_argument("--objective", default="params_added", choices=TRIAL_COSTS,
                    help="--tuner nsga2/tpe: the cost minimised beside the mean validation "
                    "accuracy (flops: forward FLOPs per image, counted once per trial)")
     c.add_argument("--cost-steps", type=_non_negative_int, default=3,

@@ -19,11 +19,16 @@ timing settings and the device are recorded beside them (``how``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
 COSTS_FILE = "costs.json"
 COST_MEASURES = ("params_added", "flops_added", "train_step", "inference_step")
+# What a multi-objective tuner (--tuner nsga2/tpe) can minimise beside maximising accuracy, read
+# per trial from its info record: no baseline is at hand there, so FLOPs are the model's total
+# (the baseline's are the same for every trial) and step-time ratios are not offered.
+TRIAL_COSTS = ("params_added", "flops")
 
 
 def _device():
@@ -63,7 +68,7 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     models, result = {}, {}
     for row in rows:
         hp = tuner.oracle.trials[row["trial"]].hyperparameters
-        context = strategy.scope() if strategy is not None else _null()
+        context = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with context:
             models[row["trial"]] = hypermodel.build(hp, seed=0)
         flops = forward_flops(models[row["trial"]])
@@ -113,14 +118,6 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     }
     write_json(path, costs)
     return costs
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def pareto_front(points):

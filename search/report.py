@@ -19,6 +19,7 @@ import json
 import math
 import os
 
+from search.costs import COST_MEASURES
 from search.rundir import atomic_path, read_json, write_json, write_text
 
 TRIAL_INFO = "keras_attn_trial.json"
@@ -206,6 +207,8 @@ def _hp_text(hp):
 
 COST_COLUMNS = ("flops", "flops_added", "train_step", "train_step_spread", "inference_step",
                 "inference_step_spread")
+# One column per measure of search.costs.COST_MEASURES: on that measure's Pareto front or not.
+PARETO_COLUMNS = tuple(f"pareto_{m}" for m in COST_MEASURES)
 
 
 LEADERBOARD_COLUMNS = (
@@ -236,10 +239,7 @@ LEADERBOARD_COLUMNS = (
     "params",
     "params_added",
     *COST_COLUMNS,
-    "pareto_params_added",
-    "pareto_flops_added",
-    "pareto_train_step",
-    "pareto_inference_step",
+    *PARETO_COLUMNS,
     "cost_note",
     "train_seconds",
     "overhead_seconds",
@@ -311,8 +311,7 @@ def write_leaderboard(rows, out_dir):
                     "" if row["params"] is None else row["params"],
                     "" if row["params_added"] is None else row["params_added"],
                     *[_cost_cell(row.get(k)) for k in COST_COLUMNS],
-                    *[_front_cell(row.get(f"pareto_{m}")) for m in
-                      ("params_added", "flops_added", "train_step", "inference_step")],
+                    *[_front_cell(row.get(k)) for k in PARETO_COLUMNS],
                     row.get("cost_note", ""),
                     _fmt(row["train_seconds"], ".1f"),
                     _fmt(row["overhead_seconds"], ".1f"),
@@ -638,7 +637,7 @@ def add_costs(rows, costs):
     whether it is on the accuracy-cost Pareto front (``pareto_<measure>``: True, False, or None
     when the cost or the difference is missing) into the rows; ``cost_note`` gives the reasons
     for missing costs and the op types the FLOP count could not see."""
-    from search.costs import COST_MEASURES, pareto_front
+    from search.costs import pareto_front
 
     measured = costs.get("configurations", {}) if costs else {}
     for row in rows:
@@ -675,9 +674,7 @@ def leaderboard_text(rows):
 
 _SUMMARY_KEYS = ("trial", "attention", "placement", "hyperparameters", "repeats",
                  "val_accuracy_mean", "val_accuracy_std", *_CONTRAST_FIELDS, "verdict",
-                 "params", "params_added", *COST_COLUMNS, "pareto_params_added",
-                 "pareto_flops_added", "pareto_train_step", "pareto_inference_step",
-                 "cost_note")
+                 "params", "params_added", *COST_COLUMNS, *PARETO_COLUMNS, "cost_note")
 
 
 def _configuration_summary(row):

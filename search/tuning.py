@@ -588,10 +588,6 @@ class ReportingMixin:
             print(line, flush=True)
 
 
-# What a multi-objective tuner (nsga2, tpe) can minimise beside maximising accuracy: read per
-# trial from its info record (FLOPs are the model's total; the baseline's are the same for all).
-TRIAL_COSTS = ("params_added", "flops")
-
 _CLASS_CACHE = {}
 
 
@@ -688,6 +684,8 @@ def make_tuner(
     if tuner == "hyperband":
         return cls(max_epochs=epochs, factor=3, **common), hypermodel
     if tuner in ("nsga2", "tpe"):  # second objective, minimised: from the trial's info
+        from search.costs import TRIAL_COSTS
+
         if objective_cost not in TRIAL_COSTS:
             raise ValueError(f"Unknown cost objective {objective_cost!r}; valid: "
                              f"{', '.join(TRIAL_COSTS)}.")
