@@ -18,13 +18,12 @@ MirroredStrategy with ``mixed_float16``, so the probabilities are always compute
 from __future__ import annotations
 
 import contextlib
-import numbers
 import random
 
 import keras
 
 from keras_attn import cifar_backbones
-from keras_attn.validation import check_number
+from keras_attn.validation import check_image_shape, check_number
 
 from keras_attn.placement import _INSERTIONS, _AttentionSpec, _check_placement, attach
 
@@ -69,24 +68,6 @@ def _backbone_key(backbone):
         f"Unknown `backbone` {backbone!r}; valid (case-insensitive): "
         f"{', '.join(SUPPORTED_BACKBONES)}."
     )
-
-
-def _check_input_shape(input_shape):
-    ok = (
-        isinstance(input_shape, (tuple, list))
-        and len(input_shape) == 3
-        and all(
-            d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0)
-            for d in input_shape
-        )
-        and input_shape[-1] is not None
-    )
-    if not ok:
-        raise ValueError(
-            "`input_shape` must be a tuple of three positive integers (height, width, channels) "
-            f"(height/width may be None); got {input_shape!r}."
-        )
-    return tuple(int(d) if d is not None else None for d in input_shape)
 
 
 @contextlib.contextmanager
@@ -210,7 +191,7 @@ def build_model(
             not an integer.
     """
     key = _backbone_key(backbone)
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_image_shape("input_shape", input_shape)
     check_number("num_classes", num_classes, minimum=2, integer=True)
     check_number("dropout", dropout, minimum=0.0, maximum=1.0, strict_max=True)
     check_number("bn_momentum", bn_momentum, minimum=0.0, maximum=1.0, strict_max=True,

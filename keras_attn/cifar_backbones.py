@@ -39,6 +39,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_attn.validation import check_choice, check_image_shape, check_number
+
 RESNET_DEPTHS = (20, 32, 44, 56, 110)
 # (expansion, channels, blocks, stride): kuangliu/pytorch-cifar models/mobilenetv2.py.
 MOBILENETV2_CIFAR_CONFIG = (
@@ -68,11 +70,8 @@ class ChannelPadding(keras.layers.Layer):
 
     def __init__(self, before=0, after=0, **kwargs):
         super().__init__(**kwargs)
-        for name, value in (("before", before), ("after", after)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"`{name}` must be an integer >= 0; got {value!r}.")
-        self.before = before
-        self.after = after
+        self.before = check_number("before", before, minimum=0, integer=True)
+        self.after = check_number("after", after, minimum=0, integer=True)
 
     def call(self, inputs):
         return ops.pad(inputs, [[0, 0], [0, 0], [0, 0], [self.before, self.after]])
@@ -91,12 +90,7 @@ def _conv(filters, kernel, strides, name):
 
 
 def _input(input_shape, name):
-    from keras_attn.validation import check_shape
-
-    shape = check_shape("input_shape", input_shape, rank=3)
-    if shape[-1] is None:
-        raise ValueError(f"`input_shape` needs a known channel count; got {input_shape!r}.")
-    return keras.Input(shape=shape, name=name)
+    return keras.Input(shape=check_image_shape("input_shape", input_shape), name=name)
 
 
 def resnet_cifar(depth=20, input_shape=(32, 32, 3), name=None):
@@ -114,9 +108,8 @@ def resnet_cifar(depth=20, input_shape=(32, 32, 3), name=None):
     Raises:
         ValueError: another ``depth`` (names the valid ones) or a bad ``input_shape``.
     """
-    if depth not in RESNET_DEPTHS:
-        raise ValueError(f"`depth` must be one of {RESNET_DEPTHS}; got {depth!r}.")
-    n = (depth - 2) // 6
+    check_choice("depth", depth, RESNET_DEPTHS)
+    n = (int(depth) - 2) // 6
     inputs = _input(input_shape, "input_layer")
     x = _conv(16, 3, 1, "conv1_conv")(inputs)
     x = keras.layers.BatchNormalization(name="conv1_bn", **_BN)(x)
@@ -173,8 +166,6 @@ def mobilenetv2_cifar(input_shape=(32, 32, 3), alpha=1.0, name=None):
     Raises:
         ValueError: ``alpha`` not a positive number, or a bad ``input_shape``.
     """
-    from keras_attn.validation import check_number
-
     alpha = check_number("alpha", alpha, minimum=0.0, strict=True)
     inputs = _input(input_shape, "input_layer")
     channels = make_divisible(32 * alpha)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_bool", "check_choice", "check_number", "check_shape"]
+__all__ = ["check_bool", "check_choice", "check_image_shape", "check_number", "check_shape"]
 
 
 def check_choice(name, value, choices):
@@ -110,3 +110,25 @@ def check_shape(name, value, *, rank=None, allow_none_dims=True):
             f"{' (None for unknown)' if allow_none_dims else ''}; got {value!r}."
         )
     return tuple(None if d is None else int(d) for d in value)
+
+
+def check_image_shape(name, value):
+    """Validate an image input shape ``(height, width, channels)`` and return it as a tuple.
+
+    Height and width are positive integers or ``None`` (any size); ``channels`` is a positive
+    integer (a model's first layers need it to create their weights).
+
+    Raises:
+        ValueError: not a tuple or list of length 3, a size that is not a positive integer (or
+            ``None``), or an unknown channel count; the message names the argument and the value.
+    """
+    try:
+        shape = check_shape(name, value, rank=3)
+    except ValueError:
+        shape = None
+    if shape is None or shape[-1] is None:
+        raise ValueError(
+            f"`{name}` must be a tuple of three positive integers (height, width, channels) "
+            f"(height/width may be None); got {value!r}."
+        )
+    return shape

@@ -150,7 +150,7 @@ def test_small_backbone_errors(bad, match):
 
 
 def test_unknown_resnet_depth():
-    with pytest.raises(ValueError, match=r"`depth` must be one of \(20, 32, 44, 56, 110\)"):
+    with pytest.raises(ValueError, match=r"`depth` must be one of 20, 32, 44, 56, 110; got 18"):
         resnet_cifar(18)
 
 
