@@ -42,11 +42,13 @@ import difflib
 import gzip
 import hashlib
 import math
-import os
 import numbers
+import os
 
 import numpy as np
 import tensorflow as tf
+
+from keras_attn.validation import check_choice, check_number, check_shape
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -77,6 +79,8 @@ KNOWN_STATS = {
 }
 
 NORMALIZATIONS = ("standardize", "unit")
+# Output channels: 1 and 3 are converted to each other; None keeps the dataset's own.
+CHANNELS = (1, 3, None)
 
 # IDX type codes (third byte of the magic number) -> big-endian NumPy dtype.
 _IDX_DTYPES = {
@@ -277,26 +281,13 @@ def split_indices(num_examples, *, validation_split=0.1, train_size=None, seed=0
         ValueError: bad ``validation_split`` or ``train_size``, or more images asked for than exist.
     """
     n = int(num_examples)
-    if isinstance(validation_split, bool) or not isinstance(validation_split, numbers.Real):
-        raise ValueError(
-            f"`validation_split` must be a fraction in [0, 1) or a number of images >= 1; "
-            f"got {validation_split!r}."
-        )
-    if train_size is not None:
-        if isinstance(train_size, bool) or not isinstance(train_size, numbers.Integral) \
-                or train_size < 1:
-            raise ValueError(f"`train_size` must be a positive integer or None; got {train_size!r}.")
-        train_size = int(train_size)
-    if isinstance(validation_split, numbers.Integral) and validation_split >= 1:
+    train_size = check_number("train_size", train_size, minimum=1, integer=True, allow_none=True)
+    if _is_int(validation_split) and validation_split >= 1:
         n_val = int(validation_split)
-    elif 0 <= validation_split < 1:
-        f = float(validation_split)
-        n_val = round(f * n) if train_size is None else round(f * train_size / (1.0 - f))
     else:
-        raise ValueError(
-            f"`validation_split` must be a fraction in [0, 1) or a number of images >= 1; "
-            f"got {validation_split!r}."
-        )
+        f = check_number("validation_split (a number of images >= 1, or a fraction)",
+                         validation_split, minimum=0, maximum=1, strict_max=True)
+        n_val = round(f * n) if train_size is None else round(f * train_size / (1.0 - f))
     n_train = n - n_val if train_size is None else train_size
     if n_train < 1 or n_val + n_train > n:
         raise ValueError(
@@ -311,24 +302,20 @@ def split_indices(num_examples, *, validation_split=0.1, train_size=None, seed=0
 # --------------------------------------------------------------------------- pipelines
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _size_tuple(image_size):
+    """``image_size`` as ``(height, width)`` (an int is a square), or None."""
     if image_size is None:
         return None
-    if isinstance(image_size, numbers.Integral) and not isinstance(image_size, bool):
-        size = (int(image_size), int(image_size))
-    else:
-        try:
-            size = tuple(int(s) for s in image_size)
-        except TypeError:
-            size = ()
-        if len(size) != 2:
-            raise ValueError(
-                f"`image_size` must be a positive int, a (height, width) pair or None; "
-                f"got {image_size!r}."
-            )
-    if min(size) < 1:
-        raise ValueError(f"`image_size` must be positive; got {image_size!r}.")
-    return size
+    if _is_int(image_size):
+        side = check_number("image_size (or a (height, width) pair, or None)", image_size,
+                            minimum=1, integer=True)
+        return side, side
+    return check_shape("image_size (or an int, or None)", image_size, rank=2,
+                       allow_none_dims=False)
 
 
 def _resize_uint8(image, size):
@@ -416,17 +403,22 @@ def _finish(ds, *, train, shuffle, n, batch_size, seed, batch_fn, cache):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _check_args(image_size, channels, batch_size, normalize):
-    size = _size_tuple(image_size)
-    if channels is not None and channels not in (1, 3):
-        raise ValueError(f"`channels` must be 1, 3 or None (native); got {channels!r}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(
-            f"`normalize` must be one of {', '.join(map(repr, NORMALIZATIONS))}; got {normalize!r}."
-        )
-    return size
+@dataclasses.dataclass(frozen=True)
+class _LoadOptions:
+    """The arguments of :func:`load_dataset` that every loader takes, checked once there
+    (``train_size`` and ``validation_split`` by :func:`split_indices`); ``size`` is
+    ``(height, width)`` or None (native)."""
+
+    size: tuple | None
+    channels: int | None
+    train_size: int | None
+    validation_split: float | int
+    batch_size: int
+    seed: int
+    augment: bool
+    cache: bool | str
+    shuffle: bool
+    normalize: str
 
 
 def load_dataset(
@@ -461,7 +453,7 @@ def load_dataset(
         validation_split: fraction (default 0.1) or number of images held out of the training split
             for validation; 0 gives ``val=None``.
         batch_size: batch size of all three pipelines (default 128).
-        seed: seed of the split, the shuffling and the augmentation (default 0).
+        seed: seed of the split, the shuffling and the augmentation, an integer >= 0 (default 0).
         augment: random crop (zero padding ``image_size // 8``) + horizontal flip on training
             batches only (default False).
         cache: cache decoded, resized ``uint8`` images of TFDS sources in memory (True, default), in
@@ -480,62 +472,101 @@ def load_dataset(
         DataNotFoundError: (a ``FileNotFoundError``) Fashion-MNIST files missing, or a TFDS dataset
             that cannot be downloaded or prepared; the message says what to do.
     """
-    size = _check_args(image_size, channels, batch_size, normalize)
+    options = _LoadOptions(
+        size=_size_tuple(image_size),
+        channels=check_choice("channels", channels, CHANNELS),
+        train_size=train_size,
+        validation_split=validation_split,
+        batch_size=check_number("batch_size", batch_size, minimum=1, integer=True),
+        seed=check_number("seed", seed, minimum=0, integer=True),
+        augment=bool(augment),
+        cache=cache,
+        shuffle=bool(shuffle),
+        normalize=check_choice("normalize", normalize, NORMALIZATIONS),
+    )
     if not isinstance(name, str) or not name:
         raise ValueError(f"`name` must be a dataset name; got {name!r}.")
     key = name.strip().lower()
-    common = dict(
-        size=size, channels=channels, train_size=train_size, validation_split=validation_split,
-        batch_size=int(batch_size), seed=int(seed), augment=bool(augment), cache=cache,
-        shuffle=bool(shuffle), normalize=normalize,
-    )
     if key == "fashion_mnist":
-        return _load_fashion_mnist(data_dir=data_dir, **common)
+        return _load_fashion_mnist(options, data_dir)
     if key.startswith("tfds:"):
         key = key[len("tfds:"):]
-    return _load_tfds(key, data_dir=data_dir, **common)
+    return _load_tfds(key, options, data_dir)
 
 
-def _load_fashion_mnist(*, data_dir, size, channels, train_size, validation_split, batch_size,
-                        seed, augment, cache, shuffle, normalize):
-    x_train, y_train, x_test, y_test = load_fashion_mnist_arrays(data_dir)
-    train_idx, val_idx = split_indices(
-        len(x_train), validation_split=validation_split, train_size=train_size, seed=seed
-    )
-    mean = std = None
-    if normalize == "standardize":
-        # Over the full official training split, so the constants do not move with train_size.
-        # Exact, from the 256-bin histogram: no float copy of 47M pixels.
-        counts = np.bincount(x_train.reshape(-1), minlength=256).astype(np.float64)
-        levels = np.arange(256, dtype=np.float64) / 255.0
-        m = float((counts * levels).sum() / counts.sum())
-        mean = (m,)
-        std = (float(np.sqrt((counts * (levels - m) ** 2).sum() / counts.sum())),)
-    size = size or tuple(x_train.shape[1:3])
-    out_channels = channels or 1
-    batch_kw = dict(size=size, mean=mean, std=std, in_channels=1, out_channels=out_channels)
+def _build_splits(options, source, *, name, n_train_split, n_test, size, in_channels, stats,
+                  num_classes, class_names):
+    """The :class:`DataSplits` of one dataset: its seeded split, normalisation and pipelines.
 
-    def pipeline(x, y, train, order_seed=seed):
-        x = _resize_array(x[..., None], size)
-        ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
-        fn = _make_batch_fn(train=train, augment=augment, **batch_kw)
-        # Arrays are already in memory: a cache would only copy them.
-        return _finish(ds, train=train, shuffle=shuffle, n=len(x), batch_size=batch_size,
-                       seed=order_seed, batch_fn=fn, cache=False)
+    Args:
+        options: the :class:`_LoadOptions`.
+        source: ``source(part, indices) -> (dataset, cache)``: the unbatched ``(uint8 image
+            (H, W, C) resized to size, label)`` dataset of ``part`` (``"train"`` and ``"val"``:
+            those ``indices`` of the training split; ``"test"``: ``indices`` is None), and the
+            ``cache`` argument of :func:`_finish` for it.
+        n_train_split, n_test: the number of images in the training and test splits.
+        size: ``(height, width)`` of the images; in_channels: their (native) channels.
+        stats: ``stats() -> (mean, std)``, the per-channel constants of ``"standardize"``.
+        name, num_classes, class_names: what :class:`DataSplits` reports.
+    """
+    train_idx, val_idx = split_indices(n_train_split, validation_split=options.validation_split,
+                                       train_size=options.train_size, seed=options.seed)
+    mean, std = stats() if options.normalize == "standardize" else (None, None)
+    out_channels = options.channels or in_channels
+    indices = {"train": train_idx, "val": val_idx, "test": None}
+    sizes = {"train": len(train_idx), "val": len(val_idx), "test": int(n_test)}
+
+    def pipeline(part, order_seed=options.seed):
+        train = part == "train"
+        ds, cache = source(part, indices[part])
+        batch_fn = _make_batch_fn(train=train, augment=options.augment, size=size, mean=mean,
+                                  std=std, in_channels=in_channels, out_channels=out_channels)
+        return _finish(ds, train=train, shuffle=options.shuffle, n=sizes[part],
+                       batch_size=options.batch_size, seed=order_seed, batch_fn=batch_fn,
+                       cache=cache)
 
     return DataSplits(
-        _train_factory=lambda s: pipeline(x_train[train_idx], y_train[train_idx], True, s),
-        train=pipeline(x_train[train_idx], y_train[train_idx], True),
-        val=pipeline(x_train[val_idx], y_train[val_idx], False) if len(val_idx) else None,
-        test=pipeline(x_test, y_test, False),
-        num_classes=len(FASHION_MNIST_CLASSES),
+        _train_factory=lambda order_seed: pipeline("train", order_seed),
+        train=pipeline("train"),
+        val=pipeline("val") if sizes["val"] else None,
+        test=pipeline("test"),
+        num_classes=num_classes,
         input_shape=(*size, out_channels),
-        class_names=list(FASHION_MNIST_CLASSES),
-        sizes={"train": len(train_idx), "val": len(val_idx), "test": len(x_test)},
-        batch_size=batch_size,
-        name="fashion_mnist",
+        class_names=class_names,
+        sizes=sizes,
+        batch_size=options.batch_size,
+        name=name,
         mean=mean,
         std=std,
+    )
+
+
+def _histogram_stats(images):
+    """Exact ``((mean,), (std,))`` of uint8 grey ``images`` on the [0, 1] scale, from the 256-bin
+    histogram: no float copy of (for Fashion-MNIST) 47M pixels."""
+    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    m = float((counts * levels).sum() / counts.sum())
+    return (m,), (float(np.sqrt((counts * (levels - m) ** 2).sum() / counts.sum())),)
+
+
+def _load_fashion_mnist(options, data_dir):
+    x_train, y_train, x_test, y_test = load_fashion_mnist_arrays(data_dir)
+    size = options.size or tuple(x_train.shape[1:3])
+
+    def source(part, indices):
+        x, y = (x_test, y_test) if part == "test" else (x_train[indices], y_train[indices])
+        ds = tf.data.Dataset.from_tensor_slices(
+            (_resize_array(x[..., None], size), y.astype(np.int32))
+        )
+        return ds, False  # arrays are already in memory: a cache would only copy them
+
+    return _build_splits(
+        options, source, name="fashion_mnist", n_train_split=len(x_train), n_test=len(x_test),
+        size=size, in_channels=1,
+        # Over the full official training split, so the constants do not move with train_size.
+        stats=lambda: _histogram_stats(x_train),
+        num_classes=len(FASHION_MNIST_CLASSES), class_names=list(FASHION_MNIST_CLASSES),
     )
 
 
@@ -566,8 +597,8 @@ def _unknown_name_error(name, err):
     )
 
 
-def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, batch_size,
-               seed, augment, cache, shuffle, normalize):
+def _prepared_builder(name, data_dir):
+    """The TFDS builder of ``name``, downloaded and prepared; errors say what to do."""
     try:
         builder = _tfds_builder(name, data_dir)
     except Exception as err:  # DatasetNotFoundError and friends
@@ -586,7 +617,13 @@ def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, 
             "data directory where it is prepared; for Fashion-MNIST offline use the name "
             "'fashion_mnist' (local IDX files)."
         ) from None
-    info = builder.info
+    return builder
+
+
+def _tfds_layout(name, info, channels, size):
+    """What the pipelines need from a TFDS dataset's ``info``: ``{"size", "in_channels",
+    "num_classes", "class_names", "test_split"}``; a ValueError where it is not an image
+    classification dataset the pipelines can read."""
     if not info.supervised_keys:
         raise ValueError(f"TFDS dataset {name!r} has no supervised (image, label) keys.")
     image_key, label_key = info.supervised_keys[:2]
@@ -607,7 +644,6 @@ def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, 
             )
         size = tuple(native[:2])
     num_classes = int(label_feature.num_classes)
-    class_names = list(getattr(label_feature, "names", None) or map(str, range(num_classes)))
     splits = info.splits
     if "train" not in splits:
         raise ValueError(f"TFDS dataset {name!r} has no 'train' split (splits: {list(splits)}).")
@@ -617,12 +653,22 @@ def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, 
             f"TFDS dataset {name!r} has neither a 'test' nor a 'validation' split "
             f"(splits: {list(splits)})."
         )
-    n_train_split = splits["train"].num_examples
-    train_idx, val_idx = split_indices(
-        n_train_split, validation_split=validation_split, train_size=train_size, seed=seed
-    )
+    return {
+        "size": size,
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "class_names": list(getattr(label_feature, "names", None) or map(str, range(num_classes))),
+        "test_split": test_split,
+    }
 
-    def source(split, indices=None):
+
+def _load_tfds(name, options, data_dir):
+    builder = _prepared_builder(name, data_dir)
+    layout = _tfds_layout(name, builder.info, options.channels, options.size)
+    size, in_channels, test_split = layout["size"], layout["in_channels"], layout["test_split"]
+    n_train_split = builder.info.splits["train"].num_examples
+
+    def decoded(split, indices=None):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
         if indices is not None:
             mask = np.zeros(n_train_split, bool)
@@ -634,47 +680,32 @@ def _load_tfds(name, *, data_dir, size, channels, train_size, validation_split, 
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
-    mean = std = None
-    if normalize == "standardize":
-        if name in KNOWN_STATS and len(KNOWN_STATS[name][0]) == in_channels:
-            mean, std = KNOWN_STATS[name]
-        else:
-            # Estimated on a sample: a full pass over a large dataset would cost more than a trial.
-            sample = np.stack(
-                [x for x, _ in source("train").take(_STATS_SAMPLE).as_numpy_iterator()]
-            ).astype(np.float64) / 255.0
-            mean = tuple(float(m) for m in sample.mean(axis=(0, 1, 2)))
-            std = tuple(max(float(s), 1e-3) for s in sample.std(axis=(0, 1, 2)))
-    out_channels = channels or in_channels
-    batch_kw = dict(size=size, mean=mean, std=std, in_channels=in_channels,
-                    out_channels=out_channels)
-
-    def pipeline(split, indices, n, train, cache_suffix, order_seed=seed):
-        fn = _make_batch_fn(train=train, augment=augment, **batch_kw)
-        cache_arg = cache
+    def source(part, indices):
+        split = test_split if part == "test" else "train"
+        # In-memory caches are per pipeline: another seed's training pipeline decodes the images
+        # again (a file cache, cache="prefix", is shared).
+        cache = options.cache
         if isinstance(cache, str):
             # The file cache must not be reused by a run with another split, subset or size.
             key = hashlib.sha1(repr((name, split, size, data_dir)).encode())
             if indices is not None:
                 key.update(np.ascontiguousarray(indices).tobytes())
-            cache_arg = f"{cache}_{name}_{cache_suffix}_{key.hexdigest()[:12]}"
-        return _finish(source(split, indices), train=train, shuffle=shuffle, n=n,
-                       batch_size=batch_size, seed=order_seed, batch_fn=fn, cache=cache_arg)
+            suffix = test_split if part == "test" else part
+            cache = f"{cache}_{name}_{suffix}_{key.hexdigest()[:12]}"
+        return decoded(split, indices), cache
 
-    n_test = splits[test_split].num_examples
-    return DataSplits(
-        # In-memory caches are per pipeline: another seed's pipeline decodes the images again
-        # (a file cache, cache="prefix", is shared).
-        _train_factory=lambda s: pipeline("train", train_idx, len(train_idx), True, "train", s),
-        train=pipeline("train", train_idx, len(train_idx), True, "train"),
-        val=pipeline("train", val_idx, len(val_idx), False, "val") if len(val_idx) else None,
-        test=pipeline(test_split, None, n_test, False, test_split),
-        num_classes=num_classes,
-        input_shape=(*size, out_channels),
-        class_names=class_names,
-        sizes={"train": len(train_idx), "val": len(val_idx), "test": int(n_test)},
-        batch_size=batch_size,
-        name=name,
-        mean=mean,
-        std=std,
+    def stats():
+        if name in KNOWN_STATS and len(KNOWN_STATS[name][0]) == in_channels:
+            return KNOWN_STATS[name]
+        # Estimated on a sample: a full pass over a large dataset would cost more than a trial.
+        sample = np.stack(
+            [x for x, _ in decoded("train").take(_STATS_SAMPLE).as_numpy_iterator()]
+        ).astype(np.float64) / 255.0
+        return (tuple(float(m) for m in sample.mean(axis=(0, 1, 2))),
+                tuple(max(float(s), 1e-3) for s in sample.std(axis=(0, 1, 2))))
+
+    return _build_splits(
+        options, source, name=name, n_train_split=n_train_split,
+        n_test=builder.info.splits[test_split].num_examples, size=size, in_channels=in_channels,
+        stats=stats, num_classes=layout["num_classes"], class_names=layout["class_names"],
     )

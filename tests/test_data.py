@@ -179,10 +179,10 @@ def test_split_indices():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(validation_split=1.5), r"`validation_split` must be a fraction .* got 1\.5"),
-        (dict(validation_split=-0.1), "`validation_split` must be"),
-        (dict(validation_split="10%"), "`validation_split` must be"),
-        (dict(train_size=0), "`train_size` must be a positive integer or None; got 0"),
+        (dict(validation_split=1.5), r"`validation_split \(a number of images >= 1, or a fraction\)` must be a number in \[0, 1\); got 1\.5"),
+        (dict(validation_split=-0.1), r"`validation_split \(a number of images >= 1, or a fraction\)` must be a number in \[0, 1\); got -0\.1"),
+        (dict(validation_split="10%"), r"`validation_split \(a number of images >= 1, or a fraction\)` must be a number in \[0, 1\); got '10%'"),
+        (dict(train_size=0), "`train_size` must be an integer >= 1 or None; got 0"),
         (dict(train_size=95, validation_split=10), "cannot take 10 for validation and 95 for training"),
     ],
 )
@@ -318,10 +318,12 @@ def test_augment_train_only(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(image_size=0), "`image_size` must be positive"),
-        (dict(image_size=(32, 32, 3)), r"`image_size` must be a positive int, a \(height, width\) pair"),
-        (dict(channels=2), "`channels` must be 1, 3 or None"),
-        (dict(batch_size=0), "`batch_size` must be a positive integer; got 0"),
+        (dict(image_size=0), r"`image_size \(or a \(height, width\) pair, or None\)` must be an integer >= 1; got 0"),
+        (dict(image_size=(32, 32, 3)), r"`image_size \(or an int, or None\)` must be a tuple of length 2 of positive integers; got \(32, 32, 3\)"),
+        (dict(image_size=(32.0, 32.0)), r"`image_size \(or an int, or None\)` must be a tuple of length 2"),
+        (dict(channels=2), "`channels` must be one of 1, 3, None; got 2"),
+        (dict(batch_size=0), "`batch_size` must be an integer >= 1; got 0"),
+        (dict(seed=-1), "`seed` must be an integer >= 0; got -1"),
         (dict(normalize="zscore"), "`normalize` must be one of 'standardize', 'unit'; got 'zscore'"),
         (dict(train_size=1000), "cannot take"),
     ],
