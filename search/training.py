@@ -13,6 +13,11 @@
   with several replicas :class:`ReplicaSafeLossScaleOptimizer` is used instead, because Keras
   3.15's skips a step only when the *first* replica's gradients overflow (the others' infs then
   reach the weights as NaN).
+* :func:`check_schedule_arguments`, :func:`check_optimizer_arguments`, :func:`check_label_smoothing`:
+  the checks of :func:`make_schedule`, :func:`make_optimizer` and :func:`make_loss`, without building
+  anything (for a caller that validates its arguments long before it compiles). The choice lists
+  (:data:`PRECISIONS`, :data:`STRATEGIES`, :data:`OPTIMIZERS`, :data:`SCHEDULES`) are defined in
+  :mod:`search.training_choices`, which imports no TensorFlow, and re-exported here.
 * :func:`make_callbacks` and :class:`StopOnNaN`: a loss that becomes NaN or infinite raises
   ``keras_tuner.errors.FailedTrialError`` from inside ``fit``; KerasTuner 1.4.8 records the trial as
   ``FAILED`` (no retry) and goes on with the next one. Note its oracle's
@@ -23,7 +28,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 import time
 
@@ -33,11 +37,15 @@ import tensorflow as tf
 
 # Lives in keras_attn so that a saved model loads with `import keras_attn` alone.
 from keras_attn.optimizers import ReplicaSafeLossScaleOptimizer  # noqa: F401
-
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker")
-OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "step", "constant")
+from keras_attn.validation import check_choice, check_number
+# Defined without TensorFlow for the CLI; re-exported here, where they are the arguments' choices.
+from search.training_choices import (  # noqa: F401
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    STRATEGIES,
+    SUPPORTED_STRATEGIES,
+)
 
 # The step schedule divides the learning rate by 10 at these fractions of the (post-warm-up) run,
 # the usual CIFAR recipe (e.g. epochs 150 and 225 of 300).
@@ -51,12 +59,6 @@ MULTI_WORKER_MESSAGE = (
     "--oracle HOST:PORT, --role worker on the others), where each worker trains its own trials, "
     "on its own GPUs with 'mirrored' if it has several."
 )
-
-
-def _choice_error(name, value, choices):
-    return ValueError(
-        f"`{name}` must be one of {', '.join(repr(c) for c in choices)}; got {value!r}."
-    )
 
 
 # --------------------------------------------------------------------------- precision
@@ -75,8 +77,7 @@ def resolve_precision(precision="auto"):
     Raises:
         ValueError: any other value; the message lists the valid ones.
     """
-    if precision not in PRECISIONS:
-        raise _choice_error("precision", precision, PRECISIONS)
+    check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
         return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
     return precision
@@ -124,8 +125,7 @@ def resolve_strategy(strategy="auto", devices=None):
         return strategy
     if strategy == "multi_worker":
         raise ValueError(MULTI_WORKER_MESSAGE)
-    if strategy not in STRATEGIES:
-        raise _choice_error("strategy", strategy, STRATEGIES[:-1])
+    check_choice("strategy", strategy, SUPPORTED_STRATEGIES)
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if strategy == "auto":
         if len(gpus) > 1:
@@ -218,16 +218,11 @@ def make_schedule(learning_rate=0.05, *, schedule="cosine", epochs=1, steps_per_
         ``keras.optimizers.schedules.LearningRateSchedule``.
 
     Raises:
-        ValueError: unknown ``schedule``, non-positive ``learning_rate``/``epochs``, a missing
-            ``steps_per_epoch``, or a warm-up as long as the run.
+        ValueError: a bad argument (see :func:`check_schedule_arguments`), or no
+            ``steps_per_epoch`` where ``schedule`` or the warm-up needs it.
     """
-    if schedule not in SCHEDULES:
-        raise _choice_error("schedule", schedule, SCHEDULES)
-    _check_positive("learning_rate", learning_rate)
-    _check_positive("epochs", epochs)
-    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, numbers.Real) \
-            or warmup_epochs < 0:
-        raise ValueError(f"`warmup_epochs` must be a number >= 0; got {warmup_epochs!r}.")
+    check_schedule_arguments(learning_rate, schedule=schedule, epochs=epochs,
+                             steps_per_epoch=steps_per_epoch, warmup_epochs=warmup_epochs)
     lr = float(learning_rate)
     if schedule == "constant" and not warmup_epochs:
         return lr
@@ -237,13 +232,7 @@ def make_schedule(learning_rate=0.05, *, schedule="cosine", epochs=1, steps_per_
             f"{' with warm-up' if warmup_epochs else ''}: pass the number of training batches per "
             "epoch, e.g. ceil(train_size / batch_size), or use schedule='constant'."
         )
-    _check_positive("steps_per_epoch", steps_per_epoch)
-    total = max(1, int(round(epochs * steps_per_epoch)))
-    warmup = int(round(warmup_epochs * steps_per_epoch))
-    if warmup and warmup >= total:
-        raise ValueError(
-            f"`warmup_epochs`={warmup_epochs} must be shorter than the run (epochs={epochs})."
-        )
+    total, warmup = _run_steps(epochs, steps_per_epoch, warmup_epochs)
     decay = total - warmup
     if schedule == "cosine":
         if warmup:
@@ -260,10 +249,37 @@ def make_schedule(learning_rate=0.05, *, schedule="cosine", epochs=1, steps_per_
     return WarmupSchedule(after, warmup) if warmup else after
 
 
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 \
-            or not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a positive number; got {value!r}.")
+def check_schedule_arguments(learning_rate=0.05, *, schedule="cosine", epochs=1,
+                             steps_per_epoch=None, warmup_epochs=0):
+    """Check :func:`make_schedule`'s arguments without building a schedule; returns None.
+
+    Each value is checked on its own, and the warm-up against the run's length when
+    ``steps_per_epoch`` is given. ``steps_per_epoch=None`` passes here (a hypermodel knows it only
+    when a trial trains); :func:`make_schedule` then requires it where ``schedule`` needs it.
+
+    Raises:
+        ValueError: ``schedule`` not one of :data:`SCHEDULES`; ``learning_rate``, ``epochs`` or
+            ``steps_per_epoch`` not a finite number > 0; ``warmup_epochs`` not a number >= 0; a
+            warm-up as long as the run. The message names the argument and the valid values.
+    """
+    check_choice("schedule", schedule, SCHEDULES)
+    check_number("learning_rate", learning_rate, minimum=0, strict=True)
+    check_number("epochs", epochs, minimum=0, strict=True)
+    check_number("warmup_epochs", warmup_epochs, minimum=0)
+    if steps_per_epoch is None:
+        return
+    check_number("steps_per_epoch", steps_per_epoch, minimum=0, strict=True)
+    total, warmup = _run_steps(epochs, steps_per_epoch, warmup_epochs)
+    if warmup and warmup >= total:
+        raise ValueError(
+            f"`warmup_epochs`={warmup_epochs} must be shorter than the run (epochs={epochs})."
+        )
+
+
+def _run_steps(epochs, steps_per_epoch, warmup_epochs):
+    """``(total, warmup)`` optimiser steps of a run; the warm-up is counted inside the total."""
+    total = max(1, int(round(epochs * steps_per_epoch)))
+    return total, int(round(warmup_epochs * steps_per_epoch))
 
 
 # --------------------------------------------------------------------------- loss, compile
@@ -305,14 +321,36 @@ def make_loss(label_smoothing=0.0):
     with its compile state; ``compile=False`` always works).
 
     Raises:
-        ValueError: ``label_smoothing`` outside [0, 1).
+        ValueError: ``label_smoothing`` outside [0, 1) (see :func:`check_label_smoothing`).
     """
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
-            or not 0 <= label_smoothing < 1:
-        raise ValueError(f"`label_smoothing` must be in [0, 1); got {label_smoothing!r}.")
+    check_label_smoothing(label_smoothing)
     if label_smoothing == 0:
         return "sparse_categorical_crossentropy"
     return SparseCategoricalCrossentropyLS(label_smoothing=label_smoothing)
+
+
+def check_label_smoothing(label_smoothing=0.0):
+    """Check :func:`make_loss`'s ``label_smoothing`` without building a loss; returns None.
+
+    Raises:
+        ValueError: not a number in [0, 1); the message names the value.
+    """
+    check_number("label_smoothing", label_smoothing, minimum=0, maximum=1, strict_max=True)
+
+
+def check_optimizer_arguments(optimizer="sgd", *, momentum=0.9, weight_decay=5e-4,
+                              clipnorm=None):
+    """Check :func:`make_optimizer`'s arguments without building an optimiser; returns None.
+
+    Raises:
+        ValueError: ``optimizer`` not one of :data:`OPTIMIZERS`; ``momentum`` not a number in
+            [0, 1); ``weight_decay`` not a finite number >= 0; ``clipnorm`` not None or a finite
+            number > 0. The message names the argument and the valid values.
+    """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_number("weight_decay", weight_decay, minimum=0)
+    check_number("momentum", momentum, minimum=0, maximum=1, strict_max=True)
+    check_number("clipnorm", clipnorm, minimum=0, strict=True, allow_none=True)
 
 
 def make_optimizer(optimizer="sgd", learning_rate=0.05, *, momentum=0.9, nesterov=False,
@@ -323,18 +361,10 @@ def make_optimizer(optimizer="sgd", learning_rate=0.05, *, momentum=0.9, nestero
     L2 term in the gradient: with momentum 0.9 it matches a PyTorch ``SGD(weight_decay=wd / 10)``.
 
     Raises:
-        ValueError: unknown ``optimizer`` or a bad number.
+        ValueError: unknown ``optimizer`` or a bad number (see :func:`check_optimizer_arguments`).
     """
-    if optimizer not in OPTIMIZERS:
-        raise _choice_error("optimizer", optimizer, OPTIMIZERS)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) \
-            or weight_decay < 0:
-        raise ValueError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}.")
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
-            or not 0 <= momentum < 1:
-        raise ValueError(f"`momentum` must be in [0, 1); got {momentum!r}.")
-    if clipnorm is not None:
-        _check_positive("clipnorm", clipnorm)
+    check_optimizer_arguments(optimizer, momentum=momentum, weight_decay=weight_decay,
+                              clipnorm=clipnorm)
     wd = float(weight_decay) or None
     if optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=float(momentum),
@@ -546,14 +576,9 @@ def make_callbacks(log_dir=None, early_stopping_patience=None, *, monitor="val_a
     callbacks = []
     if stop_on_nan:
         callbacks.append(StopOnNaN())
+    check_number("early_stopping_patience", early_stopping_patience, minimum=0, integer=True,
+                 allow_none=True)
     if early_stopping_patience is not None:
-        if isinstance(early_stopping_patience, bool) or \
-                not isinstance(early_stopping_patience, numbers.Integral) or \
-                early_stopping_patience < 0:
-            raise ValueError(
-                "`early_stopping_patience` must be an integer >= 0 or None; "
-                f"got {early_stopping_patience!r}."
-            )
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, patience=int(early_stopping_patience),
             restore_best_weights=restore_best_weights,

@@ -231,7 +231,7 @@ def test_space_errors(space, match):
         (dict(num_classes=1), "`num_classes` must be an integer >= 2; got 1"),
         (dict(backbone="vgg16"), r"Unknown `backbone` 'vgg16'; valid .*mobilenetv2"),
         (dict(steps_per_epoch=0), "`steps_per_epoch` must be an integer >= 1 or None"),
-        (dict(label_smoothing=2), r"`label_smoothing` must be in \[0, 1\)"),
+        (dict(label_smoothing=2), r"`label_smoothing` must be a number in \[0, 1\)"),
         (dict(bn_momentum=1.0), r"`bn_momentum` must be a number in \[0.0, 1.0\) or None; got 1.0"),
     ],
 )

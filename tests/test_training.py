@@ -147,9 +147,9 @@ def test_step_and_constant_with_warmup_values():
         (dict(schedule="constant", warmup_epochs=1), "required for schedule='constant' with warm-up"),
         (dict(steps_per_epoch=10, epochs=2, warmup_epochs=2), "`warmup_epochs`=2 must be shorter"),
         (dict(steps_per_epoch=10, warmup_epochs=-1), "`warmup_epochs` must be a number >= 0"),
-        (dict(learning_rate=0), "`learning_rate` must be a positive number; got 0"),
-        (dict(learning_rate=float("nan")), "`learning_rate` must be a positive number"),
-        (dict(steps_per_epoch=0), "`steps_per_epoch` must be a positive number; got 0"),
+        (dict(learning_rate=0), "`learning_rate` must be a number > 0; got 0"),
+        (dict(learning_rate=float("nan")), "`learning_rate` must be a finite number > 0; got nan"),
+        (dict(steps_per_epoch=0), "`steps_per_epoch` must be a number > 0; got 0"),
     ],
 )
 def test_schedule_errors(kwargs, match):
@@ -181,13 +181,63 @@ def test_compile_sgd_defaults():
 def test_compile_errors():
     with pytest.raises(ValueError, match="`optimizer` must be one of 'sgd', 'adam'; got 'rmsprop'"):
         training.compile_model(tiny_model(), optimizer="rmsprop", schedule="constant")
-    with pytest.raises(ValueError, match="`momentum` must be in"):
+    with pytest.raises(ValueError, match=r"`momentum` must be a number in \[0, 1\); got 1.0"):
         training.compile_model(tiny_model(), momentum=1.0, schedule="constant")
     with pytest.raises(ValueError, match="`weight_decay` must be a number >= 0"):
         training.compile_model(tiny_model(), weight_decay=-1, schedule="constant")
-    with pytest.raises(ValueError, match=r"`label_smoothing` must be in \[0, 1\); got 1.0"):
+    with pytest.raises(ValueError, match=r"`label_smoothing` must be a number in \[0, 1\); got 1.0"):
         training.compile_model(tiny_model(), label_smoothing=1.0, schedule="constant")
 
+
+
+@pytest.mark.parametrize(
+    "check, kwargs, match",
+    [
+        ("check_optimizer_arguments", dict(optimizer="lamb"), "`optimizer` must be one of 'sgd', 'adam'; got 'lamb'"),
+        ("check_optimizer_arguments", dict(momentum=-0.1), r"`momentum` must be a number in \[0, 1\)"),
+        ("check_optimizer_arguments", dict(weight_decay=float("inf")), "`weight_decay` must be a finite number >= 0"),
+        ("check_optimizer_arguments", dict(clipnorm=0), "`clipnorm` must be a number > 0 or None; got 0"),
+        ("check_label_smoothing", dict(label_smoothing=True), r"`label_smoothing` must be a number in \[0, 1\); got True"),
+        ("check_schedule_arguments", dict(schedule="poly"), "`schedule` must be one of 'cosine', 'step', 'constant'"),
+        ("check_schedule_arguments", dict(epochs=0), "`epochs` must be a number > 0; got 0"),
+        ("check_schedule_arguments", dict(warmup_epochs="1"), "`warmup_epochs` must be a number >= 0"),
+        ("check_schedule_arguments", dict(epochs=2, steps_per_epoch=5, warmup_epochs=2),
+         "`warmup_epochs`=2 must be shorter than the run"),
+    ],
+)
+def test_check_functions_reject(check, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(training, check)(**kwargs)
+
+
+def test_check_functions_accept_what_the_makers_take():
+    # Without steps_per_epoch (not known yet when a hypermodel is made) a warm-up is accepted;
+    # make_schedule itself then asks for it.
+    assert training.check_schedule_arguments(0.1, schedule="cosine", warmup_epochs=3) is None
+    with pytest.raises(ValueError, match="`steps_per_epoch` is required"):
+        training.make_schedule(0.1, schedule="cosine", warmup_epochs=3)
+    assert training.check_optimizer_arguments("adam", momentum=0, weight_decay=0, clipnorm=1.0) is None
+    assert training.check_label_smoothing(0.1) is None
+
+
+def test_choice_lists_import_without_tensorflow():
+    # The CLI's --help reads these: importing them must not load TensorFlow or Keras.
+    code = (
+        "import sys\n"
+        "from search.training_choices import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'loaded'\n"
+        "print(PRECISIONS[0], STRATEGIES[0])\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": root}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["auto", "auto"]
+    # And they are the lists the functions check against.
+    from search import training_choices
+
+    for name in ("PRECISIONS", "STRATEGIES", "SUPPORTED_STRATEGIES", "OPTIMIZERS", "SCHEDULES"):
+        assert getattr(training, name) is getattr(training_choices, name)
 
 @pytest.mark.parametrize("policy_name, wrapped", [
     ("float32", False), ("mixed_float16", True), ("mixed_bfloat16", False)])
