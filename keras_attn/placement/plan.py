@@ -203,7 +203,9 @@ def _conv_roles(graph, convs):
     depthwise = [i for i, op in enumerate(ops_) if isinstance(op, keras.layers.DepthwiseConv2D)]
     if depthwise:
         d = depthwise[0]
-        return ["expand" if i < d else "depthwise" if i == d else "project" for i in range(len(convs))]
+        return [
+            "expand" if i < d else "depthwise" if i == d else "project" for i in range(len(convs))
+        ]
     return [f"conv{i + 1}" for i in range(len(convs))]
 
 

@@ -1,4 +1,4 @@
-"""Rewriting: :func:`attach` replays a model's graph with attention layers after the planned points."""
+"""Rewriting: :func:`attach` replays a model's graph, calling attention after the planned points."""
 
 from __future__ import annotations
 

@@ -78,8 +78,9 @@ class AttentionSummary(list):
 def attention_summary(model, print_fn=None):
     """Where attention went in ``model`` and how many parameters each insertion added.
 
-    Finds every keras-attn attention layer in the model (and, for a model returned by
-    :func:`attach` in this session, layers of any class its factory made).
+    Finds every keras-attn attention layer in the model (and, in a model :func:`attach` or
+    ``build_model`` returned, layers of any class its factory made, through its
+    :func:`insertion_record`; a clone or a reloaded copy has none).
 
     Args:
         model: a functional ``keras.Model``.
