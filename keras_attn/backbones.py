@@ -25,7 +25,13 @@ import keras
 from keras_attn import cifar_backbones
 from keras_attn.validation import check_image_shape, check_number
 
-from keras_attn.placement import _INSERTIONS, _AttentionSpec, _check_placement, attach
+from keras_attn.placement import (
+    AttentionSpec,
+    attach,
+    check_placement,
+    insertion_record,
+    record_insertions,
+)
 
 # Lower-case name (as used by the CLI and the search) -> keras.applications constructor.
 _BACKBONES = {
@@ -201,10 +207,10 @@ def build_model(
         raise ValueError(f"`attention_kwargs` must be a dict or None; got {attention_kwargs!r}.")
     attention_kwargs = dict(attention_kwargs or {})
     # Fail on a bad placement or attention before the (slow) backbone is built.
-    placement = _check_placement(placement)
+    placement = check_placement(placement)
     with_attention = not _is_none_attention(attention)
     if with_attention:
-        _AttentionSpec(attention, attention_kwargs)
+        AttentionSpec(attention, attention_kwargs)
 
     if key in _SMALL_BACKBONES:
         if weights is not None:
@@ -273,7 +279,7 @@ def build_model(
     model = keras.Model(base.input, outputs, name=name)
     if bn_momentum is not None:
         set_bn_momentum(model, bn_momentum)
-    if base in _INSERTIONS:
+    if insertion_record(base):
         # attention_summary(model) then also finds layers a factory made of any class.
-        _INSERTIONS[model] = _INSERTIONS[base]
+        record_insertions(model, insertion_record(base))
     return model

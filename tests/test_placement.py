@@ -14,10 +14,13 @@ from keras_attn import get_attention_class
 from keras_attn.placement import (
     PLACEMENTS,
     SUPPORTED_FAMILIES,
+    Insertion,
     attach,
     attention_summary,
     insertion_points,
+    insertion_record,
     print_attention_summary,
+    record_insertions,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -581,6 +584,38 @@ def test_attention_summary_rows_total_and_table(tmp_path):
     model.save(path)
     reloaded = keras.saving.load_model(path, safe_mode=True)
     assert attention_summary(reloaded) == summary
+
+
+def test_insertion_record_lives_on_the_attached_model_only(tmp_path):
+    base = mobilenet()
+    model = attach(base, identity_factory, "block")
+    record = insertion_record(model)
+    # Kept as given: Keras' attribute tracking would have turned dicts into TrackedDicts.
+    assert type(record) is tuple and {type(i) for i in record} == {Insertion}
+    assert [i.anchor for i in record] == insertion_points(base, "block")
+    assert {i.attention for i in record} == {"identity"}
+    assert [row["name"] for row in attention_summary(model)] == [i.name for i in record]
+    assert insertion_record(base) == ()
+    # A clone or a reloaded copy has no record: the summary reads the layers, and a factory's
+    # Identity is no keras-attn class.
+    clone = keras.models.clone_model(model)
+    assert insertion_record(clone) == () and attention_summary(clone) == []
+    np.testing.assert_array_equal(run(clone, images()), run(model, images()))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert insertion_record(reloaded) == () and attention_summary(reloaded) == []
+    np.testing.assert_array_equal(run(reloaded, images()), run(model, images()))
+
+
+def test_attention_summary_reads_a_recorded_insertion():
+    model = record_insertions(tiny_model(), [Insertion("r1", "b1", "gate")])
+    (row,) = attention_summary(model)
+    assert (row["name"], row["anchor"], row["attention"], row["class"]) == (
+        "r1", "b1", "gate", "ReLU"
+    )
+    with pytest.raises(ValueError, match=r"takes Insertion items; got dict"):
+        record_insertions(model, [{"name": "r1", "anchor": "b1", "attention": "gate"}])
 
 
 def test_attention_summary_of_a_plain_model_is_empty():
