@@ -8,9 +8,8 @@ trainable-parameter count the paper reports (``row.paper_params``) and its resul
 (``row.paper_result``). A search over a preset compares its rows; the row with
 ``is_baseline=True`` (no attention) is the reference.
 
-The tables are data: one JSON file per paper beside this module (``shift_and_balance.json``,
-``sa_net.json``, ``simam.json``, ``dcanet.json``; the format is in ``_loader``), read and checked
-once at import.
+The tables are data: one JSON file per paper beside this module (the format is in ``_loader``),
+read and checked once at import.
 
 Sources (plain text in /work/shared/papers):
 
