@@ -1,7 +1,9 @@
 """keras_attn.presets: every row builds, counts equal the papers' (to their rounding) where the
-architecture is the paper's, names unique, lookup errors, listing complete."""
+architecture is the paper's, names unique, lookup errors, listing complete; the loader reads every
+table file and refuses bad data naming the file, row and field."""
 
 import dataclasses
+import importlib.resources
 import json
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 
 import keras_attn
 from keras_attn import presets
+from keras_attn.presets import _loader
 
 ALL_ROWS = [row for name in presets.available_presets() for row in presets.get_preset(name).rows]
 _COUNTS = {}
@@ -124,8 +127,142 @@ def test_unsupported_rows_have_reasons():
 def test_keras_attn_does_not_import_search():
     import inspect
 
-    assert "import search" not in inspect.getsource(presets)
-    assert "from search" not in inspect.getsource(presets)
+    for module in (presets, _loader):
+        assert "import search" not in inspect.getsource(module)
+        assert "from search" not in inspect.getsource(module)
+
+
+# ---- the tables as data: what the loader reads, what it refuses -------------------------------
+
+
+def test_every_table_and_row_is_loaded():
+    """36 tables, 176 rows (README), and every JSON file beside the module is read."""
+    assert len(presets.available_presets()) == 36
+    assert len(ALL_ROWS) == 176
+    data = importlib.resources.files("keras_attn.presets")
+    files = sorted(f.name for f in data.iterdir() if f.name.endswith(".json"))
+    assert files == ["dcanet.json", "sa_net.json", "shift_and_balance.json", "simam.json"]
+    tables = [p.name for f in files for p in _loader.read_paper(f).presets]
+    assert sorted(tables) == presets.available_presets()
+
+
+def test_json_arrays_are_tuples():
+    row = presets.get_preset("sb-table5/mobilenetv2-x035-sb-c1c3").rows[0]
+    assert row.model["placement"] == ("expand", "project")
+    assert row.recipe["input_shape"] == (32, 32, 3)
+    assert presets.SB_CIFAR_RECIPE["input_shape"] == (32, 32, 3)
+
+
+def test_simam_cifar100_recipe_extends_cifar10():
+    c10 = presets.get_preset("simam-table2-resnet20-cifar10").rows[0].recipe
+    c100 = presets.get_preset("simam-table2-resnet20-cifar100").rows[0].recipe
+    assert (c10["dataset"], c10["num_classes"]) == ("cifar10", 10)
+    assert (c100["dataset"], c100["num_classes"]) == ("cifar100", 100)
+    assert {k: v for k, v in c100.items() if k not in ("dataset", "num_classes")} == {
+        k: v for k, v in c10.items() if k not in ("dataset", "num_classes")}
+    assert c100["iterations"] == 64_000 and list(c100)[:3] == ["dataset", "input_shape",
+                                                               "num_classes"]
+
+
+_SB_CIFAR_TABLES = ("Table 5", "Table 6", "Table 7", "Table 8", "Table 9")
+
+
+def test_sb_counts_where_widths_mismatch_are_in_the_result():
+    """SB Tables 5-9: x0.75 and x1.0 rows carry no count (the network differs by a few
+    thousand), the paper's count is in the result instead; x0.35 and x0.5 rows carry it."""
+    rows = [r for r in ALL_ROWS
+            if r.paper == presets.SB_PAPER and r.table in _SB_CIFAR_TABLES and r.model["attention"]]
+    assert len(rows) == 24 + 4 + 4 + 20 + 20
+    for row in rows:
+        wide = row.model["alpha"] in (0.75, 1.0)
+        assert (row.paper_params is None) == wide, row.name
+        assert ("; paper params " in row.paper_result) == wide, row.name
+
+
+def test_sb_tables_6_to_9_reuse_the_table5_count():
+    """Tables 6, 8 and 9 print no count of their own: each SB row is Table 5's C1+C2+C3 SB."""
+    t5 = {r.model["alpha"]: r for r in presets.get_preset("sb-table5").rows
+          if r.name.endswith("-sb-c1c2c3")}
+    assert len(t5) == 4
+    rows = [r for r in ALL_ROWS if r.paper == presets.SB_PAPER
+            and r.table in ("Table 6", "Table 8", "Table 9") and r.model["attention"]]
+    assert len(rows) == 4 + 20 + 20
+    for row in rows:
+        ref = t5[row.model["alpha"]]
+        assert row.model["placement"] == ref.model["placement"], row.name
+        assert row.paper_params == ref.paper_params, row.name
+        assert row.paper_result.partition(";")[2] == ref.paper_result.partition(";")[2], row.name
+
+
+def _sb_data():
+    text = importlib.resources.files("keras_attn.presets").joinpath("shift_and_balance.json")
+    return json.loads(text.read_text("utf-8"))
+
+
+def _first_row(raw):
+    return raw["tables"][0]["rows"][0]
+
+
+def _set(field, value):
+    return lambda raw: _first_row(raw).__setitem__(field, value)
+
+
+def _set_model(field, value):
+    return lambda raw: _first_row(raw)["model"].__setitem__(field, value)
+
+
+_ROW = "table 0 'sb-table5', row 0 'mobilenetv2-x035-se-c1'"
+
+
+@pytest.mark.parametrize("corrupt, where, message", [
+    (_set("paper_params", "1.089M"), _ROW, "field 'paper_params' must be an integer or null"),
+    (_set("paper_params", True), _ROW, "field 'paper_params' must be an integer or null"),
+    (_set("paper_result", ""), _ROW, "field 'paper_result' is empty"),
+    (lambda raw: _first_row(raw).pop("row"), _ROW, "missing field 'row'"),
+    (_set("params", 1), _ROW, "unknown field 'params'; valid: slug, row"),
+    (_set("slug", "MobileNetV2"), "table 0 'sb-table5', row 0 'MobileNetV2'",
+     "field 'slug' is 'MobileNetV2'"),
+    (_set_model("backbone", "resnet5"), _ROW, "field 'model': backbone 'resnet5'; valid: resnet50"),
+    (_set_model("attention", "shuffle"), _ROW, "attention 'shuffle'; valid: cbam"),
+    (_set_model("num_classes", 10), _ROW, "'num_classes' is given by the recipe or the run"),
+    (_set_model("placement", 3), _ROW, "placement 3 must be a string or an array"),
+    (_set_model("attention", None), _ROW, "'placement' without an attention"),
+    (lambda raw: raw["tables"][0].__setitem__("recipe", "cifar"), "table 0 'sb-table5'",
+     "field 'recipe' is 'cifar'; valid: 'cifar10', 'imagenet'"),
+    (lambda raw: raw["tables"][0]["rows"].append(dict(_first_row(raw))), "table 0 'sb-table5'",
+     "row name 'sb-table5/mobilenetv2-x035-se-c1' appears twice"),
+    (lambda raw: raw["tables"][1]["rows"][1].__setitem__(
+        "model", {"backbone": "mobilenetv2_cifar", "attention": None}),
+     "table 1 'sb-table6-x035'", "more than one baseline row"),
+    (lambda raw: raw["recipes"]["cifar10"].pop("num_classes"), "recipe 'cifar10'",
+     "missing field 'num_classes'"),
+    (lambda raw: raw["recipes"]["imagenet"].__setitem__("extends", "cifar"), "recipe 'imagenet'",
+     "field 'extends' is 'cifar'; valid (recipes above it): 'cifar10'"),
+    (lambda raw: raw["unsupported"][0].pop("reason"), "unsupported 0", "missing field 'reason'"),
+])
+def test_bad_data_names_file_row_and_field(corrupt, where, message):
+    raw = _sb_data()
+    corrupt(raw)
+    with pytest.raises(ValueError) as err:
+        _loader.parse_paper(raw, "shift_and_balance.json")
+    assert str(err.value).startswith(f"shift_and_balance.json: {where}"), str(err.value)
+    assert message in str(err.value), str(err.value)
+
+
+def test_loader_reads_the_file_it_is_given():
+    paper = _loader.parse_paper(_sb_data(), "shift_and_balance.json")
+    assert paper.paper == presets.SB_PAPER
+    assert [p.name for p in paper.presets][:2] == ["sb-table5", "sb-table6-x035"]
+    assert paper.unsupported[0] == (presets.SB_PAPER, "Table 1", "DyConv rows",
+                                    "dynamic convolution is not available")
+
+
+def test_the_same_table_in_two_files_is_refused():
+    paper = _loader.parse_paper(_sb_data(), "shift_and_balance.json")
+    copy = dataclasses.replace(paper, source="copy.json")
+    with pytest.raises(ValueError, match="copy.json: table 'sb-table5' is already defined in "
+                                         "shift_and_balance.json"):
+        _loader.index_presets([paper, copy])
 
 
 # ---- the parameters attention adds, counted by hand from the papers' definitions --------------
