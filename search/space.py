@@ -302,7 +302,8 @@ def _placement_specs(space, attentions):
         return [_spec(space, PLACEMENT, DEFAULT_PLACEMENTS, DEFAULT_PLACEMENT, _check_placement,
                       users)]
     if PLACEMENT in space:
-        raise ValueError("space['placement'] is given but the only attention is 'none'.")
+        raise ValueError(f"space['placement'] is given but the only attention is "
+                         f"{NO_ATTENTION!r}.")
     return []
 
 

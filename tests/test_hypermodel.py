@@ -10,6 +10,7 @@ import keras_attn
 from search import hypermodel as hm_module
 from search import training
 from search.hypermodel import AttentionHyperModel, describe_hyperparameters, trial_row
+from search.recipe import Recipe
 from search.space import HyperparameterSpec
 
 # Every built-in attention, and the attentions each layer hyperparameter applies to.
@@ -249,6 +250,45 @@ def test_constructor_errors(kwargs, match):
         AttentionHyperModel(**kwargs)
 
 
+def test_recipe_or_its_keywords():
+    recipe = Recipe(optimizer="adam", schedule="constant", epochs=3)
+    hm = AttentionHyperModel(recipe=recipe)
+    assert hm.recipe is recipe and hm.space["learning_rate"].default == 3e-3
+    # The old keywords build the same recipe (epochs_hint is its epochs).
+    assert AttentionHyperModel(optimizer="adam", schedule="constant", epochs_hint=3).recipe == recipe
+    with pytest.raises(ValueError, match=r"Give `recipe` or the recipe keywords \(optimizer\), "
+                                         r"not both"):
+        AttentionHyperModel(recipe=recipe, optimizer="sgd")
+    with pytest.raises(ValueError, match="`recipe` must be a search.recipe.Recipe or None; got dict"):
+        AttentionHyperModel(recipe={"optimizer": "adam"})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'optimiser'"):
+        AttentionHyperModel(optimiser="adam")
+    model = AttentionHyperModel(
+        backbone="tiny", input_shape=(8, 8, 3), num_classes=3, model_builder=tiny_builder,
+        space={"attention": "none"},
+        recipe=Recipe(momentum=0.5, nesterov=True, steps_per_epoch=2, epochs=3),
+    ).build(kt.HyperParameters())
+    assert model.optimizer.momentum == 0.5 and model.optimizer.nesterov
+    assert model.optimizer._learning_rate.decay_steps == 6
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(momentum=1.0), r"`momentum` must be a number in \[0, 1\); got 1.0"),
+        (dict(nesterov=1), "`nesterov` must be True or False; got 1"),
+        (dict(warmup_epochs=-1), "`warmup_epochs` must be a number >= 0; got -1"),
+        (dict(weight_decay=-1e-4), "`weight_decay` must be a number >= 0"),
+        (dict(learning_rate=0), "`learning_rate` must be a number > 0 or None; got 0"),
+        (dict(epochs=0), "`epochs` must be an integer >= 1 or None; got 0"),
+        (dict(optimizer="lamb"), "`optimizer` must be one of 'sgd', 'adam'; got 'lamb'"),
+    ],
+)
+def test_recipe_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Recipe(**kwargs)
+
+
 def test_describe_and_rows():
     hm = AttentionHyperModel(space={"attention": ["none", "sb"]})
     hp = with_values(attention="sb", gate="relu", learning_rate=0.0412345)
@@ -377,6 +417,7 @@ def test_fit_schedule_spans_the_fits_own_steps():
     hm.fit(hp, model, train, epochs=2, verbose=0)
     schedule = model.optimizer._learning_rate
     assert schedule.decay_steps == 8
+    assert not hasattr(model, "_keras_attn_search")  # the hypermodel keeps its compile state
     # Cosine over 2 x 4 steps: half the peak rate at step 4, zero only at step 8.
     np.testing.assert_allclose(float(schedule(4)), 0.05, rtol=1e-4)
     assert float(schedule(7)) > 0.0
