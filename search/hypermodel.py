@@ -21,7 +21,8 @@ from keras_attn.validation import check_number, check_shape
 from search import space as _space
 from search import training
 from search.recipe import Recipe
-from search.space import (  # noqa: F401  (re-exported: the CLI and report import them from here)
+# Re-exported: the CLI, the tuners and the tests import the space's names from here.
+from search.space import (
     DEFAULT_ATTENTIONS,
     DEFAULT_PLACEMENT,
     DEFAULT_PLACEMENTS,
@@ -36,6 +37,13 @@ from search.space import (  # noqa: F401  (re-exported: the CLI and report impor
     paper_space,
     trial_row,
 )
+
+__all__ = [
+    "AttentionHyperModel", "DEFAULT_ATTENTIONS", "DEFAULT_PLACEMENT", "DEFAULT_PLACEMENTS",
+    "HP_NAMES", "HyperparameterSpec", "PLACEMENTS", "SearchSpace", "count_configurations",
+    "describe_hyperparameters", "hyperparameter_names", "normalize_space", "paper_space",
+    "trial_row",
+]
 
 
 def __getattr__(name):

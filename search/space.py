@@ -28,7 +28,8 @@ carries (and the oracle only samples) the ones its attention uses; ``placement``
 
 ``space`` restricts or fixes any of them: a list is the set of choices, a scalar fixes the value
 (``hp.Fixed``), and ``learning_rate`` also takes ``{"min": a, "max": b}`` (log-uniform, optional
-``"default"``). Example: ``{"attention": ["sb"], "placement": "layer", "gate": ["tanh", "sigmoid"]}``.
+``"default"``). Example:
+``{"attention": ["sb"], "placement": "layer", "gate": ["tanh", "sigmoid"]}``.
 Any other key is a constructor argument of the chosen attention classes (e.g. SA's ``use_norm``).
 """
 
@@ -43,6 +44,7 @@ from collections.abc import Mapping
 import keras_tuner
 
 from keras_attn.placement import PLACEMENTS
+from keras_attn.validation import check_choice
 from keras_attn.registry import (
     NO_ATTENTION,
     attention_argument,
@@ -86,6 +88,9 @@ class HyperparameterSpec:
     min: float | None = None
     max: float | None = None
     attentions: tuple | None = None
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, KINDS)
 
     @classmethod
     def choice(cls, name, values, default, attentions=None):
@@ -406,7 +411,7 @@ def normalize_space(space, optimizer="sgd", search_learning_rate=False, learning
     if not isinstance(space, dict):
         raise ValueError(f"`space` must be a dict or None; got {type(space).__name__}.")
     attention = _spec(space, ATTENTION, DEFAULT_ATTENTIONS, NO_ATTENTION, _check_attention)
-    attentions = attention.values
+    attentions = attention.values  # what the other keys' scopes and checks depend on
     return SearchSpace([
         attention,
         *_placement_specs(space, attentions),
@@ -444,9 +449,9 @@ def count_configurations(specs):
     """The number of distinct (attention, placement) configurations of normalised ``specs``
     (:func:`normalize_space`), the baseline counted once; each may still carry searched
     hyperparameters."""
-    attentions = [a for a in specs[ATTENTION].values if a != NO_ATTENTION]
+    attentions = [a for a in specs.attentions if a != NO_ATTENTION]
     placements = specs[PLACEMENT].values if PLACEMENT in specs else ()
-    baseline = NO_ATTENTION in specs[ATTENTION].values
+    baseline = NO_ATTENTION in specs.attentions
     return int(baseline) + len(attentions) * max(1, len(placements))
 
 

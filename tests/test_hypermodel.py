@@ -300,7 +300,9 @@ def test_describe_and_rows():
     assert describe_hyperparameters(hp, include_tuner=True).endswith("tuner/epochs=2")
     assert describe_hyperparameters({"attention": "none", "placement": None}) == "attention=none"
     row = trial_row(hp)
-    assert list(row) == list(hm_module.HP_NAMES)
+    assert list(row) == list(hm_module.HP_NAMES) == [
+        "attention", "placement", "groups", "e_lambda", "lambda_init", "gate", "connection",
+        "learning_rate"]
     assert row["gate"] == "relu" and row["groups"] is None and row["placement"] == "block"
 
 
