@@ -82,13 +82,16 @@ def test_search_over_the_layers_argument(registered, tmp_path):
     (trial,) = tuner.oracle.trials.values()
     assert trial.status == "COMPLETED", trial.message
     values = trial.hyperparameters.values
-    # Seed 0 draws the non-default value: the built layers below show the draw reached them.
-    assert values["attention"] == registered and values["scale_init"] == 2.0
+    assert values["attention"] == registered and values["scale_init"] in (0.5, 2.0)
     assert trial_row(trial)["scale_init"] == values["scale_init"]
     assert f"scale_init={values['scale_init']}" in describe_hyperparameters(trial)
     model = hm.build(trial.hyperparameters)
     assert scales(model) and all(layer.scale_init == values["scale_init"]
                                  for layer in scales(model))
+    # The non-default choice reaches the layers too, whichever value the trial drew.
+    other = kt.HyperParameters()
+    other.values.update(attention=registered, placement="block", scale_init=2.0)
+    assert {layer.scale_init for layer in scales(hm.build(other))} == {2.0}
 
 
 def test_bad_value_names_the_valid_kind(registered):
