@@ -6,7 +6,7 @@ Hyperparameters (all with explicit defaults; ``*`` marks the choices of the defa
   (``keras_attn.registry``: se, cbam, eca, dca_cbam, dca_sb, ...); default none, the baseline.
 * ``placement`` (attention not none): block*, layer*, paper; default block.
 * one per searched constructor argument of the attention layers, from each class's
-  ``search_space`` (``keras_attn.layers.ArgumentChoices``), in registration order:
+  ``search_space`` (``keras_attn.layers._base.ArgumentChoices``), in registration order:
 
   * ``groups`` (sa): 8*, 16*, 32*, 64*, SA-Net's G (the placement uses the largest that divides
     the channels); default 64.
