@@ -10,6 +10,13 @@ import keras_attn
 from search import hypermodel as hm_module
 from search import training
 from search.hypermodel import AttentionHyperModel, describe_hyperparameters, trial_row
+from search.recipe import Recipe
+from search.space import HyperparameterSpec
+
+# Every built-in attention, and the attentions each layer hyperparameter applies to.
+ALL_ATTENTIONS = ["none", "sa", "simam", "sb", "dca_se", "dca_cbam", "dca_sb", "se", "cbam", "eca"]
+USERS = {"groups": ("sa",), "e_lambda": ("simam",), "lambda_init": ("sb", "dca_sb"),
+         "gate": ("sb", "dca_sb"), "connection": ("dca_se", "dca_cbam", "dca_sb")}
 
 MOBILENET = dict(backbone="mobilenetv2", input_shape=(32, 32, 3), num_classes=10,
                  backbone_kwargs={"alpha": 0.35})
@@ -75,13 +82,16 @@ def test_default_space_declared_with_defaults():
     assert isinstance(space["learning_rate"], kt.engine.hyperparameters.Fixed)
     assert space["learning_rate"].value == 0.1
     searched = AttentionHyperModel(search_learning_rate=True).space["learning_rate"]
-    assert searched == ("range", 0.01, 0.2, 0.1)
+    assert searched == HyperparameterSpec.log_range("learning_rate", 0.01, 0.2, 0.1)
+    assert (searched.kind, searched.min, searched.max, searched.default) == ("range", 0.01, 0.2,
+                                                                             0.1)
     # Every hyperparameter has an explicit default (hp.Choice would otherwise take the first).
     assert all(p.default is not None for p in hp.space)
     assert active(hp) == {"attention", "learning_rate"}  # no placement without attention
-    assert AttentionHyperModel(optimizer="adam").space["learning_rate"] == ("fixed", 3e-3)
+    assert AttentionHyperModel(optimizer="adam").space["learning_rate"] == \
+        HyperparameterSpec.fixed("learning_rate", 3e-3)
     assert AttentionHyperModel(optimizer="adam", search_learning_rate=True).space[
-        "learning_rate"] == ("range", 1e-3, 1e-2, 3e-3)
+        "learning_rate"] == HyperparameterSpec.log_range("learning_rate", 1e-3, 1e-2, 3e-3)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +110,7 @@ def test_default_space_declared_with_defaults():
     ],
 )
 def test_conditional_hyperparameters(attention, expected):
-    hm = AttentionHyperModel(space={"attention": list(hm_module.ATTENTIONS)})
+    hm = AttentionHyperModel(space={"attention": ALL_ATTENTIONS})
     hp = with_values(attention=attention)
     config = hm.declare(hp)
     assert config["attention_kwargs"] == expected
@@ -110,14 +120,14 @@ def test_conditional_hyperparameters(attention, expected):
 
 
 def test_oracle_samples_only_active_hyperparameters():
-    hm = AttentionHyperModel(space={"attention": list(hm_module.ATTENTIONS),
+    hm = AttentionHyperModel(space={"attention": ALL_ATTENTIONS,
                                     "placement": ["block", "layer", "paper"]},
                              search_learning_rate=True)
     hp = kt.HyperParameters()
     hm.declare(hp)
     oracle = kt.oracles.RandomSearchOracle(objective="val_accuracy", max_trials=100, seed=1,
                                            hyperparameters=hp)
-    users = {name: spec[0] for name, spec in hm_module.CONDITIONAL.items()}
+    users = USERS
     seen = set()
     for _ in range(60):
         values = oracle.populate_space("t")["values"]
@@ -199,7 +209,7 @@ def test_space_restriction():
          r"space\['fusion'\]: 'concat' is rejected by 'sb': .*fusion"),
         ({"attention": ["sa"], "use_norm": [[1]]}, r"is not a number, string or boolean"),
         ({"attention": ["sa", "transformer"]}, r"space\['attention'\]: 'transformer' is not one of "
-                                               r"none, sa, simam, sb, dca_se, dca_cbam, dca_sb, se, cbam, eca"),
+                                               r"none, sa, simam, sb, se, cbam, eca, dca_se, dca_cbam, dca_sb"),
         ({"attention": []}, r"space\['attention'\] is an empty list"),
         ({"placement": "everywhere"}, r"space\['placement'\]: 'everywhere' is not one of block, layer, paper"),
         ({"gate": ["tanh", "gelu"]}, r"space\['gate'\]: 'gelu' is not one of tanh, sigmoid, softmax, relu, none"),
@@ -231,13 +241,52 @@ def test_space_errors(space, match):
         (dict(num_classes=1), "`num_classes` must be an integer >= 2; got 1"),
         (dict(backbone="vgg16"), r"Unknown `backbone` 'vgg16'; valid .*mobilenetv2"),
         (dict(steps_per_epoch=0), "`steps_per_epoch` must be an integer >= 1 or None"),
-        (dict(label_smoothing=2), r"`label_smoothing` must be a number in \[0, 1\)"),
+        (dict(label_smoothing=2), r"`label_smoothing` must be a number in \[0, 1\); got 2"),
         (dict(bn_momentum=1.0), r"`bn_momentum` must be a number in \[0.0, 1.0\) or None; got 1.0"),
     ],
 )
 def test_constructor_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AttentionHyperModel(**kwargs)
+
+
+def test_recipe_or_its_keywords():
+    recipe = Recipe(optimizer="adam", schedule="constant", epochs=3)
+    hm = AttentionHyperModel(recipe=recipe)
+    assert hm.recipe is recipe and hm.space["learning_rate"].default == 3e-3
+    # The old keywords build the same recipe (epochs_hint is its epochs).
+    assert AttentionHyperModel(optimizer="adam", schedule="constant", epochs_hint=3).recipe == recipe
+    with pytest.raises(ValueError, match=r"Give `recipe` or the recipe keywords \(optimizer\), "
+                                         r"not both"):
+        AttentionHyperModel(recipe=recipe, optimizer="sgd")
+    with pytest.raises(ValueError, match="`recipe` must be a search.recipe.Recipe or None; got dict"):
+        AttentionHyperModel(recipe={"optimizer": "adam"})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'optimiser'"):
+        AttentionHyperModel(optimiser="adam")
+    model = AttentionHyperModel(
+        backbone="tiny", input_shape=(8, 8, 3), num_classes=3, model_builder=tiny_builder,
+        space={"attention": "none"},
+        recipe=Recipe(momentum=0.5, nesterov=True, steps_per_epoch=2, epochs=3),
+    ).build(kt.HyperParameters())
+    assert model.optimizer.momentum == 0.5 and model.optimizer.nesterov
+    assert model.optimizer._learning_rate.decay_steps == 6
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(momentum=1.0), r"`momentum` must be a number in \[0, 1\); got 1.0"),
+        (dict(nesterov=1), "`nesterov` must be True or False; got 1"),
+        (dict(warmup_epochs=-1), "`warmup_epochs` must be a number >= 0; got -1"),
+        (dict(weight_decay=-1e-4), "`weight_decay` must be a number >= 0"),
+        (dict(learning_rate=0), "`learning_rate` must be a number > 0 or None; got 0"),
+        (dict(epochs=0), "`epochs` must be an integer >= 1 or None; got 0"),
+        (dict(optimizer="lamb"), "`optimizer` must be one of 'sgd', 'adam'; got 'lamb'"),
+    ],
+)
+def test_recipe_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Recipe(**kwargs)
 
 
 def test_describe_and_rows():
@@ -251,7 +300,9 @@ def test_describe_and_rows():
     assert describe_hyperparameters(hp, include_tuner=True).endswith("tuner/epochs=2")
     assert describe_hyperparameters({"attention": "none", "placement": None}) == "attention=none"
     row = trial_row(hp)
-    assert list(row) == list(hm_module.HP_NAMES)
+    assert list(row) == list(hm_module.HP_NAMES) == [
+        "attention", "placement", "groups", "e_lambda", "lambda_init", "gate", "connection",
+        "learning_rate"]
     assert row["gate"] == "relu" and row["groups"] is None and row["placement"] == "block"
 
 
@@ -367,7 +418,8 @@ def test_fit_schedule_spans_the_fits_own_steps():
     train, _ = tiny_datasets(n_train=64)  # 4 batches per epoch
     hm.fit(hp, model, train, epochs=2, verbose=0)
     schedule = model.optimizer._learning_rate
-    assert model._keras_attn_search["schedule_for"] == (2, 4)
+    assert schedule.decay_steps == 8
+    assert not hasattr(model, "_keras_attn_search")  # the hypermodel keeps its compile state
     # Cosine over 2 x 4 steps: half the peak rate at step 4, zero only at step 8.
     np.testing.assert_allclose(float(schedule(4)), 0.05, rtol=1e-4)
     assert float(schedule(7)) > 0.0

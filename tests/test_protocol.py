@@ -159,12 +159,14 @@ def test_baseline_first_then_every_attention_placement_pair_before_any_twice(tmp
 
 
 def test_learning_rate_is_searched_only_on_request():
-    assert AttentionHyperModel().space["learning_rate"] == ("fixed", 0.1)
-    assert AttentionHyperModel(learning_rate=0.02).space["learning_rate"] == ("fixed", 0.02)
-    assert AttentionHyperModel(search_learning_rate=True).space["learning_rate"] == (
-        "range", 0.01, 0.2, 0.1)
-    assert AttentionHyperModel(space={"learning_rate": [0.01, 0.1]}).space["learning_rate"][0] \
-        == "choice"
+    def rate(**kwargs):
+        spec = AttentionHyperModel(**kwargs).space["learning_rate"]
+        return (spec.kind, spec.values, spec.min, spec.max, spec.default)
+
+    assert rate() == ("fixed", (0.1,), None, None, 0.1)
+    assert rate(learning_rate=0.02) == ("fixed", (0.02,), None, None, 0.02)
+    assert rate(search_learning_rate=True) == ("range", (), 0.01, 0.2, 0.1)
+    assert rate(space={"learning_rate": [0.01, 0.1]})[0] == "choice"
 
 
 # ------------------------------------------------------------------------------- repeats

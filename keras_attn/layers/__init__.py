@@ -1,7 +1,9 @@
 """The attention layers. Each module holds one public layer (DCA: the connected family)."""
 
-from keras_attn.layers.simam import SimAM
+# The import order is the registration order, which orders the search's hyperparameters (SA's
+# groups, SimAM's e_lambda, SB's lambda_init and gate, DCA's connection) and attention names.
 from keras_attn.layers.shuffle_attention import ShuffleAttention
+from keras_attn.layers.simam import SimAM
 from keras_attn.layers.shift_and_balance import ShiftAndBalance
 from keras_attn.layers.squeeze_excite import SqueezeExcite
 from keras_attn.layers.cbam import CBAM

@@ -8,6 +8,9 @@ once for both layouts and for 1-D, 2-D and 3-D feature maps (``SUPPORTED_RANKS``
 
 from __future__ import annotations
 
+import dataclasses
+import types
+
 import keras
 from keras import ops
 
@@ -51,6 +54,31 @@ def sigmoid_backprop(s, upstream):
 
         return tf.raw_ops.SigmoidGrad(y=s, dy=upstream)
     return upstream * s * (1.0 - s)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArgumentChoices:
+    """The values an architecture search tries for one constructor argument of a layer.
+
+    Attributes:
+        choices: the values to try, a non-empty tuple (a list is converted).
+        default: the paper's value, one of ``choices``: what a search uses when it does not vary
+            the argument (``keras_tuner`` ``Choice`` default, ``paper_space``).
+        source: where the values come from (paper, section or table), for the reader.
+
+    Raises:
+        ValueError: empty ``choices`` or a ``default`` not among them (the message lists them).
+    """
+
+    choices: tuple
+    default: object
+    source: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "choices", tuple(self.choices))
+        if not self.choices:
+            raise ValueError("ArgumentChoices: `choices` is empty; give at least one value.")
+        check_choice("default", self.default, self.choices)
 
 
 class AttentionLayer(keras.layers.Layer):
@@ -98,6 +126,11 @@ class AttentionLayer(keras.layers.Layer):
     #: True for DCA-connected layers: they take ``[x, previous_state]`` and return
     #: ``(y, state)``; placement threads the state from one insertion point to the next.
     is_connected = False
+
+    #: The constructor arguments an architecture search varies, ``{argument: ArgumentChoices}``,
+    #: in the order the search declares them (default: none). ``search`` reads it for each
+    #: registered layer: a layer that sets it is searched over it with no edit in ``search/``.
+    search_space = types.MappingProxyType({})
 
     @classmethod
     def role_defaults(cls, conv_kind):

@@ -99,7 +99,7 @@ import math
 import keras
 from keras import ops
 
-from keras_attn.layers._base import check_choice, check_number, max_over
+from keras_attn.layers._base import ArgumentChoices, check_choice, check_number, max_over
 from keras_attn.layers.cbam import CBAM
 from keras_attn.layers.shift_and_balance import ShiftAndBalance
 from keras_attn.layers.squeeze_excite import SqueezeExcite
@@ -111,6 +111,10 @@ SPATIAL_MATCHINGS = ("avg", "max")
 CBAM_DIMS = ("all", "channel", "spatial")
 
 _WEIGHTED_EPS = 1e-7
+
+# What a search varies on every DCA layer, besides its host's own arguments: the connection of
+# Sec. 3.2, direct being the paper's.
+_CONNECTION_SEARCH = {"connection": ArgumentChoices(CONNECTIONS, "direct", "DCANet Sec. 3.2")}
 
 
 def _is_shape(value):
@@ -322,6 +326,8 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
             a call with a previous state on a layer built without one.
     """
 
+    search_space = {**SqueezeExcite.search_space, **_CONNECTION_SEARCH}
+
     def __init__(
         self,
         reduction=16,
@@ -410,6 +416,8 @@ class DCACBAM(_ConnectedMixin, CBAM):
             state whose structure or rank does not match ``dims``, or a spatial connection with
             unknown spatial sizes; a call with a previous state on a layer built without one.
     """
+
+    search_space = {**CBAM.search_space, **_CONNECTION_SEARCH}
 
     def __init__(
         self,
@@ -572,6 +580,8 @@ class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
             previous state that is not ``(batch, C_prev)``; a call with a previous state on a layer
             built without one.
     """
+
+    search_space = {**ShiftAndBalance.search_space, **_CONNECTION_SEARCH}
 
     def __init__(
         self,

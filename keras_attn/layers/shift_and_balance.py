@@ -45,7 +45,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_attn.layers._base import AttentionLayer, check_choice, check_number
+from keras_attn.layers._base import ArgumentChoices, AttentionLayer, check_choice, check_number
 from keras_attn.registry import register_attention
 
 GATES = ("tanh", "sigmoid", "softmax", "relu", "none")
@@ -100,6 +100,11 @@ class ShiftAndBalance(AttentionLayer):
     # The paper puts SB after every convolution, its branch reading the convolution's input.
     paper_placement = "layer"
     takes_layerwise_input = True
+
+    search_space = {
+        "lambda_init": ArgumentChoices((0.01, 0.05, 0.1, 0.5, 1.0), 0.1, "SB paper, Table 8"),
+        "gate": ArgumentChoices(GATES, "tanh", "SB paper, Table 9"),
+    }
 
     @classmethod
     def role_defaults(cls, conv_kind):

@@ -68,7 +68,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_attn.layers._base import AttentionLayer, sigmoid_backprop, stats_dtype
+from keras_attn.layers._base import ArgumentChoices, AttentionLayer, sigmoid_backprop, stats_dtype
 from keras_attn.validation import check_bool, check_choice, check_number
 from keras_attn.registry import register_attention
 
@@ -122,6 +122,10 @@ class ShuffleAttention(AttentionLayer):
             build, an input that is not 3-D, 4-D or 5-D (the message names its rank) or whose channels are not divisible by
             ``2 * groups`` (the message lists the valid ``groups``).
     """
+
+    # SA-Net's group count G: 64 for its ResNets (the official code's 8 for MobileNetV2 is among
+    # the choices); placement lowers G to the largest choice that divides the channels.
+    search_space = {"groups": ArgumentChoices((8, 16, 32, 64), 64, "SA-Net (arXiv 2102.00240)")}
 
     def __init__(
         self,

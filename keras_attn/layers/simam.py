@@ -42,7 +42,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_attn.layers._base import AttentionLayer, check_number, sigmoid_backprop, stats_dtype
+from keras_attn.layers._base import (
+    ArgumentChoices,
+    AttentionLayer,
+    check_number,
+    sigmoid_backprop,
+    stats_dtype,
+)
 from keras_attn.registry import register_attention
 
 
@@ -74,6 +80,11 @@ class SimAM(AttentionLayer):
     # "We add this implementation after second convolutional layer within each block" (simam.txt
     # Sec. 3), before that convolution's BatchNorm as in the official code.
     paper_placement = "second_conv"
+
+    # The paper's lambda sweep, 1e-1 to 1e-6, and its CIFAR value 1e-4 (Sec. 4.1, the lambda
+    # analysis with ResNet-20 on CIFAR-100).
+    search_space = {"e_lambda": ArgumentChoices((1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6), 1e-4,
+                                                "SimAM Sec. 4.1, lambda analysis")}
 
     def __init__(self, e_lambda=1e-4, data_format="channels_last", **kwargs):
         super().__init__(data_format=data_format, **kwargs)
