@@ -33,6 +33,8 @@ import warnings
 
 import keras_tuner as kt
 
+from search.oracles import ProtocolOracleMixin, baseline_values, ran_baseline
+
 SAMPLERS = ("nsga2", "tpe")
 TRIAL_ID_ATTR = "keras_tuner_trial_id"
 
@@ -108,8 +110,11 @@ def _jsonable(attrs):
     return out
 
 
-class OptunaOracle(kt.Oracle):
-    """A KerasTuner oracle driven by Optuna's NSGA-II or TPE sampler (ask-and-tell).
+class OptunaOracle(ProtocolOracleMixin, kt.Oracle):
+    """A KerasTuner oracle driven by Optuna's NSGA-II or TPE sampler (ask-and-tell), with the
+    protocol's atomic save and trial banners (:class:`search.oracles.ProtocolOracleMixin`; its
+    baseline comes first on its own, and ``paired``, set by a tuner with a protocol, adds the
+    distributed search's waiting workers).
 
     Args:
         sampler: ``"nsga2"`` (``NSGAIISampler``) or ``"tpe"`` (``TPESampler``, multivariate,
@@ -122,7 +127,12 @@ class OptunaOracle(kt.Oracle):
             ``max_trials // 3`` within [4, 50] (Optuna's 50 would make a 30-trial search random);
             a resume keeps the saved one unless given.
         objective, max_trials, seed, ...: KerasTuner's ``Oracle`` arguments.
+
+    Raises:
+        ValueError: an unknown ``sampler``; :class:`OptunaMissing` without Optuna.
     """
+
+    paired = False
 
     def __init__(self, objective=None, max_trials=10, sampler="nsga2", cost=None,
                  population_size=None, seed=None, hyperparameters=None, allow_new_entries=True,
@@ -273,15 +283,9 @@ class OptunaOracle(kt.Oracle):
 
     def _baseline(self):
         """The baseline's values while no trial has run it (as PairedOracleMixin), else None."""
-        from search.tuning import _baseline_values
-
-        baseline = _baseline_values(self)
-        if baseline is None or self._duplicate(baseline):
+        baseline = baseline_values(self)
+        if baseline is None or self._duplicate(baseline) or ran_baseline(self, baseline):
             return None
-        for t in self.trials.values():
-            v = t.hyperparameters.values
-            if all(v.get(k) == baseline[k] for k in baseline if k != "learning_rate"):
-                return None
         return baseline
 
     def populate_space(self, trial_id):
