@@ -27,13 +27,14 @@ import keras_tuner as kt
 from search import kt_private
 from search.hypermodel import describe_hyperparameters
 from search.optuna_oracle import NSGA2Search, TPESearch  # Optuna imported only when used
+# AtomicSaveOracleMixin, PairedOracleMixin and TrialIdDisplay were defined here: still importable.
 from search.oracles import (AtomicSaveOracleMixin, BalancedRandomSearchOracle,  # noqa: F401
                             PairedOracleMixin, ProtocolBayesianOptimizationOracle,
                             ProtocolHyperbandOracle, ProtocolOracleMixin, TrialIdDisplay)
 from search.report import write_trial_info
-from search.tuner_names import TUNERS
 from search.rundir import (DamagedFileError, atomic_path, check_free_space, is_no_space,
                            model_nbytes, read_json, write_text)
+from search.tuner_names import TUNERS
 
 # KerasTuner's own files in its project directory (names as KerasTuner's Oracle and BaseTuner
 # spell them): the oracle's state, each tuner's state (<tuner_id>.json), each trial's record.
