@@ -206,14 +206,18 @@ class ReportingMixin:
     """Mixed in before a tuner class of :data:`TUNER_CLASSES` (see :func:`tuner_class`), whose
     oracle (a :class:`search.oracles.ProtocolOracleMixin`) it configures: ``oracle.json``
     written atomically, and the protocol's trial order when a protocol is given (random search
-    has it always). Before another KerasTuner tuner it reports only; that tuner's oracle keeps
-    KerasTuner's order, file writes and banners.
+    has it always). Before another KerasTuner tuner it reports only (no protocol): that tuner's
+    oracle keeps KerasTuner's order, file writes and banners.
 
     Args (keyword, besides the tuner's own):
         protocol: a :class:`search.protocol.Protocol`: each trial trains its configuration once
             per seed (see :meth:`run_trial`). None (default): KerasTuner's own ``run_trial``.
         debug: let KerasTuner print a failed trial's traceback (default False: the trial's
             one line says why it failed; the reason is kept in the trial's ``message``).
+
+    Raises:
+        ValueError: a ``protocol`` with a tuner whose oracle is not a
+            :class:`search.oracles.ProtocolOracleMixin` (a KerasTuner tuner of its own).
 
     Files: the tuner's and the oracle's state are written atomically (:meth:`save`); on resume
     (:meth:`reload`) a damaged KerasTuner file is refused with its name instead of KerasTuner's
@@ -227,10 +231,18 @@ class ReportingMixin:
         self.protocol = protocol
         # This package's tuners build a ProtocolOracleMixin oracle; a worker's oracle is
         # KerasTuner's OracleClient (the chief holds the real one): left as is.
-        if isinstance(self.oracle, ProtocolOracleMixin):
-            self.oracle.keras_attn_state_file = os.path.join(self.project_dir, ORACLE_FILE)
+        oracle = self.oracle
+        if isinstance(oracle, ProtocolOracleMixin):
+            oracle.keras_attn_state_file = os.path.join(self.project_dir, ORACLE_FILE)
             if protocol is not None:
-                self.oracle.paired = True
+                oracle.paired = True
+        elif protocol is not None and not _is_worker():
+            # A protocol without its trial order (baseline first, balanced pairs) would compare
+            # fewer configurations than it plans for: refused rather than run unpaired.
+            raise ValueError(
+                f"A protocol needs a tuner of search.tuning ({type(oracle).__name__} has not the "
+                "protocol's trial order); valid: "
+                f"{', '.join(c.__name__ for c in TUNER_CLASSES.values())}.")
 
     def _state_file(self):
         return os.path.join(self.project_dir, f"{self.tuner_id}.json")

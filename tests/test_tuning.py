@@ -148,6 +148,19 @@ def test_each_tuner_builds_its_protocol_oracle(tmp_path, name, kt_oracle, args, 
     assert oracle.objective.name == "val_accuracy"
 
 
+def test_a_protocol_with_another_kerastuner_tuner_is_refused(tmp_path):
+    class Plain(ReportingMixin, kt.BayesianOptimization):
+        pass
+
+    with pytest.raises(ValueError, match="BayesianOptimizationOracle has not the protocol's "
+                                         "trial order.*ProtocolBayesianOptimization"):
+        Plain(hypermodel=AttentionHyperModel(), objective="val_accuracy", max_trials=2,
+              directory=str(tmp_path), project_name="p", protocol=Protocol.with_repeats(1))
+    plain = Plain(hypermodel=AttentionHyperModel(), objective="val_accuracy", max_trials=2,
+                  directory=str(tmp_path), project_name="q")  # reporting alone
+    assert plain.protocol is None
+
+
 def test_a_failed_trial_shows_one_line_unless_debug(tmp_path, capsys):
     class Failing(_Scoring):
         def run_trial(self, trial, *args, **kwargs):
