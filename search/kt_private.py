@@ -65,6 +65,34 @@ def chief_may_exit(oracle):
     return oracle_chief.exit_chief(oracle)
 
 
+def tried_already(oracle, values):
+    """Whether a trial of ``oracle`` had ``values`` (a dict; active values only), by KerasTuner's
+    own record of the values tried (``Oracle._duplicate``): new values must not repeat one, and
+    KerasTuner exports no test for it."""
+    return oracle._duplicate(values)
+
+
+def trials_with_values(oracle, values):
+    """The ids of ``oracle``'s trials recorded with ``values`` (as :func:`tried_already` counts
+    them: KerasTuner's hash of the active values, ``_compute_values_hash`` and ``_id_to_hash``),
+    so a sampler can be told the result of the trial it asked for again."""
+    same = oracle._compute_values_hash(values)
+    return {trial_id for trial_id, known in oracle._id_to_hash.items() if known == same}
+
+
+def max_collisions(oracle):
+    """How many draws of values already tried ``oracle`` allows before it counts its space as
+    exhausted (``Oracle._max_collisions``, 20): an oracle of our own keeps KerasTuner's limit."""
+    return oracle._max_collisions
+
+
+def queue_again(oracle, trial_id):
+    """Queue trial ``trial_id`` of ``oracle`` to run again: KerasTuner's own retry queue
+    (``Oracle._retry_queue``; ``create_trial`` hands its trials out first), where KerasTuner's
+    ``reload`` puts the trials that were running. KerasTuner has no public way to requeue one."""
+    oracle._retry_queue.append(trial_id)
+
+
 @contextlib.contextmanager
 def failed_trial_tracebacks(show):
     """Within the block, KerasTuner prints a failed trial's traceback to stderr only if ``show``

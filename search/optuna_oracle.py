@@ -33,6 +33,7 @@ import warnings
 
 import keras_tuner as kt
 
+from search import kt_private
 from search.oracles import ProtocolOracleMixin, baseline_values, ran_baseline
 
 SAMPLERS = ("nsga2", "tpe")
@@ -284,7 +285,8 @@ class OptunaOracle(ProtocolOracleMixin, kt.Oracle):
     def _baseline(self):
         """The baseline's values while no trial has run it (as PairedOracleMixin), else None."""
         baseline = baseline_values(self)
-        if baseline is None or self._duplicate(baseline) or ran_baseline(self, baseline):
+        if baseline is None or kt_private.tried_already(self, baseline) \
+                or ran_baseline(self, baseline):
             return None
         return baseline
 
@@ -297,7 +299,7 @@ class OptunaOracle(ProtocolOracleMixin, kt.Oracle):
         study = self.study
         space = list(self.hyperparameters.space)
         baseline = self._baseline()
-        for _ in range(self._max_collisions + 1):
+        for _ in range(kt_private.max_collisions(self) + 1):
             if baseline is not None:
                 fixed = {k: v for k, v in baseline.items()
                          if k in self._distributions(optuna, baseline)}
@@ -306,14 +308,13 @@ class OptunaOracle(ProtocolOracleMixin, kt.Oracle):
             asked = study.ask()
             values = _walk(space, lambda hp: _suggest(asked, hp.name,
                                                       _distribution(optuna, hp)))
-            if not self._duplicate(values):
+            if not kt_private.tried_already(self, values):
                 asked.set_user_attr(TRIAL_ID_ATTR, trial_id)
                 self._live[trial_id] = asked
                 return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
             # Tried already: Optuna learns the earlier result without training it again.
-            same = self._compute_values_hash(values)
-            earlier = next((r for r in self._records if r["trial_id"] is not None
-                            and self._id_to_hash.get(r["trial_id"]) == same
+            same = kt_private.trials_with_values(self, values)
+            earlier = next((r for r in self._records if r["trial_id"] in same
                             and r["state"] == "COMPLETE"), None)
             frozen = study.tell(asked, values=earlier["values"] if earlier else None,
                                 state=optuna.trial.TrialState.COMPLETE if earlier

@@ -108,7 +108,7 @@ class PairedOracleMixin:
             return super()._random_values()
         baseline = baseline_values(self)
         if baseline is not None and not ran_baseline(self, baseline) \
-                and not self._duplicate(baseline):
+                and not kt_private.tried_already(self, baseline):
             return baseline
         values = super()._random_values()
         pairs = self._all_pairs()
@@ -153,7 +153,7 @@ class PairedOracleMixin:
         for tuner_id, trial in stale:
             del self.ongoing_trials[tuner_id]
             self.tuner_ids.discard(tuner_id)
-            self._retry_queue.append(trial.trial_id)
+            kt_private.queue_again(self, trial.trial_id)
         if stale:
             self.save()
         return [t.trial_id for _, t in stale]

@@ -128,3 +128,27 @@ def test_maybe_distribute_is_public():
     # Public (keras_tuner.engine.tuner), used by search.tuning for the builds of each run.
     with kt.engine.tuner.maybe_distribute(None):
         pass
+
+
+def test_the_record_of_values_tried(tmp_path):
+    oracle = _random_search(tmp_path).oracle
+    assert not kt_private.tried_already(oracle, {"units": 4})
+    trial = oracle.create_trial("tuner0")
+    values = dict(trial.hyperparameters.values)
+    assert kt_private.tried_already(oracle, values)
+    assert kt_private.trials_with_values(oracle, values) == {trial.trial_id}
+    other = {"units": next(u for u in (2, 4, 8) if u != values["units"])}
+    assert not kt_private.tried_already(oracle, other)
+    assert kt_private.trials_with_values(oracle, other) == set()
+    assert kt_private.max_collisions(oracle) == 20  # KerasTuner's limit, an int
+
+
+def test_a_trial_queued_again_is_the_next_one_handed_out(tmp_path):
+    oracle = kt.RandomSearch(hypermodel=_hypermodel, objective="loss", max_trials=3,
+                             directory=str(tmp_path), project_name="p", seed=1).oracle
+    first = oracle.create_trial("worker-1")
+    oracle.ongoing_trials.pop("worker-1")  # its worker is gone
+    kt_private.queue_again(oracle, first.trial_id)
+    again = oracle.create_trial("worker-2")
+    assert again.trial_id == first.trial_id and len(oracle.trials) == 1
+    assert oracle.ongoing_trials["worker-2"] is again
