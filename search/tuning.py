@@ -237,8 +237,8 @@ class ReportingMixin:
             if protocol is not None:
                 oracle.paired = True
         elif protocol is not None and not _is_worker():
-            # A protocol without its trial order (baseline first, balanced pairs) would compare
-            # fewer configurations than it plans for: refused rather than run unpaired.
+            # Without the protocol's trial order a search may never run its baseline, or run some
+            # (attention, placement) pairs many times before others once: refused, not run so.
             raise ValueError(
                 f"A protocol needs a tuner of search.tuning ({type(oracle).__name__} has not the "
                 "protocol's trial order); valid: "
