@@ -25,10 +25,11 @@ import re
 import sys
 import time
 
+from search.tuner_names import TUNERS  # no TensorFlow: --help stays instant
+
 PROG = "keras-attn-search"
 # The choices are spelled out here rather than imported from search.training / search.tuning,
 # which import TensorFlow: `--help` and option errors stay instant.
-TUNERS = ("random", "bayesian", "hyperband", "nsga2", "tpe")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "one_device", "mirrored")
 ROLES = ("single", "chief", "worker")

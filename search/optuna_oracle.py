@@ -33,6 +33,9 @@ import warnings
 
 import keras_tuner as kt
 
+from search import kt_private
+from search.oracles import ProtocolOracleMixin, baseline_values, ran_baseline
+
 SAMPLERS = ("nsga2", "tpe")
 TRIAL_ID_ATTR = "keras_tuner_trial_id"
 
@@ -108,8 +111,11 @@ def _jsonable(attrs):
     return out
 
 
-class OptunaOracle(kt.Oracle):
-    """A KerasTuner oracle driven by Optuna's NSGA-II or TPE sampler (ask-and-tell).
+class OptunaOracle(ProtocolOracleMixin, kt.Oracle):
+    """A KerasTuner oracle driven by Optuna's NSGA-II or TPE sampler (ask-and-tell), with the
+    protocol's atomic save and trial banners (:class:`search.oracles.ProtocolOracleMixin`; its
+    baseline comes first on its own, and ``paired``, set by a tuner with a protocol, adds the
+    distributed search's waiting workers).
 
     Args:
         sampler: ``"nsga2"`` (``NSGAIISampler``) or ``"tpe"`` (``TPESampler``, multivariate,
@@ -122,7 +128,12 @@ class OptunaOracle(kt.Oracle):
             ``max_trials // 3`` within [4, 50] (Optuna's 50 would make a 30-trial search random);
             a resume keeps the saved one unless given.
         objective, max_trials, seed, ...: KerasTuner's ``Oracle`` arguments.
+
+    Raises:
+        ValueError: an unknown ``sampler``; :class:`OptunaMissing` without Optuna.
     """
+
+    paired = False
 
     def __init__(self, objective=None, max_trials=10, sampler="nsga2", cost=None,
                  population_size=None, seed=None, hyperparameters=None, allow_new_entries=True,
@@ -273,15 +284,10 @@ class OptunaOracle(kt.Oracle):
 
     def _baseline(self):
         """The baseline's values while no trial has run it (as PairedOracleMixin), else None."""
-        from search.tuning import _baseline_values
-
-        baseline = _baseline_values(self)
-        if baseline is None or self._duplicate(baseline):
+        baseline = baseline_values(self)
+        if baseline is None or kt_private.tried_already(self, baseline) \
+                or ran_baseline(self, baseline):
             return None
-        for t in self.trials.values():
-            v = t.hyperparameters.values
-            if all(v.get(k) == baseline[k] for k in baseline if k != "learning_rate"):
-                return None
         return baseline
 
     def populate_space(self, trial_id):
@@ -293,7 +299,7 @@ class OptunaOracle(kt.Oracle):
         study = self.study
         space = list(self.hyperparameters.space)
         baseline = self._baseline()
-        for _ in range(self._max_collisions + 1):
+        for _ in range(kt_private.max_collisions(self) + 1):
             if baseline is not None:
                 fixed = {k: v for k, v in baseline.items()
                          if k in self._distributions(optuna, baseline)}
@@ -302,14 +308,13 @@ class OptunaOracle(kt.Oracle):
             asked = study.ask()
             values = _walk(space, lambda hp: _suggest(asked, hp.name,
                                                       _distribution(optuna, hp)))
-            if not self._duplicate(values):
+            if not kt_private.tried_already(self, values):
                 asked.set_user_attr(TRIAL_ID_ATTR, trial_id)
                 self._live[trial_id] = asked
                 return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
             # Tried already: Optuna learns the earlier result without training it again.
-            same = self._compute_values_hash(values)
-            earlier = next((r for r in self._records if r["trial_id"] is not None
-                            and self._id_to_hash.get(r["trial_id"]) == same
+            same = kt_private.trials_with_values(self, values)
+            earlier = next((r for r in self._records if r["trial_id"] in same
                             and r["state"] == "COMPLETE"), None)
             frozen = study.tell(asked, values=earlier["values"] if earlier else None,
                                 state=optuna.trial.TrialState.COMPLETE if earlier

@@ -1,13 +1,14 @@
 """KerasTuner tuners for the CLI: the comparison protocol, a line per run, resumable.
 
-The tuners are KerasTuner's own (RandomSearch, BayesianOptimization, Hyperband) with a mixin
-(:class:`ReportingMixin`) that
+The tuners are KerasTuner's own (RandomSearch, BayesianOptimization, Hyperband) and the Optuna
+ones (:mod:`search.optuna_oracle`), each building its algorithm's oracle of
+:mod:`search.oracles`, with a mixin (:class:`ReportingMixin`) that
 
 * runs each trial's configuration once per seed of a :class:`search.protocol.Protocol` (same
   initial weights and data order per seed for every configuration), writing each finished repeat
   to the trial's directory at once, so a resumed trial keeps them;
-* gives the oracle the protocol's order (:class:`PairedOracleMixin`): the baseline first, then
-  trials balanced over (attention, placement) pairs;
+* gives the oracle the protocol's order (:class:`search.oracles.PairedOracleMixin`): the
+  baseline first, then trials balanced over (attention, placement) pairs;
 * prints one line per run and per trial, and stores what the leaderboard needs beyond the score
   (parameters, parameters added by attention, train time) in the trial's directory, so that a
   resumed or distributed search reports every trial, whichever process ran it.
@@ -18,19 +19,22 @@ from __future__ import annotations
 import glob
 import json
 import os
-import sys
 import time
 from concurrent import futures
-from datetime import datetime
 
 import keras_tuner as kt
-from keras_tuner.src.engine.oracle import Display, synchronized
 
+from search import kt_private
 from search.hypermodel import describe_hyperparameters
 from search.optuna_oracle import NSGA2Search, TPESearch  # Optuna imported only when used
+# AtomicSaveOracleMixin, PairedOracleMixin and TrialIdDisplay were defined here: still importable.
+from search.oracles import (AtomicSaveOracleMixin, BalancedRandomSearchOracle,  # noqa: F401
+                            PairedOracleMixin, ProtocolBayesianOptimizationOracle,
+                            ProtocolHyperbandOracle, ProtocolOracleMixin, TrialIdDisplay)
 from search.report import write_trial_info
 from search.rundir import (DamagedFileError, atomic_path, check_free_space, is_no_space,
                            model_nbytes, read_json, write_text)
+from search.tuner_names import TUNERS
 
 # KerasTuner's own files in its project directory (names as KerasTuner's Oracle and BaseTuner
 # spell them): the oracle's state, each tuner's state (<tuner_id>.json), each trial's record.
@@ -52,132 +56,9 @@ def _is_worker():
             and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", ""))
 
 
-class AtomicSaveOracleMixin:
-    """An oracle whose ``save()`` writes ``oracle.json`` atomically (KerasTuner writes it in place:
-    a kill or a full disk mid-write leaves an empty file that no resume can read). The file is
-    set by the tuner (:class:`ReportingMixin`); until then KerasTuner's own ``save`` runs."""
-
-    keras_attn_state_file = None
-
-    def save(self):
-        if self.keras_attn_state_file is None:
-            return super().save()
-        write_text(self.keras_attn_state_file, json.dumps(self.get_state()))
-
-def _baseline_values(oracle):
-    """The values of the no-attention configuration in ``oracle``'s space (defaults elsewhere),
-    or None when ``"none"`` is not an attention choice."""
-    hps = kt.HyperParameters()
-    found = False
-    names = {p.name: p for p in oracle.hyperparameters.space}
-    if "configuration" in names and "attention" not in names:
-        # Named configurations (e.g. a paper's table): the first, the default, is the baseline.
-        return {p.name: p.default if not isinstance(p, kt.engine.hyperparameters.Fixed)
-                else p.value for p in oracle.hyperparameters.space}
-    for hp in oracle.hyperparameters.space:
-        hps.merge([hp])
-        if hp.name == "attention":
-            if "none" not in getattr(hp, "values", [getattr(hp, "value", None)]):
-                return None
-            hps.values["attention"] = "none"
-            found = True
-        elif hps.is_active(hp):
-            hps.values[hp.name] = hp.default if not isinstance(hp, kt.engine.hyperparameters.Fixed) \
-                else hp.value
-    return dict(hps.values) if found else None
-
-
-class PairedOracleMixin:
-    """Oracle behaviour of the comparison protocol, for any KerasTuner oracle whose new values
-    come from ``_random_values`` (random search, Bayesian optimisation's initial points,
-    Hyperband's new models):
-
-    * the baseline first: while no trial has ``attention="none"``, the next values are the
-      baseline's (when ``none`` is an attention choice);
-    * balanced coverage: values are drawn as the oracle draws them, and redrawn (rejection
-      sampling, so the conditional hyperparameters stay consistent) until their
-      ``(attention, placement)`` pair is one of the least tried: no pair gets a (k+1)-th trial
-      before every pair has k. With 4 attention types and 2 placements, 9 trials train every pair
-      once, and the baseline.
-    """
-
-    _REDRAWS = 1000
-
-    def _pair(self, values):
-        return values.get("attention"), values.get("placement")
-
-    def _all_pairs(self):
-        space = {p.name: p for p in self.hyperparameters.space}
-        attention = space.get("attention")
-        if attention is None or not hasattr(attention, "values"):
-            return []
-        placement = space.get("placement")
-        places = list(getattr(placement, "values", [getattr(placement, "value", None)])) \
-            if placement is not None else [None]
-        return [(a, p) for a in attention.values if a != "none" for p in places]
-
-    def _random_values(self):
-        tried = [t.hyperparameters.values for t in self.trials.values()]
-        baseline = _baseline_values(self)
-        if baseline is not None and not any(
-                all(v.get(k) == baseline[k] for k in baseline if k != "learning_rate")
-                for v in tried) and not self._duplicate(baseline):
-            return baseline
-        values = super()._random_values()
-        pairs = self._all_pairs()
-        if values is None or not pairs:
-            return values
-        counts = {pair: 0 for pair in pairs}
-        for v in tried:
-            if self._pair(v) in counts:
-                counts[self._pair(v)] += 1
-        least = min(counts.values())
-        for _ in range(self._REDRAWS):
-            if counts.get(self._pair(values)) == least:
-                return values
-            redrawn = super()._random_values()
-            if redrawn is None:
-                break
-            values = redrawn
-        return values
-
-
-    @synchronized
-    def create_trial(self, tuner_id):
-        trial = super().create_trial(tuner_id)
-        others = [t for k, t in self.ongoing_trials.items() if k != tuner_id]
-        if trial.status == kt.engine.trial.TrialStatus.STOPPED and others:
-            # Not yet: a running trial may still be queued again (its worker may die). Waiting
-            # workers ask again after a pause.
-            self.tuner_ids.add(tuner_id)
-            time.sleep(1.0)
-            trial.status = kt.engine.trial.TrialStatus.IDLE
-        return trial
-
-    @synchronized
-    def requeue_stale_trials(self, last_heard, timeout):
-        """Take every running trial whose worker was last heard of (``last_heard(trial)``, a
-        time) more than ``timeout`` seconds ago from that worker and queue it again; returns
-        their ids."""
-        now = time.time()
-        stale = [(k, t) for k, t in self.ongoing_trials.items() if now - last_heard(t) > timeout]
-        for tuner_id, trial in stale:
-            del self.ongoing_trials[tuner_id]
-            self.tuner_ids.discard(tuner_id)
-            self._retry_queue.append(trial.trial_id)
-        if stale:
-            self.save()
-        return [t.trial_id for _, t in stale]
-
-
-class BalancedRandomSearchOracle(PairedOracleMixin, AtomicSaveOracleMixin,
-                                 kt.oracles.RandomSearchOracle):
-    """``RandomSearchOracle`` with the baseline first and trials balanced over (attention,
-    placement) pairs (see :class:`PairedOracleMixin`)."""
-
-
 class BalancedRandomSearch(kt.Tuner):
-    """``keras_tuner.RandomSearch`` with :class:`BalancedRandomSearchOracle` (same arguments)."""
+    """``keras_tuner.RandomSearch`` (same arguments) with
+    :class:`search.oracles.BalancedRandomSearchOracle`."""
 
     def __init__(self, hypermodel=None, objective=None, max_trials=10, seed=None,
                  hyperparameters=None, tune_new_entries=True, allow_new_entries=True,
@@ -190,6 +71,45 @@ class BalancedRandomSearch(kt.Tuner):
         )
         super().__init__(oracle, hypermodel, **kwargs)
 
+
+
+class ProtocolBayesianOptimization(kt.BayesianOptimization):
+    """``keras_tuner.BayesianOptimization`` (same arguments) with
+    :class:`search.oracles.ProtocolBayesianOptimizationOracle`."""
+
+    def __init__(self, hypermodel=None, objective=None, max_trials=10, num_initial_points=None,
+                 alpha=1e-4, beta=2.6, seed=None, hyperparameters=None, tune_new_entries=True,
+                 allow_new_entries=True, max_retries_per_trial=0,
+                 max_consecutive_failed_trials=3, **kwargs):
+        oracle = ProtocolBayesianOptimizationOracle(
+            objective=objective, max_trials=max_trials, num_initial_points=num_initial_points,
+            alpha=alpha, beta=beta, seed=seed, hyperparameters=hyperparameters,
+            tune_new_entries=tune_new_entries, allow_new_entries=allow_new_entries,
+            max_retries_per_trial=max_retries_per_trial,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        # Past BayesianOptimization.__init__, which only builds KerasTuner's own oracle.
+        super(kt.BayesianOptimization, self).__init__(oracle=oracle, hypermodel=hypermodel,
+                                                      **kwargs)
+
+
+class ProtocolHyperband(kt.Hyperband):
+    """``keras_tuner.Hyperband`` (same arguments; its ``run_trial`` and weight reuse between
+    rounds kept) with :class:`search.oracles.ProtocolHyperbandOracle`."""
+
+    def __init__(self, hypermodel=None, objective=None, max_epochs=100, factor=3,
+                 hyperband_iterations=1, seed=None, hyperparameters=None, tune_new_entries=True,
+                 allow_new_entries=True, max_retries_per_trial=0,
+                 max_consecutive_failed_trials=3, **kwargs):
+        oracle = ProtocolHyperbandOracle(
+            objective, max_epochs=max_epochs, factor=factor,
+            hyperband_iterations=hyperband_iterations, seed=seed,
+            hyperparameters=hyperparameters, tune_new_entries=tune_new_entries,
+            allow_new_entries=allow_new_entries, max_retries_per_trial=max_retries_per_trial,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        # Past Hyperband.__init__, which only builds KerasTuner's own oracle.
+        super(kt.Hyperband, self).__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
 HEARTBEAT_FILE = "keras_attn_heartbeat"
 
@@ -231,14 +151,11 @@ def serve_oracle(tuner, worker_timeout=600.0, poll=1.0):
     rather than to stop, so a re-queued trial still has a worker to run it.
     """
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
 
     oracle = tuner.oracle
     tuner.save()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = kt_private.add_oracle_servicer(oracle, server)
     address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
     if not server.add_insecure_port(address):
         raise RuntimeError(f"the chief cannot listen on {address} (port in use?)")
@@ -251,7 +168,7 @@ def serve_oracle(tuner, worker_timeout=600.0, poll=1.0):
                     lambda t: _last_heard(tuner, t, first_seen), worker_timeout):
                 print(f"[chief] trial {trial_id}: no heartbeat for {worker_timeout:.0f}s from "
                       "its worker; queued again for another worker", flush=True)
-            if servicer.stop_triggered and oracle_chief.exit_chief(oracle):
+            if servicer.stop_triggered and kt_private.chief_may_exit(oracle):
                 break
     finally:
         server.stop(grace=5)
@@ -285,89 +202,22 @@ def _restart(model, fresh, optimizer_start):
     return True
 
 
-class TrialIdDisplay(Display):
-    """KerasTuner's trial display, numbered by trial id (``03``, as in ``trial_03/``, the
-    leaderboard's ``trial`` column and this package's ``[trial 03]`` lines) instead of its own
-    1-based count (``Running Trial #4``), so a user reads one number per trial everywhere."""
-
-    def on_trial_begin(self, trial):
-        # KerasTuner's own, with the trial id where it prints len(oracle.trials).
-        if self.verbose < 1:
-            return
-        start_time = datetime.now()
-        self.trial_start[trial.trial_id] = start_time
-        if self.search_start is None:
-            self.search_start = start_time
-        # on_trial_end prints "Trial {trial_number[id]} Complete".
-        self.trial_number[trial.trial_id] = trial.trial_id
-        print(f"\nSearch: running trial {trial.trial_id}\n")
-        self.show_hyperparameter_table(trial)
-        print()
-
-
-def _trial_id_display(oracle):
-    """Number ``oracle``'s display by trial id (see :class:`TrialIdDisplay`)."""
-    display = getattr(oracle, "_display", None)
-    if display is not None and type(display) is Display:
-        display.__class__ = TrialIdDisplay
-    return oracle
-
-
-def _atomic_oracle(oracle, path):
-    """Give an oracle made by a KerasTuner tuner the :class:`AtomicSaveOracleMixin` ``save``,
-    writing ``path``; a worker's OracleClient (no files) is left as is."""
-    if not hasattr(oracle, "ongoing_trials"):
-        return oracle
-    if not isinstance(oracle, AtomicSaveOracleMixin):
-        cls = type(oracle)
-        oracle.__class__ = type(f"AtomicSave{cls.__name__}", (AtomicSaveOracleMixin, cls), {})
-    oracle.keras_attn_state_file = path
-    return oracle
-
-
-class _DropWrites:
-    """A stand-in for ``sys.stderr`` that drops what is written to it."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text):
-        return len(text)
-
-    def flush(self):
-        pass
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-def _paired_oracle(oracle):
-    """Give an oracle made by a KerasTuner tuner the :class:`PairedOracleMixin` behaviour (its
-    class is extended in place: the tuner made it, with arguments we do not repeat here)."""
-    # A worker's oracle is KerasTuner's OracleClient (the chief holds the real one): left as is.
-    if not isinstance(oracle, PairedOracleMixin) and hasattr(oracle, "ongoing_trials"):
-        cls = type(oracle)
-        oracle.__class__ = type(f"Paired{cls.__name__}", (PairedOracleMixin, cls), {})
-    return oracle
-
-
-TUNER_CLASSES = {
-    "random": BalancedRandomSearch,
-    "bayesian": kt.BayesianOptimization,
-    "hyperband": kt.Hyperband,
-    "nsga2": NSGA2Search,
-    "tpe": TPESearch,
-}
-
-
 class ReportingMixin:
-    """Mixed in before a KerasTuner tuner class (see :func:`tuner_class`).
+    """Mixed in before a tuner class of :data:`TUNER_CLASSES` (see :func:`tuner_class`), whose
+    oracle (a :class:`search.oracles.ProtocolOracleMixin`) it configures: ``oracle.json``
+    written atomically, and the protocol's trial order when a protocol is given (random search
+    has it always). Before another KerasTuner tuner it reports only (no protocol): that tuner's
+    oracle keeps KerasTuner's order, file writes and banners.
 
     Args (keyword, besides the tuner's own):
         protocol: a :class:`search.protocol.Protocol`: each trial trains its configuration once
             per seed (see :meth:`run_trial`). None (default): KerasTuner's own ``run_trial``.
         debug: let KerasTuner print a failed trial's traceback (default False: the trial's
             one line says why it failed; the reason is kept in the trial's ``message``).
+
+    Raises:
+        ValueError: a ``protocol`` with a tuner whose oracle is not a
+            :class:`search.oracles.ProtocolOracleMixin` (a KerasTuner tuner of its own).
 
     Files: the tuner's and the oracle's state are written atomically (:meth:`save`); on resume
     (:meth:`reload`) a damaged KerasTuner file is refused with its name instead of KerasTuner's
@@ -377,14 +227,22 @@ class ReportingMixin:
 
     def __init__(self, *args, protocol=None, debug=False, **kwargs):
         self._debug = debug
-        self._stderr = None
         super().__init__(*args, **kwargs)
         self.protocol = protocol
-        _trial_id_display(self.oracle)
-        if not _is_worker():
-            _atomic_oracle(self.oracle, os.path.join(self.project_dir, ORACLE_FILE))
-        if protocol is not None:
-            _paired_oracle(self.oracle)
+        # This package's tuners build a ProtocolOracleMixin oracle; a worker's oracle is
+        # KerasTuner's OracleClient (the chief holds the real one): left as is.
+        oracle = self.oracle
+        if isinstance(oracle, ProtocolOracleMixin):
+            oracle.keras_attn_state_file = os.path.join(self.project_dir, ORACLE_FILE)
+            if protocol is not None:
+                oracle.paired = True
+        elif protocol is not None and not _is_worker():
+            # Without the protocol's trial order a search may never run its baseline, or run some
+            # (attention, placement) pairs many times before others once: refused, not run so.
+            raise ValueError(
+                f"A protocol needs a tuner of search.tuning ({type(oracle).__name__} has not the "
+                "protocol's trial order); valid: "
+                f"{', '.join(c.__name__ for c in TUNER_CLASSES.values())}.")
 
     def _state_file(self):
         return os.path.join(self.project_dir, f"{self.tuner_id}.json")
@@ -407,19 +265,25 @@ class ReportingMixin:
         return super().reload()
 
     def _populate_initial_space(self):
-        # KerasTuner discovers conditional hyperparameters by building the model again and again
-        # (a MobileNetV2 with 50 attention layers takes seconds each time); declaring them is all
-        # it needs, and AttentionHyperModel can do that alone.
-        hypermodel = self.hypermodel
-        declare = getattr(hypermodel, "declare", None)
+        # KerasTuner's hook for a space known otherwise. Its own discovers conditional
+        # hyperparameters by building the model again and again, until each conditional scope
+        # was active once (a MobileNetV2 with 50 attention layers takes seconds a build).
+        # AttentionHyperModel.declare declares every hyperparameter, each conditional one in its
+        # hp.conditional_scope, which registers it active or not: one call gives the space (in
+        # the same order) that KerasTuner's loop finds.
+        declare = getattr(self.hypermodel, "declare", None)
         if declare is None:
             return super()._populate_initial_space()
-        build = hypermodel.build
-        hypermodel.build = declare
-        try:
-            return super()._populate_initial_space()
-        finally:
-            hypermodel.build = build
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        declare(hp)
+        self.oracle.update_space(hp)
+
+    def search(self, *fit_args, **fit_kwargs):
+        """KerasTuner's ``search``; unless ``debug``, a failed trial shows one line (see
+        :meth:`on_trial_end`), not KerasTuner's traceback (kept in the trial's ``message``)."""
+        with kt_private.failed_trial_tracebacks(self._debug):
+            return super().search(*fit_args, **fit_kwargs)
 
     def run_trial(self, trial, *args, **kwargs):
         try:
@@ -429,21 +293,7 @@ class ReportingMixin:
         except Exception as exc:
             if isinstance(exc, DamagedFileError) or is_no_space(exc):
                 raise AbortSearch(str(exc).strip().splitlines()[0]) from exc
-            if not self._debug:
-                # KerasTuner prints the traceback of a failed trial (its _try_run_and_update_trial,
-                # before on_trial_end) and keeps it in trial.message; on_trial_end prints the
-                # reason in one line and gives stderr back.
-                self._stderr = sys.stderr
-                sys.stderr = _DropWrites(sys.stderr)
             raise
-
-    def _restore_stderr(self):
-        if self._stderr is not None:
-            sys.stderr, self._stderr = self._stderr, None
-
-    def on_search_end(self):
-        self._restore_stderr()
-        return super().on_search_end()
 
     def _run_trial(self, trial, *args, **kwargs):
         start = time.time()
@@ -474,7 +324,6 @@ class ReportingMixin:
         from scratch (a schedule over its own epochs), not from the previous round's weights.
         """
         import keras
-        from keras_tuner.src.engine.tuner import maybe_distribute
 
         from search import training
         from search.protocol import load_repeats, save_repeats, weights_path
@@ -501,7 +350,7 @@ class ReportingMixin:
             if model is None:
                 keras.backend.clear_session()
             keras.utils.set_random_seed(seed)
-            with maybe_distribute(self.distribution_strategy):
+            with kt.engine.tuner.maybe_distribute(self.distribution_strategy):
                 fresh = self.hypermodel.build(hp, seed=seed)
                 if model is None or not _restart(model, fresh, optimizer_start):
                     model = fresh
@@ -510,8 +359,8 @@ class ReportingMixin:
                     optimizer_start = [v.numpy() for v in model.optimizer.variables]
             del fresh
             build_seconds = time.perf_counter() - t0
-            run_callbacks = self._deepcopy_callbacks(callbacks)
-            self._configure_tensorboard_dir(run_callbacks, trial, index)
+            run_callbacks = kt_private.copy_callbacks(self, callbacks)
+            kt_private.configure_tensorboard(self, run_callbacks, trial, index)
             run_callbacks.append(_heartbeat_callback(os.path.join(trial_dir, HEARTBEAT_FILE)))
             timer = training.StepTimer()
             run_callbacks.append(timer)
@@ -550,7 +399,6 @@ class ReportingMixin:
         return {objective: sum(values) / len(values)}
 
     def on_trial_end(self, trial):
-        self._restore_stderr()
         super().on_trial_end(trial)
         # Through the oracle: in distributed tuning the local trial object has no score.
         done = self.oracle.get_trial(trial.trial_id)
@@ -588,17 +436,53 @@ class ReportingMixin:
             print(line, flush=True)
 
 
-_CLASS_CACHE = {}
+class ReportingBalancedRandomSearch(ReportingMixin, BalancedRandomSearch):
+    """``--tuner random``: :class:`BalancedRandomSearch` with :class:`ReportingMixin`."""
+
+
+class ReportingBayesianOptimization(ReportingMixin, ProtocolBayesianOptimization):
+    """``--tuner bayesian``: :class:`ProtocolBayesianOptimization` with :class:`ReportingMixin`."""
+
+
+class ReportingHyperband(ReportingMixin, ProtocolHyperband):
+    """``--tuner hyperband``: :class:`ProtocolHyperband` with :class:`ReportingMixin`."""
+
+
+class ReportingNSGA2Search(ReportingMixin, NSGA2Search):
+    """``--tuner nsga2``: :class:`search.optuna_oracle.NSGA2Search` with :class:`ReportingMixin`."""
+
+
+class ReportingTPESearch(ReportingMixin, TPESearch):
+    """``--tuner tpe``: :class:`search.optuna_oracle.TPESearch` with :class:`ReportingMixin`."""
+
+
+# Each tuner of search.tuner_names.TUNERS: its KerasTuner tuner class, and that with reporting.
+TUNER_CLASSES = {
+    "random": BalancedRandomSearch,
+    "bayesian": ProtocolBayesianOptimization,
+    "hyperband": ProtocolHyperband,
+    "nsga2": NSGA2Search,
+    "tpe": TPESearch,
+}
+REPORTING_TUNER_CLASSES = {
+    "random": ReportingBalancedRandomSearch,
+    "bayesian": ReportingBayesianOptimization,
+    "hyperband": ReportingHyperband,
+    "nsga2": ReportingNSGA2Search,
+    "tpe": ReportingTPESearch,
+}
 
 
 def tuner_class(name):
-    """KerasTuner's tuner class for ``name`` (random, bayesian, hyperband) with reporting."""
-    if name not in TUNER_CLASSES:
-        raise ValueError(f"Unknown tuner {name!r}; valid: {', '.join(TUNER_CLASSES)}.")
-    if name not in _CLASS_CACHE:
-        base = TUNER_CLASSES[name]
-        _CLASS_CACHE[name] = type(f"Reporting{base.__name__}", (ReportingMixin, base), {})
-    return _CLASS_CACHE[name]
+    """The tuner class of ``--tuner name`` (one of :data:`search.tuner_names.TUNERS`), with
+    reporting (:class:`ReportingMixin`).
+
+    Raises:
+        ValueError: an unknown ``name`` (the message lists the valid ones).
+    """
+    if name not in REPORTING_TUNER_CLASSES:
+        raise ValueError(f"Unknown tuner {name!r}; valid: {', '.join(TUNERS)}.")
+    return REPORTING_TUNER_CLASSES[name]
 
 
 def make_tuner(

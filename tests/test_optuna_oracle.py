@@ -134,3 +134,20 @@ def test_without_optuna_the_tuner_says_what_to_install(tmp_path, monkeypatch):
                              max_trials=2, directory=str(tmp_path), project_name="p")
     assert str(err.value) == "--tuner nsga2 needs Optuna: pip install keras-attn[optuna]"
     assert isinstance(err.value, ImportError)
+
+
+@pytest.mark.parametrize("name", ["nsga2", "tpe"])
+def test_the_oracle_has_the_protocols_save_and_banners(tmp_path, name):
+    from search.optuna_oracle import OptunaOracle
+    from search.oracles import TrialIdDisplay
+    from search.tuning import ORACLE_FILE
+
+    for protocol in (None, Protocol.with_repeats(1, seed=4)):
+        tuner = tuner_class(name)(hypermodel=_hypermodel([]), objective="val_accuracy",
+                                  max_trials=2, directory=str(tmp_path),
+                                  project_name=f"p{protocol is None}", seed=1, protocol=protocol)
+        oracle = tuner.oracle
+        assert isinstance(oracle, OptunaOracle) and oracle.sampler_name == name
+        assert oracle.paired == (protocol is not None)  # a distributed search's waiting workers
+        assert oracle.keras_attn_state_file == os.path.join(tuner.project_dir, ORACLE_FILE)
+        assert isinstance(oracle._display, TrialIdDisplay)

@@ -235,10 +235,11 @@ def test_hyperband_rounds_train_from_scratch_with_their_epochs(tmp_path):
 
 def test_bayesian_tuner_runs_the_baseline_first(tmp_path):
     hm = AttentionHyperModel(backbone="resnet20", input_shape=(28, 28, 1))
-    cls = type("S", (ReportingMixin, kt.BayesianOptimization),
+    cls = type("S", (tuner_class("bayesian"),),
                {"run_trial": lambda self, trial, *a, **k: {"val_accuracy": 0.5}})
     tuner = cls(hypermodel=hm, objective="val_accuracy", max_trials=3, directory=str(tmp_path),
                 project_name="b", seed=0, protocol=Protocol.with_repeats(1))
+    assert isinstance(tuner, kt.BayesianOptimization)
     tuner.search()
     first = tuner.oracle.trials[sorted(tuner.oracle.trials)[0]]
     assert first.hyperparameters.values["attention"] == "none"

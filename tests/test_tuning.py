@@ -7,9 +7,14 @@ import types
 
 import pytest
 
+import keras_tuner as kt
+
 from search import tuning
 from search.hypermodel import DEFAULT_ATTENTIONS, AttentionHyperModel
+from search.oracles import ProtocolOracleMixin, TrialIdDisplay
+from search.protocol import Protocol
 from search.report import TRIAL_INFO, collect_trials
+from search.tuner_names import TUNERS
 from search.tuning import BalancedRandomSearch, ReportingMixin
 
 
@@ -73,6 +78,107 @@ def test_space_discovery_declares_without_building(tmp_path, monkeypatch):
     assert {"attention", "placement", "groups", "e_lambda", "lambda_init", "gate", "connection",
             "learning_rate"} <= names
     assert builds == []
+
+
+def _space(oracle):
+    return [(p.__class__.__name__, p.get_config()) for p in oracle.hyperparameters.space]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"space": {"attention": ["none", "sb"], "placement": "block"}, "search_learning_rate": True},
+    {"configurations": [("t/static", {"backbone": "tiny"}),
+                        ("t/sa", {"backbone": "tiny", "attention": "sa"})]},
+], ids=["default", "restricted", "configurations"])
+def test_declared_space_is_the_one_kerastuner_discovers_by_building(tmp_path, kwargs):
+    # KerasTuner's own discovery (build, activate the scopes never active, build again), with a
+    # build that only declares: the same hyperparameters, conditions and order as ours.
+    hypermodel = AttentionHyperModel(**kwargs)
+
+    class Declaring(kt.HyperModel):
+        def build(self, hp):
+            hypermodel.declare(hp)
+
+    theirs = kt.RandomSearch(hypermodel=Declaring(), objective="val_accuracy", max_trials=1,
+                             directory=str(tmp_path), project_name="kt")
+    ours = tuning.tuner_class("random")(hypermodel=hypermodel, objective="val_accuracy",
+                                        max_trials=1, directory=str(tmp_path), project_name="p")
+    assert _space(ours.oracle) == _space(theirs.oracle) and len(_space(ours.oracle)) >= 2
+
+
+def test_tuner_names_have_one_class_each():
+    import subprocess
+    import sys
+
+    from search import cli
+
+    assert cli.TUNERS is TUNERS
+    assert tuple(tuning.TUNER_CLASSES) == TUNERS == tuple(tuning.REPORTING_TUNER_CLASSES)
+    for name in TUNERS:
+        cls = tuning.tuner_class(name)
+        assert issubclass(cls, ReportingMixin) and issubclass(cls, tuning.TUNER_CLASSES[name])
+    # The names alone, for the CLI's --help: no KerasTuner, no TensorFlow.
+    code = ("import sys, search.tuner_names; "
+            "print(sorted({'keras_tuner', 'tensorflow', 'keras'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name, kt_oracle, args", [
+    ("random", kt.oracles.RandomSearchOracle, {"max_trials": 3}),
+    ("bayesian", kt.oracles.BayesianOptimizationOracle,
+     {"max_trials": 3, "num_initial_points": 2, "alpha": 1e-3, "beta": 3.0}),
+    ("hyperband", kt.oracles.HyperbandOracle,
+     {"max_epochs": 4, "factor": 2, "hyperband_iterations": 2}),
+])
+@pytest.mark.parametrize("with_protocol", [False, True])
+def test_each_tuner_builds_its_protocol_oracle(tmp_path, name, kt_oracle, args, with_protocol):
+    tuner = tuning.tuner_class(name)(
+        hypermodel=AttentionHyperModel(), objective="val_accuracy", directory=str(tmp_path),
+        project_name="p", seed=5, protocol=Protocol.with_repeats(2) if with_protocol else None,
+        max_retries_per_trial=1, **args)
+    oracle = tuner.oracle
+    assert isinstance(oracle, ProtocolOracleMixin) and isinstance(oracle, kt_oracle)
+    # Random search is balanced always; the others when the tuner has a protocol.
+    assert oracle.paired == (with_protocol or name == "random")
+    assert oracle.keras_attn_state_file == os.path.join(tuner.project_dir, tuning.ORACLE_FILE)
+    assert isinstance(oracle._display, TrialIdDisplay)
+    for key, value in {**args, "seed": 5, "max_retries_per_trial": 1}.items():
+        assert getattr(oracle, key) == value, key
+    assert oracle.objective.name == "val_accuracy"
+
+
+def test_a_protocol_with_another_kerastuner_tuner_is_refused(tmp_path):
+    class Plain(ReportingMixin, kt.BayesianOptimization):
+        pass
+
+    with pytest.raises(ValueError, match="BayesianOptimizationOracle has not the protocol's "
+                                         "trial order.*ProtocolBayesianOptimization"):
+        Plain(hypermodel=AttentionHyperModel(), objective="val_accuracy", max_trials=2,
+              directory=str(tmp_path), project_name="p", protocol=Protocol.with_repeats(1))
+    plain = Plain(hypermodel=AttentionHyperModel(), objective="val_accuracy", max_trials=2,
+                  directory=str(tmp_path), project_name="q")  # reporting alone
+    assert plain.protocol is None
+
+
+def test_a_failed_trial_shows_one_line_unless_debug(tmp_path, capsys):
+    class Failing(_Scoring):
+        def run_trial(self, trial, *args, **kwargs):
+            if trial.trial_id == "1":
+                raise ValueError("boom")
+            return super().run_trial(trial, *args, **kwargs)
+
+    for debug in (False, True):
+        tuner = Failing(hypermodel=AttentionHyperModel(space={"placement": "block"}),
+                        objective="val_accuracy", max_trials=2, seed=3, debug=debug,
+                        directory=str(tmp_path), project_name=f"p{debug}")
+        capsys.readouterr()
+        tuner.search(verbose=0)
+        out, err = capsys.readouterr()
+        assert "[trial 1] FAILED (ValueError: boom) " in out
+        assert "[trial 0] COMPLETED" in out
+        assert ("Traceback" in err) == debug
+        assert "ValueError: boom" in tuner.oracle.trials["1"].message  # the reason, kept
 
 
 class FakeClock:

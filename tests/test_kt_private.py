@@ -1,0 +1,154 @@
+"""The KerasTuner internals of search.kt_private behave as this package assumes: a KerasTuner
+upgrade that renames, removes or changes one fails here, not in the middle of a search."""
+
+import types
+
+import keras
+import keras_tuner as kt
+import pytest
+
+from search import kt_private
+
+
+def _hypermodel(hp):
+    hp.Choice("units", [2, 4, 8])
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(hp.get("units"))])
+    model.compile(loss="mse")
+    return model
+
+
+def _random_search(tmp_path, **kwargs):
+    return kt.RandomSearch(hypermodel=_hypermodel, objective="loss", max_trials=1,
+                           directory=str(tmp_path), project_name="p", seed=1, **kwargs)
+
+
+def test_the_display_class_is_the_oracles_and_set_display_replaces_it(tmp_path, capsys):
+    display_class = kt_private.trial_display_class()
+    oracle = _random_search(tmp_path).oracle
+    assert isinstance(oracle._display, display_class)  # what KerasTuner made in __init__
+
+    class Recording(display_class):
+        def on_trial_begin(self, trial):
+            print(f"recorded {trial.trial_id}")
+
+    display = Recording(oracle=oracle)
+    kt_private.set_display(oracle, display)
+    oracle.verbose = 0  # the oracle's verbose is its display's
+    assert display.verbose == 0
+    oracle.create_trial("tuner0")  # the oracle prints through the display it was given
+    assert "recorded 0" in capsys.readouterr().out
+    # What search.oracles.TrialIdDisplay reads and writes besides on_trial_begin.
+    for name in ("trial_start", "trial_number", "search_start", "col_width"):
+        assert hasattr(display, name)
+    assert callable(display.show_hyperparameter_table) and callable(display.on_trial_end)
+
+
+def test_copy_callbacks_copies_and_refuses_what_cannot_be_copied(tmp_path):
+    tuner = _random_search(tmp_path)
+    early = keras.callbacks.EarlyStopping(patience=3)
+    copied = kt_private.copy_callbacks(tuner, [early])
+    assert len(copied) == 1 and copied[0] is not early and copied[0].patience == 3
+
+    class Uncopyable(keras.callbacks.Callback):
+        def __deepcopy__(self, memo):
+            raise TypeError("no copy")
+
+    with pytest.raises(kt.errors.FatalValueError, match="deep-copyable"):
+        kt_private.copy_callbacks(tuner, [Uncopyable()])
+
+
+def test_configure_tensorboard_gives_each_run_its_directory(tmp_path):
+    tuner = _random_search(tmp_path)
+    hp = kt.HyperParameters()
+    hp.Choice("units", [2, 4])
+    trial = kt.engine.trial.Trial(hyperparameters=hp, trial_id="03")
+    board = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "logs"))
+    callbacks = [board]
+    kt_private.configure_tensorboard(tuner, callbacks, trial, 2)
+    assert board.log_dir == str(tmp_path / "logs" / "03" / "execution2")
+    assert len(callbacks) == 2  # and KerasTuner's HParams callback for the run
+
+
+def test_the_servicer_serves_the_oracle_and_says_when_a_worker_was_stopped(tmp_path):
+    import grpc
+    from concurrent import futures
+
+    oracle = _random_search(tmp_path).oracle
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = kt_private.add_oracle_servicer(oracle, server)
+    assert servicer.stop_triggered is False
+    servicer.CreateTrial(types.SimpleNamespace(tuner_id="worker-1"), None)
+    assert servicer.stop_triggered is False and "worker-1" in oracle.ongoing_trials
+    servicer.CreateTrial(types.SimpleNamespace(tuner_id="worker-2"), None)  # max_trials=1
+    assert servicer.stop_triggered is True
+
+
+def test_the_chief_may_exit_only_with_no_trial_running_and_no_worker_waiting(tmp_path):
+    oracle = _random_search(tmp_path).oracle
+    assert kt_private.chief_may_exit(oracle)
+    trial = oracle.create_trial("worker-1")
+    assert not kt_private.chief_may_exit(oracle)
+    trial.status = kt.engine.trial.TrialStatus.COMPLETED
+    oracle.update_trial(trial.trial_id, {"loss": 1.0})
+    oracle.end_trial(trial)
+    assert not kt_private.chief_may_exit(oracle)  # worker-1 not yet told to stop
+    oracle.create_trial("worker-1")  # STOPPED: max_trials reached
+    assert kt_private.chief_may_exit(oracle)
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_failed_trial_tracebacks_on_and_off(tmp_path, capsys, show):
+    class Failing(kt.RandomSearch):
+        def run_trial(self, trial, *args, **kwargs):
+            raise ValueError("boom")
+
+    tuner = Failing(hypermodel=_hypermodel, objective="loss", max_trials=1,
+                    directory=str(tmp_path), project_name="p", seed=1)
+    capsys.readouterr()
+    with kt_private.failed_trial_tracebacks(show):
+        tuner.search(verbose=0)
+    err = capsys.readouterr().err
+    assert ("Traceback" in err and "boom" in err) == show
+    trial = tuner.oracle.trials["0"]
+    assert trial.status == kt.engine.trial.TrialStatus.FAILED and "boom" in trial.message
+
+
+def test_failed_trial_tracebacks_restores_the_setting():
+    from keras_tuner.src import config
+
+    before = config.DEBUG
+    with pytest.raises(RuntimeError):
+        with kt_private.failed_trial_tracebacks(not before):
+            assert config.DEBUG is (not before)
+            raise RuntimeError
+    assert config.DEBUG is before
+
+
+def test_maybe_distribute_is_public():
+    # Public (keras_tuner.engine.tuner), used by search.tuning for the builds of each run.
+    with kt.engine.tuner.maybe_distribute(None):
+        pass
+
+
+def test_the_record_of_values_tried(tmp_path):
+    oracle = _random_search(tmp_path).oracle
+    assert not kt_private.tried_already(oracle, {"units": 4})
+    trial = oracle.create_trial("tuner0")
+    values = dict(trial.hyperparameters.values)
+    assert kt_private.tried_already(oracle, values)
+    assert kt_private.trials_with_values(oracle, values) == {trial.trial_id}
+    other = {"units": next(u for u in (2, 4, 8) if u != values["units"])}
+    assert not kt_private.tried_already(oracle, other)
+    assert kt_private.trials_with_values(oracle, other) == set()
+    assert kt_private.max_collisions(oracle) == 20  # KerasTuner's limit, an int
+
+
+def test_a_trial_queued_again_is_the_next_one_handed_out(tmp_path):
+    oracle = kt.RandomSearch(hypermodel=_hypermodel, objective="loss", max_trials=3,
+                             directory=str(tmp_path), project_name="p", seed=1).oracle
+    first = oracle.create_trial("worker-1")
+    oracle.ongoing_trials.pop("worker-1")  # its worker is gone
+    kt_private.queue_again(oracle, first.trial_id)
+    again = oracle.create_trial("worker-2")
+    assert again.trial_id == first.trial_id and len(oracle.trials) == 1
+    assert oracle.ongoing_trials["worker-2"] is again
