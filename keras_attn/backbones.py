@@ -76,6 +76,17 @@ def _backbone_key(backbone):
     )
 
 
+def canonical_backbone(backbone):
+    """The one spelling of a backbone name (``"MobileNetV2_CIFAR"`` -> ``"mobilenetv2_cifar"``),
+    as :data:`SUPPORTED_BACKBONES` lists it.
+
+    Raises:
+        ValueError: not a supported backbone (the message lists them).
+    """
+    key = _backbone_key(backbone)
+    return _DISPLAY.get(key, key)
+
+
 @contextlib.contextmanager
 def _seeded(seed, stream):
     """Make layers under ``random.seed(f"{seed}/{stream}")``; Python's random state is restored

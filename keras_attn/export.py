@@ -122,7 +122,8 @@ def float32_clone(model):
     return clone
 
 
-def _check_onnx_available():
+def check_onnx_available():
+    """Raise ImportError (naming what to install) when ``format="onnx"`` cannot run here."""
     missing = []
     for module in ("tf2onnx", "onnx"):
         try:
@@ -178,7 +179,7 @@ def export_model(model, path, format="saved_model", verbose=False):
     if format == "litert" and not path.endswith(".tflite"):
         raise ValueError(f"a LiteRT export path must end with '.tflite', got {path!r}")
     if format == "onnx":
-        _check_onnx_available()
+        check_onnx_available()
     if is_mixed_precision(model):
         model = float32_clone(model)
     _ensure_called(model)

@@ -23,7 +23,6 @@ import contextlib
 import os
 import time
 
-COSTS_FILE = "costs.json"
 COST_MEASURES = ("params_added", "flops_added", "train_step", "inference_step")
 # What a multi-objective tuner (--tuner nsga2/tpe) can minimise beside maximising accuracy, read
 # per trial from its info record: no baseline is at hand there, so FLOPs are the model's total
@@ -52,10 +51,10 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     import numpy as np
 
     from keras_attn.cost import forward_flops, step_function, step_times
-    from search.rundir import read_json, write_json
+    from search.rundir import as_rundir, read_json, write_json
 
     rows = [r for r in board if r["repeats"]]
-    path = os.path.join(out, COSTS_FILE)
+    path = as_rundir(out).costs
     settings = {"batch_size": int(batch_size), "n_steps": int(n_steps), "rounds": int(rounds)}
     cached = read_json(path, missing={}, kind=dict,
                        fix="delete it to measure the costs again")

@@ -22,19 +22,13 @@ re-running a finished search only rebuilds the report.
 
 from __future__ import annotations
 
-import os
 import time
 
 import keras
 
 from search import stats
-from search.protocol import weights_path
-from search.rundir import atomic_path, check_free_space, model_nbytes, read_json, write_json
-
-FINAL_FILE = "final.json"
-BEST_MODEL_FILE = "best_model.keras"
-BEST_SEARCH_MODEL_FILE = "best_search_model.keras"
-BASELINE_MODEL_FILE = "baseline_model.keras"
+from search.rundir import (TrialDir, as_rundir, atomic_path, check_free_space, model_nbytes,
+                           read_json, write_json)
 
 
 def _params_added(model):
@@ -62,12 +56,11 @@ def _section(done, name, key):
     return section
 
 
-def _test_search_runs(done, out, tuner, hypermodel, roles, seeds, strategy, test_data):
+def _test_search_runs(done, rundir, tuner, hypermodel, roles, seeds, strategy, test_data):
     """Stage 1: every search run of each role, evaluated on the test split."""
     key = {"seeds": [int(s) for s in seeds], **{f"{n}_trial": r["trial"] for n, r in roles}}
     section = _section(done, "search_test", key)
-    marker = os.path.join(out, FINAL_FILE)
-    files = {"best": BEST_SEARCH_MODEL_FILE, "baseline": BASELINE_MODEL_FILE}
+    files = {"best": rundir.best_search_model, "baseline": rundir.baseline_model}
     for name, row in roles:
         entry = section.setdefault(name, {"trial": row["trial"], "runs": {}})
         todo = [s for s in seeds if str(s) not in entry["runs"]]
@@ -79,15 +72,15 @@ def _test_search_runs(done, out, tuner, hypermodel, roles, seeds, strategy, test
             model = hypermodel.build(hp, seed=int(todo[0]))
         # The weights file holds the optimizer's state too: build it, or Keras skips it.
         model.optimizer.build(model.trainable_variables)
-        trial_dir = tuner.get_trial_dir(row["trial"])
+        trial_dir = TrialDir(tuner.get_trial_dir(row["trial"]))
         for seed in todo:
-            model.load_weights(weights_path(trial_dir, seed))
+            model.load_weights(trial_dir.weights(seed))
             accuracy = float(model.evaluate(test_data, verbose=0)[1])
             entry["runs"][str(seed)] = accuracy
             entry.update(params=int(model.count_params()), params_added=_params_added(model))
             if seed == seeds[0]:
-                _save_model(model, os.path.join(out, files[name]))
-            write_json(marker, done)
+                _save_model(model, files[name])
+            write_json(rundir.final, done)
             print(f"[final] {name} (trial {row['trial']}), search run seed {seed}: "
                   f"test_accuracy={accuracy:.4f}", flush=True)
     for name, _row in roles:
@@ -104,14 +97,13 @@ def _test_search_runs(done, out, tuner, hypermodel, roles, seeds, strategy, test
     return section
 
 
-def _train_best_model(done, out, tuner, hypermodel, name, row, final_seeds, final_epochs,
+def _train_best_model(done, rundir, tuner, hypermodel, name, row, final_seeds, final_epochs,
                       strategy, full_train, test_data, verbose):
     """Stage 2: the configuration the user keeps, retrained on the full training split."""
     key = {"trial": row["trial"], "final_epochs": final_epochs,
            "seeds": [int(s) for s in final_seeds]}
     section = _section(done, "best_model", key)
     section.setdefault("runs", {})
-    marker = os.path.join(out, FINAL_FILE)
     hp = tuner.oracle.trials[row["trial"]].hyperparameters
     for seed in final_seeds:
         if str(seed) in section["runs"]:
@@ -130,8 +122,8 @@ def _train_best_model(done, out, tuner, hypermodel, name, row, final_seeds, fina
         section.setdefault("train_loss", {})[str(seed)] = float(history.history["loss"][-1])
         section.update(params=int(model.count_params()), params_added=_params_added(model))
         if seed == final_seeds[0]:
-            _save_model(model, os.path.join(out, BEST_MODEL_FILE))
-        write_json(marker, done)
+            _save_model(model, rundir.best_model)
+        write_json(rundir.final, done)
         print(f"[final] {name} seed {seed}: test_accuracy={accuracy:.4f}", flush=True)
     section["test_accuracy"], section["test_accuracy_std"] = \
         stats.mean_std(section["runs"].values())
@@ -148,7 +140,7 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, fina
     the user keeps (see the module docstring).
 
     Args:
-        out: the search's output directory.
+        out: the search's output directory (a path or a :class:`search.rundir.RunDir`).
         tuner: the search's tuner (its trials and trial directories).
         hypermodel: the search's :class:`search.hypermodel.AttentionHyperModel`.
         best, baseline: leaderboard rows (:func:`search.report.configuration_rows`); ``best`` may
@@ -171,20 +163,19 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, fina
         ``delta_vs_baseline``, ``paired_ci95_low``/``high`` and ``how``; ``best_model`` the kept
         model's ``runs``, ``test_accuracy``, ``test_accuracy_std``, ``train_loss`` and ``how``.
     """
-    marker = os.path.join(out, FINAL_FILE)
+    rundir = as_rundir(out)
     roles = [("baseline", baseline)] + ([("best", best)] if best is not None else [])
-    done = _load(marker)
+    done = _load(rundir.final)
     t0 = time.time()
-    _test_search_runs(done, out, tuner, hypermodel, roles, seeds, strategy, test_data)
+    _test_search_runs(done, rundir, tuner, hypermodel, roles, seeds, strategy, test_data)
     kept_name, kept = roles[-1]
     if final_epochs:
-        _train_best_model(done, out, tuner, hypermodel, kept_name, kept, final_seeds,
+        _train_best_model(done, rundir, tuner, hypermodel, kept_name, kept, final_seeds,
                           final_epochs, strategy, full_train, test_data, verbose)
     else:
         entry = done["search_test"][kept_name]
-        src = os.path.join(out, BEST_SEARCH_MODEL_FILE if kept is best else BASELINE_MODEL_FILE)
-        _save_model(keras.models.load_model(src, compile=False),
-                    os.path.join(out, BEST_MODEL_FILE))
+        src = rundir.best_search_model if kept is best else rundir.baseline_model
+        _save_model(keras.models.load_model(src, compile=False), rundir.best_model)
         first = str(seeds[0])
         done["best_model"] = {
             "key": {"trial": kept["trial"], "final_epochs": 0}, "trial": kept["trial"],
@@ -194,6 +185,6 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, fina
             "how": f"the {kept_name} configuration's search run with seed {first} (no "
                    "retraining, --final-epochs 0); test split"}
     done["train_seconds"] = round(done.get("train_seconds", 0.0) + time.time() - t0, 1)
-    write_json(marker, done)
+    write_json(rundir.final, done)
     keras.backend.clear_session()
     return done

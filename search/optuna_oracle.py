@@ -353,7 +353,10 @@ class OptunaOracle(ProtocolOracleMixin, kt.Oracle):
 class OptunaSearch(kt.Tuner):
     """A KerasTuner tuner with :class:`OptunaOracle` (``RandomSearch``'s arguments, and
     ``sampler``, ``cost``, ``population_size``). A string ``cost`` is read from the trial's
-    ``keras_attn_trial.json`` (see :func:`search.report.write_trial_info`)."""
+    info record (:meth:`search.rundir.TrialDir.load_info`)."""
+
+    #: Minimises a cost beside the objective: ``build_tuner`` passes ``cost``.
+    minimises_cost = True
 
     sampler = "nsga2"
 
@@ -370,9 +373,9 @@ class OptunaSearch(kt.Tuner):
         )
         super().__init__(oracle, hypermodel, **kwargs)
         if isinstance(cost, str):
-            from search.report import _read_trial_info
+            from search.rundir import TrialDir
 
-            oracle.trial_info = lambda trial_id: _read_trial_info(self.get_trial_dir(trial_id))
+            oracle.trial_info = lambda trial_id: TrialDir(self.get_trial_dir(trial_id)).load_info()
 
 
 class NSGA2Search(OptunaSearch):

@@ -9,20 +9,19 @@ rate, schedule, epochs, batch size) are shared by all. Two runs with one seed th
 their attention, and the per-seed differences to the baseline are the paired comparison of
 :mod:`search.stats`.
 
-Each finished repeat is written at once to the trial's directory (:data:`REPEATS_FILE`, plus the
-model's weights), so a search killed mid-trial re-runs that trial (KerasTuner retries an unfinished
+Each finished repeat is written at once to the trial's directory (its repeats file, plus the
+model's weights; :class:`search.rundir.TrialDir`), so a search killed mid-trial re-runs that trial (KerasTuner retries an unfinished
 trial on resume) but skips the repeats it has.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 
-from search.rundir import read_json, write_json
-
-REPEATS_FILE = "keras_attn_repeats.json"
+#: The score of a run: the validation accuracy after its last epoch (the fixed recipe's result,
+#: not the best epoch picked on the validation set); a trial's is the mean over its seeds.
+OBJECTIVE = "val_accuracy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,24 +52,3 @@ class Protocol:
         repeats = check_number("repeats", repeats, minimum=1, integer=True)
         seed = check_number("seed", seed, integer=True)
         return cls(tuple(range(seed, seed + repeats)), train_data, save_weights)
-
-
-def load_repeats(trial_dir):
-    """``{str(seed): record}`` of a trial's finished repeats (empty if none yet).
-
-    Raises:
-        search.rundir.DamagedFileError: the file exists but is not a JSON object (e.g. truncated).
-    """
-    return read_json(os.path.join(trial_dir, REPEATS_FILE), missing={}, kind=dict,
-                     fix="delete it to re-run that trial's repeats, or --overwrite to start "
-                     "afresh")
-
-
-def save_repeats(trial_dir, records):
-    os.makedirs(trial_dir, exist_ok=True)
-    write_json(os.path.join(trial_dir, REPEATS_FILE), records)
-
-
-def weights_path(trial_dir, seed):
-    """Where the weights of a trial's repeat with ``seed`` are kept."""
-    return os.path.join(trial_dir, f"seed_{seed}.weights.h5")

@@ -1,9 +1,10 @@
 """The search report: leaderboard (CSV, Markdown), summary.json and plots (matplotlib).
 
 Everything here reads what KerasTuner keeps (the oracle's trials) plus the small files the search
-leaves in each trial's directory (:func:`write_trial_info`: parameters, train time;
-``search.protocol.REPEATS_FILE``: one record per finished seed), so a report can be rebuilt from an
-output directory at any time, also after a resumed or a distributed search.
+leaves in each trial's directory (:class:`search.rundir.TrialDir`: parameters and train time, one
+record per finished seed), so a report can be rebuilt from an output directory at any time, also
+after a resumed or a distributed search. Every file is written where
+:class:`search.rundir.RunDir` says.
 
 The leaderboard has one row per configuration (:func:`configuration_rows`): the mean and standard
 deviation of its runs, and its paired difference to the baseline with a Student-t 95% interval
@@ -20,32 +21,18 @@ import math
 import os
 
 from search.costs import COST_MEASURES
-from search.rundir import atomic_path, read_json, write_json, write_text
+from search.protocol import OBJECTIVE
+from search.rundir import RunDir, TrialDir, as_rundir, atomic_path, write_json, write_text
 
-TRIAL_INFO = "keras_attn_trial.json"
 STATUS_ORDER = {"COMPLETED": 0, "RUNNING": 1, "IDLE": 2, "FAILED": 3, "INVALID": 4, "STOPPED": 5}
 
 
-def write_trial_info(trial_dir, info):
-    """Store per-trial facts KerasTuner does not keep (``params_added``, ``train_seconds``...)."""
-    os.makedirs(trial_dir, exist_ok=True)
-    write_json(os.path.join(trial_dir, TRIAL_INFO), info)
-
-
-def _read_trial_info(trial_dir):
-    return read_json(os.path.join(trial_dir, TRIAL_INFO), missing={}, kind=dict,
-                     fix="delete it (that trial's parameter counts and train time then stay "
-                     "blank in the leaderboard), or --overwrite to start afresh")
-
-
-def collect_trials(tuner, objective="val_accuracy"):
+def collect_trials(tuner):
     """One dict per trial of ``tuner``: id, status, score, hyperparameters, sidecar facts and the
     finished repeats of the comparison protocol (``runs``: ``{seed: objective value}``).
 
     Sorted best first; trials without a score (failed, running) come last.
     """
-    from search.protocol import load_repeats
-
     rows = []
     for trial_id, trial in sorted(tuner.oracle.trials.items()):
         hps = trial.hyperparameters
@@ -59,22 +46,22 @@ def collect_trials(tuner, objective="val_accuracy"):
         fixed_lr = any(p.name == "learning_rate" and type(p).__name__ == "Fixed"
                        for p in hps.space)
         learning_rate = hp.pop("learning_rate") if fixed_lr else hp.get("learning_rate")
-        trial_dir = tuner.get_trial_dir(trial_id)
-        info = _read_trial_info(trial_dir)
-        repeats = load_repeats(trial_dir)
+        trial_dir = TrialDir(tuner.get_trial_dir(trial_id))
+        info = trial_dir.load_info()
+        repeats = trial_dir.load_repeats()
         score = trial.score
-        if score is None and trial.metrics.exists(objective):
-            score = trial.metrics.get_best_value(objective)
+        if score is None and trial.metrics.exists(OBJECTIVE):
+            score = trial.metrics.get_best_value(OBJECTIVE)
         status = str(getattr(trial.status, "value", trial.status))
         message = (trial.message or "").strip().splitlines()
-        runs = {int(k): float(r[objective]) for k, r in repeats.items() if objective in r}
+        runs = {int(k): float(r[OBJECTIVE]) for k, r in repeats.items() if OBJECTIVE in r}
         overheads = [r["overhead_seconds"] for r in repeats.values()
                      if r.get("overhead_seconds") is not None]
         rows.append(
             {
                 "trial": trial_id,
                 "status": status,
-                objective: None if score is None else float(score),
+                OBJECTIVE: None if score is None else float(score),
                 # Named configurations (presets) record their attention when built.
                 "attention": hp.pop("attention", info.get("attention", "none")),
                 "placement": hp.pop("placement", info.get("placement", "")) or "",
@@ -93,7 +80,7 @@ def collect_trials(tuner, objective="val_accuracy"):
         )
 
     def key(row):
-        score = row[objective]
+        score = row[OBJECTIVE]
         missing = score is None or (isinstance(score, float) and math.isnan(score))
         return (missing, STATUS_ORDER.get(row["status"], 9), -(score or 0.0), row["trial"])
 
@@ -108,7 +95,7 @@ def _config_key(row):
             tuple(sorted((k, repr(v)) for k, v in row["hyperparameters"].items())))
 
 
-def configuration_rows(trial_rows, objective="val_accuracy", num_classes=None):
+def configuration_rows(trial_rows, num_classes=None):
     """The leaderboard: one row per configuration, with the statistics of its repeats.
 
     Trials of one configuration (Hyperband's rounds) are represented by the one with the most
@@ -143,10 +130,10 @@ def configuration_rows(trial_rows, objective="val_accuracy", num_classes=None):
                                              r["status"] == "COMPLETED"))
         row = dict(chosen)
         runs = row["runs"]
-        if not runs and row[objective] is not None and row["status"] == "COMPLETED":
-            runs = {None: row[objective]}  # a trial run without the protocol: one value
+        if not runs and row[OBJECTIVE] is not None and row["status"] == "COMPLETED":
+            runs = {None: row[OBJECTIVE]}  # a trial run without the protocol: one value
         mean, std = stats.mean_std(runs.values()) if runs else (None, None)
-        row.update({"repeats": len(runs), f"{objective}_mean": mean, f"{objective}_std": std,
+        row.update({"repeats": len(runs), f"{OBJECTIVE}_mean": mean, f"{OBJECTIVE}_std": std,
                     "runs": runs})
         train = [a for a in (row.get("train_accuracy") or {}).values() if a is not None]
         row["note"] = ""
@@ -156,7 +143,7 @@ def configuration_rows(trial_rows, objective="val_accuracy", num_classes=None):
     board = Leaderboard(rows)
     board.analysis = _analyse(board)
     rows = board
-    mean_key = f"{objective}_mean"
+    mean_key = f"{OBJECTIVE}_mean"
     rows.sort(key=lambda r: (r[mean_key] is None, -(r[mean_key] or 0.0), str(r["trial"])))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
@@ -276,8 +263,10 @@ def _signed(value):
 
 
 def write_leaderboard(rows, out_dir):
-    """Write ``leaderboard.csv`` and ``leaderboard.md`` from :func:`configuration_rows`."""
-    csv_path = os.path.join(out_dir, "leaderboard.csv")
+    """Write ``leaderboard.csv`` and ``leaderboard.md`` from :func:`configuration_rows` into
+    ``out_dir`` (a path or a :class:`search.rundir.RunDir`); returns their paths."""
+    rundir = as_rundir(out_dir)
+    csv_path = rundir.leaderboard_csv
     with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow(LEADERBOARD_COLUMNS)
@@ -341,7 +330,7 @@ def write_leaderboard(rows, out_dir):
             f"| {_cost_cell(row.get('flops_added'))} | {_ratio_text(row, 'train_step')} "
             f"| {_ratio_text(row, 'inference_step')} | {row['trial']} | {status} |"
         )
-    md_path = os.path.join(out_dir, "leaderboard.md")
+    md_path = rundir.leaderboard_md
     write_text(md_path, "\n".join(md) + "\n")
     return csv_path, md_path
 
@@ -425,6 +414,7 @@ def plot_configurations(rows, out_dir):
 
     Returns the list of files written.
     """
+    rundir = as_rundir(out_dir)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -444,8 +434,8 @@ def plot_configurations(rows, out_dir):
         ax.errorbar(r["val_accuracy_mean"], y, xerr=r["val_accuracy_std"] or 0, fmt="o",
                     color=color, capsize=4)
         ax.scatter(list(r["runs"].values()), [y] * len(r["runs"]), s=12, color=color, alpha=0.5)
-    paths.append(_save_rows_plot(plt, fig, ax, ys, labels, os.path.join(
-        out_dir, "val_accuracy_by_configuration.png"), "Configurations",
+    paths.append(_save_rows_plot(
+        plt, fig, ax, ys, labels, rundir.accuracy_plot, "Configurations",
         "validation accuracy (mean +- std over seeds; dots: single runs)"))
 
     others = [r for r in done if r["attention"] != "none" and r["delta_vs_baseline"] is not None]
@@ -470,7 +460,7 @@ def plot_configurations(rows, out_dir):
             ax.axvspan(-mde, mde, color="gray", alpha=0.08, lw=0)
         paths.append(_save_rows_plot(
             plt, fig, ax, ys, [configuration_label(r) for r in others],
-            os.path.join(out_dir, "delta_vs_baseline.png"), "Attention vs no attention, same seeds",
+            rundir.delta_plot, "Attention vs no attention, same seeds",
             "difference to the baseline, validation accuracy: simultaneous 95% CI (Dunnett); "
             "gray: own paired CI" + ("" if mde is None else f"; band: +-MDE {mde:.3f}")))
     return paths
@@ -488,6 +478,7 @@ def plot_pareto(rows, out_dir):
     """``pareto_<measure>.png`` for every cost measure some configuration has: each
     configuration's difference to the baseline (simultaneous 95% interval) against its cost, the
     Pareto front joined, every point labelled. Returns the files written."""
+    rundir = as_rundir(out_dir)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -519,15 +510,12 @@ def plot_pareto(rows, out_dir):
         ax.set_title("Accuracy against cost (red: on the Pareto front)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = os.path.join(out_dir, f"pareto_{measure}.png")
+        path = rundir.pareto_plot(measure)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110)
         plt.close(fig)
         paths.append(path)
     return paths
-
-
-GRAD_CAM_FILE = "grad_cam_best_vs_baseline.png"
 
 
 def plot_grad_cam(best_model, baseline_model, images, labels, class_names, path,
@@ -746,19 +734,19 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
         "timings_seconds": timings or {},
         "config": config or {},
         "files": {
-            "leaderboard": ["leaderboard.csv", "leaderboard.md"],
-            "best_model": "best_model.keras",
-            "best_search_model": "best_search_model.keras",
-            "baseline_model": "baseline_model.keras",
+            "leaderboard": [RunDir.leaderboard_csv, RunDir.leaderboard_md],
+            "best_model": RunDir.best_model,
+            "best_search_model": RunDir.best_search_model,
+            "baseline_model": RunDir.baseline_model,
             "exports": list(exports or []),
             "plots": [os.path.basename(p) for p in plots],
-            "final": "final.json",
-            "tensorboard": "logs",
-            "tuner_project": "tuner",
+            "final": RunDir.final,
+            "tensorboard": RunDir.logs,
+            "tuner_project": RunDir.project,
         },
         "versions": versions or {},
     }
-    write_json(os.path.join(out_dir, "summary.json"), summary)
+    write_json(as_rundir(out_dir).summary, summary)
     return summary
 
 

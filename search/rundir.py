@@ -7,6 +7,9 @@ removed on failure. :func:`read_json` is the one reader of the search's JSON fil
 file is the ``missing`` value (nothing done yet), a damaged one a :class:`DamagedFileError`
 naming the file and what to do, never a silent ``{}`` that would make a report wrong.
 
+:class:`RunDir` owns the layout of a search's output directory (``--out``) and :class:`TrialDir`
+that of one trial's directory: every file name is defined there, once, and every module asks them.
+
 Importing this module is cheap (no TensorFlow): the CLI uses it before loading anything.
 """
 
@@ -19,12 +22,8 @@ import json
 import os
 import shutil
 
-# Written into --out when a search starts: what lets --overwrite tell a search from any other
-# directory (a search_config.json, written by every version, is accepted too).
-MARKER_FILE = ".keras-attn-search"
-
-__all__ = ["DamagedFileError", "MARKER_FILE", "atomic_path", "is_no_space", "no_space_path",
-           "read_json", "write_json", "write_text"]
+__all__ = ["DamagedFileError", "RunDir", "TrialDir", "atomic_path", "is_no_space",
+           "no_space_path", "read_json", "write_json", "write_text"]
 
 
 class DamagedFileError(ValueError):
@@ -151,3 +150,141 @@ def write_text(path, text):
 def write_json(path, data):
     """Write ``data`` as indented JSON, atomically (a killed run never leaves half a file)."""
     write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+_RESTART_FIX = "--overwrite to start afresh"
+
+
+class TrialDir:
+    """The files this package keeps in one trial's directory (KerasTuner's ``trial_<id>``, from
+    ``tuner.get_trial_dir(trial_id)``), beside KerasTuner's own ``trial.json``.
+
+    * :attr:`repeats`: ``{str(seed): record}`` of the finished repeats (the comparison protocol);
+    * :attr:`info`: facts KerasTuner does not keep (parameters, parameters added, train time);
+    * :attr:`heartbeat`: touched while a run trains (how a chief tells a live worker from a dead
+      one);
+    * :meth:`weights`: each repeat's final weights.
+    """
+
+    REPEATS = "keras_attn_repeats.json"
+    INFO = "keras_attn_trial.json"
+    HEARTBEAT = "keras_attn_heartbeat"
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.repeats = os.path.join(self.path, self.REPEATS)
+        self.info = os.path.join(self.path, self.INFO)
+        self.heartbeat = os.path.join(self.path, self.HEARTBEAT)
+
+    def weights(self, seed):
+        """Where the weights of the repeat with ``seed`` are kept."""
+        return os.path.join(self.path, f"seed_{seed}.weights.h5")
+
+    def load_repeats(self):
+        """``{str(seed): record}`` of the finished repeats (empty if none yet).
+
+        Raises:
+            DamagedFileError: the file exists but is not a JSON object (e.g. truncated).
+        """
+        return read_json(self.repeats, missing={}, kind=dict,
+                         fix=f"delete it to re-run that trial's repeats, or {_RESTART_FIX}")
+
+    def save_repeats(self, records):
+        os.makedirs(self.path, exist_ok=True)
+        write_json(self.repeats, records)
+
+    def load_info(self):
+        return read_json(self.info, missing={}, kind=dict,
+                         fix="delete it (that trial's parameter counts and train time then stay "
+                         f"blank in the leaderboard), or {_RESTART_FIX}")
+
+    def save_info(self, info):
+        os.makedirs(self.path, exist_ok=True)
+        write_json(self.info, info)
+
+    def touch_heartbeat(self):
+        os.makedirs(self.path, exist_ok=True)
+        with open(self.heartbeat, "a"):
+            os.utime(self.heartbeat, None)
+
+    def last_heartbeat(self):
+        """The time of the last heartbeat, or None when there has been none."""
+        try:
+            return os.path.getmtime(self.heartbeat)
+        except OSError:
+            return None
+
+
+class _File:
+    """A file of a run directory: on the class, its name (``RunDir.summary == "summary.json"``);
+    on an instance, its path (``RunDir(out).summary == out/summary.json``)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __get__(self, rundir, owner=None):
+        return self.name if rundir is None else rundir.path(self.name)
+
+
+class RunDir:
+    """A search's output directory (``--out``): the path of every file a search writes there.
+
+    Args:
+        out: the directory (it need not exist yet), or a RunDir.
+    """
+
+    #: Written when a search starts: what lets --overwrite tell a search from any other directory
+    #: (a ``config`` file, written by every version, is accepted too).
+    marker = _File(".keras-attn-search")
+    #: The search's identity and the record of each run (see ``search.config``).
+    config = _File("search_config.json")
+    #: KerasTuner's project directory (``trial_<id>/`` inside) and TensorBoard's logs.
+    project = _File("tuner")
+    logs = _File("logs")
+    leaderboard_csv = _File("leaderboard.csv")
+    leaderboard_md = _File("leaderboard.md")
+    summary = _File("summary.json")
+    costs = _File("costs.json")
+    final = _File("final.json")
+    best_model = _File("best_model.keras")
+    best_search_model = _File("best_search_model.keras")
+    baseline_model = _File("baseline_model.keras")
+    accuracy_plot = _File("val_accuracy_by_configuration.png")
+    delta_plot = _File("delta_vs_baseline.png")
+    grad_cam = _File("grad_cam_best_vs_baseline.png")
+    #: The exported best model, without its format's extension (``keras_attn.export``).
+    export_base = _File(os.path.join("export", "best"))
+
+    def __init__(self, out):
+        self.root = os.fspath(out.root if isinstance(out, RunDir) else out)
+
+    def __fspath__(self):
+        return self.root
+
+    def __repr__(self):
+        return f"RunDir({self.root!r})"
+
+    def path(self, name):
+        """``name`` (a relative path) inside the directory."""
+        return os.path.join(self.root, name)
+
+    def pareto_plot(self, measure):
+        return self.path(f"pareto_{measure}.png")
+
+    def is_search(self):
+        """Whether the directory holds a keras-attn search (its marker or its config file)."""
+        return any(os.path.isfile(p) for p in (self.marker, self.config))
+
+    def read_config(self):
+        """The recorded identity and runs (``{}`` when none is recorded yet).
+
+        Raises:
+            DamagedFileError: the file exists but is not a JSON object.
+        """
+        return read_json(self.config, missing={}, kind=dict,
+                         fix="restore it, or start afresh with --overwrite")
+
+
+def as_rundir(out):
+    """``out`` as a :class:`RunDir` (a RunDir is returned as is)."""
+    return out if isinstance(out, RunDir) else RunDir(out)

@@ -31,8 +31,7 @@ from search.optuna_oracle import NSGA2Search, TPESearch  # Optuna imported only 
 from search.oracles import (AtomicSaveOracleMixin, BalancedRandomSearchOracle,  # noqa: F401
                             PairedOracleMixin, ProtocolBayesianOptimizationOracle,
                             ProtocolHyperbandOracle, ProtocolOracleMixin, TrialIdDisplay)
-from search.report import write_trial_info
-from search.rundir import (DamagedFileError, atomic_path, check_free_space, is_no_space,
+from search.rundir import (DamagedFileError, TrialDir, atomic_path, check_free_space, is_no_space,
                            model_nbytes, read_json, write_text)
 from search.tuner_names import TUNERS
 
@@ -111,12 +110,9 @@ class ProtocolHyperband(kt.Hyperband):
         # Past Hyperband.__init__, which only builds KerasTuner's own oracle.
         super(kt.Hyperband, self).__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
 
-HEARTBEAT_FILE = "keras_attn_heartbeat"
-
-
-def _heartbeat_callback(path, every=2.0):
-    """A Keras callback that touches ``path`` every ``every`` seconds while a run trains: how the
-    chief of a distributed search tells a live worker from a dead one."""
+def _heartbeat_callback(trial_dir, every=2.0):
+    """A Keras callback that touches ``trial_dir``'s heartbeat every ``every`` seconds while a run
+    trains: how the chief of a distributed search tells a live worker from a dead one."""
     import keras
 
     class Heartbeat(keras.callbacks.Callback):
@@ -128,16 +124,11 @@ def _heartbeat_callback(path, every=2.0):
             now = time.time()
             if now - self._last >= every:
                 self._last = now
-                touch(path)
+                trial_dir.touch_heartbeat()
 
         on_train_begin = on_train_batch_end = on_test_batch_end = on_epoch_end = _beat
 
     return Heartbeat()
-
-
-def touch(path):
-    with open(path, "a"):
-        os.utime(path, None)
 
 
 def serve_oracle(tuner, worker_timeout=600.0, poll=1.0):
@@ -145,7 +136,7 @@ def serve_oracle(tuner, worker_timeout=600.0, poll=1.0):
     KerasTuner's ``oracle_chief.start_server``, with a bounded wait for dead workers.
 
     A trial whose worker has not been heard of for ``worker_timeout`` seconds (no heartbeat in
-    its trial directory, see :data:`HEARTBEAT_FILE`) is taken from that worker and queued again:
+    its trial directory, see :class:`search.rundir.TrialDir`) is taken from that worker and queued again:
     the next worker that asks for a trial runs it, keeping the repeats it had finished. While
     any trial is running, workers that ask for one after the last are told to wait (``IDLE``)
     rather than to stop, so a re-queued trial still has a worker to run it.
@@ -176,11 +167,8 @@ def serve_oracle(tuner, worker_timeout=600.0, poll=1.0):
 
 def _last_heard(tuner, trial, first_seen):
     seen = first_seen.setdefault(trial.trial_id, time.time())
-    path = os.path.join(tuner.get_trial_dir(trial.trial_id), HEARTBEAT_FILE)
-    try:
-        return max(seen, os.path.getmtime(path))
-    except OSError:
-        return seen
+    beat = TrialDir(tuner.get_trial_dir(trial.trial_id)).last_heartbeat()
+    return seen if beat is None else max(seen, beat)
 
 
 def _restart(model, fresh, optimizer_start):
@@ -311,7 +299,7 @@ class ReportingMixin:
 
             flops = forward_flops(self.hypermodel.build(trial.hyperparameters))
             info.update(flops=flops.total, flops_reason=flops.reason)
-        write_trial_info(self.get_trial_dir(trial.trial_id), info)
+        TrialDir(self.get_trial_dir(trial.trial_id)).save_info(info)
         return results
 
     def _run_repeats(self, trial, *args, **kwargs):
@@ -326,11 +314,10 @@ class ReportingMixin:
         import keras
 
         from search import training
-        from search.protocol import load_repeats, save_repeats, weights_path
 
         hp = trial.hyperparameters
-        trial_dir = self.get_trial_dir(trial.trial_id)
-        records = load_repeats(trial_dir)
+        trial_dir = TrialDir(self.get_trial_dir(trial.trial_id))
+        records = trial_dir.load_repeats()
         kwargs = dict(kwargs)
         callbacks = kwargs.pop("callbacks", None) or []
         kwargs.pop("initial_epoch", None)
@@ -346,7 +333,7 @@ class ReportingMixin:
                 continue
             t0 = time.perf_counter()
             # Heard of before the build (which can outlast --worker-timeout on a loaded CPU).
-            touch(os.path.join(trial_dir, HEARTBEAT_FILE))
+            trial_dir.touch_heartbeat()
             if model is None:
                 keras.backend.clear_session()
             keras.utils.set_random_seed(seed)
@@ -361,7 +348,7 @@ class ReportingMixin:
             build_seconds = time.perf_counter() - t0
             run_callbacks = kt_private.copy_callbacks(self, callbacks)
             kt_private.configure_tensorboard(self, run_callbacks, trial, index)
-            run_callbacks.append(_heartbeat_callback(os.path.join(trial_dir, HEARTBEAT_FILE)))
+            run_callbacks.append(_heartbeat_callback(trial_dir))
             timer = training.StepTimer()
             run_callbacks.append(timer)
             data = args[0] if self.protocol.train_data is None else self.protocol.train_data(seed)
@@ -383,13 +370,13 @@ class ReportingMixin:
                    for k, v in timer.result().items()},
             }
             if self.protocol.save_weights:
-                path = weights_path(trial_dir, seed)
+                path = trial_dir.weights(seed)
                 check_free_space(path, model_nbytes(model))
                 with atomic_path(path) as tmp:
                     model.save_weights(tmp)
             record["wall_seconds"] = round(time.perf_counter() - t0, 3)
             records[str(seed)] = record
-            save_repeats(trial_dir, records)
+            trial_dir.save_repeats(records)
             overhead = record["overhead_seconds"]
             print(f"[trial {trial.trial_id}] seed {seed}: {objective}={record[objective]:.4f} "
                   f"({record['fit_seconds']:.0f}s"
@@ -552,26 +539,44 @@ def make_tuner(
         steps_per_epoch=steps_per_epoch,
         track_build_info=True,
     )
+    tuner = build_tuner(tuner, hypermodel, directory=out, project_name=project_name,
+                        max_trials=max_trials, epochs=epochs, seed=seed, strategy=strategy,
+                        protocol=protocol, debug=debug, cost=objective_cost)
+    return tuner, hypermodel
+
+
+def build_tuner(name, hypermodel, *, directory, project_name="tuner", max_trials=9, epochs=1,
+                seed=0, strategy=None, protocol=None, debug=False, cost="params_added"):
+    """The reporting tuner of algorithm ``name`` (:data:`search.tuner_names.TUNERS`) over
+    ``hypermodel``, in ``directory/project_name`` (an existing project is resumed).
+
+    Args:
+        max_trials: configurations to try (Hyperband sizes itself from ``epochs``, its
+            ``max_epochs``).
+        strategy: a ``tf.distribute`` strategy (used when it has several replicas).
+        protocol: a :class:`search.protocol.Protocol`, or None for KerasTuner's one-run trials.
+        debug: show a failed trial's traceback.
+        cost: the cost a multi-objective tuner minimises (:data:`search.costs.TRIAL_COSTS`).
+
+    Raises:
+        ValueError: an unknown ``name`` or ``cost`` (the message lists the valid ones).
+    """
+    from search.protocol import OBJECTIVE
+
+    cls = tuner_class(name)
     common = dict(
-        hypermodel=hypermodel,
-        objective="val_accuracy",
-        directory=out,
-        project_name=project_name,
-        seed=seed,
+        hypermodel=hypermodel, objective=OBJECTIVE, directory=directory,
+        project_name=project_name, seed=seed,
         overwrite=False,  # re-running resumes
         distribution_strategy=strategy if strategy is not None and
         strategy.num_replicas_in_sync > 1 else None,
-        protocol=protocol,
-        debug=debug,
-    )
-    cls = tuner_class(tuner)
-    if tuner == "hyperband":
-        return cls(max_epochs=epochs, factor=3, **common), hypermodel
-    if tuner in ("nsga2", "tpe"):  # second objective, minimised: from the trial's info
+        protocol=protocol, debug=debug)
+    if issubclass(cls, kt.Hyperband):
+        return cls(max_epochs=epochs, factor=3, **common)
+    if getattr(cls, "minimises_cost", False):  # second objective: read from the trial's info
         from search.costs import TRIAL_COSTS
 
-        if objective_cost not in TRIAL_COSTS:
-            raise ValueError(f"Unknown cost objective {objective_cost!r}; valid: "
-                             f"{', '.join(TRIAL_COSTS)}.")
-        common["cost"] = objective_cost
-    return cls(max_trials=max_trials, **common), hypermodel
+        if cost not in TRIAL_COSTS:
+            raise ValueError(f"Unknown cost objective {cost!r}; valid: {', '.join(TRIAL_COSTS)}.")
+        common["cost"] = cost
+    return cls(max_trials=max_trials, **common)

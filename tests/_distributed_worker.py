@@ -199,7 +199,8 @@ def run_protocol(work_dir):
     """The comparison protocol under MirroredStrategy + mixed_float16: two seeds per trial, the
     second restarting the first's traced model (LossScaleOptimizer state and mirrored variables
     reset), against the second seed run alone."""
-    from search.protocol import Protocol, load_repeats
+    from search.protocol import Protocol
+    from search.rundir import TrialDir
     from search.tuning import tuner_class
 
     strategy = training.resolve_strategy("mirrored")
@@ -221,7 +222,7 @@ def run_protocol(work_dir):
         tuner.search(train, validation_data=val, epochs=2, verbose=0)
         trial = tuner.oracle.trials["0"]
         records[name] = {"status": trial.status,
-                         "repeats": load_repeats(tuner.get_trial_dir("0"))}
+                         "repeats": TrialDir(tuner.get_trial_dir("0")).load_repeats()}
     return records
 
 

@@ -15,7 +15,9 @@ from importlib.util import find_spec
 
 import pytest
 
-from search import cli
+from search import cli, pipeline
+from search.roles import role_of
+from search.rundir import RunDir
 from test_data import make_fake_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,9 +64,9 @@ def spawn_cli(args, log_path):
 
 def finished_repeats(out, trial_id):
     """The repeats a trial has written (the search writes the file atomically after each)."""
-    from search.protocol import load_repeats
+    from search.rundir import TrialDir
 
-    return load_repeats(os.path.join(out, "tuner", f"trial_{trial_id}"))
+    return TrialDir(os.path.join(out, "tuner", f"trial_{trial_id}")).load_repeats()
 
 
 def kill_group(proc):
@@ -164,9 +166,8 @@ def test_unknown_tfds_dataset(capsys, tmp_path):
 def test_out_from_a_different_search_is_refused(capsys, tmp_path, tiny_data):
     out = tmp_path / "out"
     out.mkdir()
-    args = cli.parse_args(tiny_args(tiny_data, out))
-    ident = cli._identity(args)
-    (out / cli.CONFIG_FILE).write_text(json.dumps({**ident, "epochs": 7}))
+    ident = cli.parse_args(tiny_args(tiny_data, out)).identity()
+    (out / RunDir.config).write_text(json.dumps({**ident, "epochs": 7}))
     code = cli.main(tiny_args(tiny_data, out))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
@@ -453,6 +454,10 @@ def test_worker_killed_mid_trial_its_trial_is_run_by_another(tmp_path, tiny_data
     assert json.loads(redone["runs"])["0"] == pytest.approx(kept["0"]["val_accuracy"], abs=1e-4)
 
 
+def _claim(config):
+    return pipeline.claim_out_dir(config, RunDir(config.session.out), role_of(config))
+
+
 def test_worker_without_chief_or_with_other_options_is_refused(tmp_path, tiny_data, capsys):
     out = tmp_path / "dist"
     lonely = tiny_args(tiny_data, out, "--oracle", f"127.0.0.1:{_free_port()}", "--role",
@@ -460,13 +465,13 @@ def test_worker_without_chief_or_with_other_options_is_refused(tmp_path, tiny_da
     assert cli.main(lonely) == 2
     assert "no chief is listening at 127.0.0.1:" in capsys.readouterr().err
     with pytest.raises(cli.CLIError, match="holds no search started by a chief"):
-        cli._check_out_dir(cli.parse_args(lonely))
+        _claim(cli.parse_args(lonely))
     chief = tiny_args(tiny_data, out, "--oracle", "127.0.0.1:9", "--role", "chief")
-    cli._check_out_dir(cli.parse_args(chief))
+    _claim(cli.parse_args(chief))
     other = tiny_args(tiny_data, out, "--oracle", "127.0.0.1:9", "--role", "worker")
     other[other.index("--repeats") + 1] = "3"
     with pytest.raises(cli.CLIError, match=r"holds a different search \(repeats: 2 -> 3\)"):
-        cli._check_out_dir(cli.parse_args(other))
+        _claim(cli.parse_args(other))
 
 
 @pytest.mark.parametrize("option,value", [("--data-dir", "/elsewhere"),
@@ -475,22 +480,22 @@ def test_worker_without_chief_or_with_other_options_is_refused(tmp_path, tiny_da
 def test_resume_with_an_option_that_changes_what_is_measured_is_refused(tmp_path, tiny_data,
                                                                           option, value):
     out = tmp_path / "out"
-    cli._check_out_dir(cli.parse_args(tiny_args(tiny_data, out)))
+    _claim(cli.parse_args(tiny_args(tiny_data, out)))
     args = tiny_args(tiny_data, out)
     if option in args:
         args[args.index(option) + 1] = value
     else:
         args += [option, value]
     with pytest.raises(cli.CLIError, match=f"holds a different search \\({option[2:].replace('-', '_')}"):
-        cli._check_out_dir(cli.parse_args(args))
+        _claim(cli.parse_args(args))
 
 
 def test_resume_may_change_how_it_runs_and_each_run_is_recorded(tmp_path, tiny_data):
     out = tmp_path / "out"
-    cli._check_out_dir(cli.parse_args(tiny_args(tiny_data, out, trials=2)))
-    cli._check_out_dir(cli.parse_args(
+    _claim(cli.parse_args(tiny_args(tiny_data, out, trials=2)))
+    _claim(cli.parse_args(
         tiny_args(tiny_data, out, "--final-epochs", "3", "--strategy", "one_device", trials=5)))
-    runs = json.loads((out / cli.CONFIG_FILE).read_text())["runs"]
+    runs = json.loads((out / RunDir.config).read_text())["runs"]
     assert [(r["max_trials"], r["final_epochs"], r["strategy"]) for r in runs] == [
         (2, 1, "auto"), (5, 3, "one_device")]
 
@@ -499,17 +504,19 @@ def test_space_file(tmp_path, capsys):
     good = tmp_path / "space.json"
     good.write_text(json.dumps({"attention": ["sa"], "placement": "block",
                                 "use_norm": [True, False], "shuffle": False}))
-    args = cli.parse_args(["--space", str(good), "--out", str(tmp_path / "o")])
+    config = cli.parse_args(["--space", str(good), "--out", str(tmp_path / "o")])
     # --hyperparameters paper (the default) fixes what the file leaves open at the paper value
     # (SA-Net's G = 64); --hyperparameters search leaves it to the tuner.
-    assert args.space_values == {"attention": ["none", "sa"], "placement": "block",
+    assert config.space.space_values == {"attention": ["none", "sa"], "placement": "block",
                                  "use_norm": [True, False], "shuffle": False, "groups": 64}
     searched = cli.parse_args(["--space", str(good), "--hyperparameters", "search",
                                "--out", str(tmp_path / "o")])
-    assert "groups" not in searched.space_values
-    cli._validate_names(args)
-    assert args.max_trials == 2  # the baseline and sa/block: every configuration once
-    assert "space_values" in cli.IDENTITY_KEYS  # another space is another search
+    assert "groups" not in searched.space.space_values
+    assert config.run.max_trials == 2  # the baseline and sa/block: every configuration once
+    # Another space is another search.
+    assert config.identity_differences(searched.identity()) == {
+        "hyperparameters": ("search", "paper"),
+        "space_values": (searched.identity()["space_values"], config.identity()["space_values"])}
 
     cases = [
         ("missing.json", None, "--space .*missing.json: cannot read it"),
@@ -568,9 +575,9 @@ def test_preset_runs_a_paper_table_as_a_paired_search(tmp_path, tiny_data, capsy
     assert "drop --attention" in capsys.readouterr().err
     # A table without a static row still gets its baseline, the same network without attention.
     gates = cli.parse_args(["--preset", "sb-table9-x035", "--out", str(tmp_path / "g")])
-    assert gates.configurations[0] == ("sb-table9-x035/no-attention", {
+    assert gates.space.configurations[0] == ("sb-table9-x035/no-attention", {
         "backbone": "mobilenetv2_cifar", "alpha": 0.35, "attention": None})
-    assert gates.max_trials == len(gates.configurations) == 6
+    assert gates.run.max_trials == len(gates.space.configurations) == 6
 
     out = tmp_path / "preset"
     args = [a for a in tiny_args(tiny_data, out) if a not in ("none,simam,sa", "block")]
@@ -591,11 +598,27 @@ def test_preset_runs_a_paper_table_as_a_paired_search(tmp_path, tiny_data, capsy
     assert summary["best"]["attention"] == "simam"
 
 
-def test_cli_spells_the_small_backbones_as_keras_attn_does():
-    # Copied in cli.py so that --help does not import Keras; the copy must not drift.
-    from keras_attn.backbones import SMALL_IMAGE_BACKBONES
+def test_one_spelling_per_backbone_and_an_unknown_one_lists_the_valid(tmp_path, capsys):
+    out = str(tmp_path / "o")
+    config = cli.parse_args(["--backbone", "MobileNetV2-CIFAR", "--out", out])
+    assert config.model.backbone == "mobilenetv2_cifar" and config.model.width == 0.35
+    assert cli.main(["--backbone", "resnet21", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "unknown --backbone 'resnet21'" in err and "resnet20" in err and "mobilenetv2_cifar" in err
 
-    assert cli._SMALL_BACKBONES == SMALL_IMAGE_BACKBONES
+
+def test_help_loads_no_tensorflow_and_takes_its_choices_from_their_owners():
+    code = ("import sys; from search import cli; p = cli.build_parser(); "
+            "p.format_help(); assert 'tensorflow' not in sys.modules, 'tensorflow loaded'; "
+            "from search import training, tuning; "
+            "chosen = {a.dest: tuple(a.choices) for a in p._actions if a.choices}; "
+            "assert chosen['precision'] == training.PRECISIONS, chosen; "
+            "assert chosen['strategy'] == training.SUPPORTED_STRATEGIES, chosen; "
+            "assert chosen['optimizer'] == training.OPTIMIZERS, chosen; "
+            "assert chosen['tuner'] == tuple(tuning.TUNER_CLASSES), chosen")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_unknown_export_format_names_the_choices(capsys, tmp_path):
@@ -604,11 +627,13 @@ def test_unknown_export_format_names_the_choices(capsys, tmp_path):
     assert "--export" in err and all(f in err for f in ("saved_model", "litert", "onnx"))
 
 
-def test_cli_spells_the_export_formats_as_keras_attn_does():
-    # The CLI keeps its own copy so that --help does not import Keras.
-    from keras_attn.export import FORMATS
+def test_export_formats_are_keras_attn_exports(tmp_path, capsys, monkeypatch):
+    # The CLI has no copy of the list: a format keras_attn.export adds is taken at once.
+    from keras_attn import export
 
-    assert cli.EXPORT_FORMATS == tuple(FORMATS)
+    monkeypatch.setitem(export.FORMATS, "newformat", "newformat")
+    config = cli.parse_args(["--export", "newformat", "--out", str(tmp_path / "o")])
+    assert config.run.export == ("newformat",)
 
 
 def test_export_onnx_without_the_extras_is_refused_before_the_search(tmp_path, tiny_data,

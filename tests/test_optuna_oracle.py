@@ -11,7 +11,7 @@ optuna = pytest.importorskip("optuna", reason="the Optuna tuners need optuna (ke
 
 from search.hypermodel import AttentionHyperModel  # noqa: E402
 from search.protocol import Protocol  # noqa: E402
-from search.report import TRIAL_INFO  # noqa: E402
+from search.rundir import TrialDir  # noqa: E402
 from search.tuning import tuner_class  # noqa: E402
 from test_hypermodel import tiny_builder, tiny_datasets  # noqa: E402
 
@@ -53,7 +53,7 @@ def test_the_sampler_is_told_every_trial_score_and_cost(tmp_path):
     for frozen in study.trials:
         trial_id = frozen.user_attrs["keras_tuner_trial_id"]
         trial = oracle.trials[trial_id]
-        with open(os.path.join(tuner.get_trial_dir(trial_id), TRIAL_INFO)) as f:
+        with open(TrialDir(tuner.get_trial_dir(trial_id)).info) as f:
             info = json.load(f)
         assert frozen.values == [pytest.approx(trial.score), info["params_added"]]
         # Define-by-run: Optuna saw the active hyperparameters only.

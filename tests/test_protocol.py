@@ -12,7 +12,8 @@ import pytest
 
 from search import stats
 from search.hypermodel import AttentionHyperModel
-from search.protocol import REPEATS_FILE, Protocol, load_repeats, weights_path
+from search.protocol import Protocol
+from search.rundir import TrialDir
 from search.report import configuration_rows, write_leaderboard
 from search.tuning import BalancedRandomSearch, ReportingMixin, tuner_class
 from test_hypermodel import tiny_builder, tiny_datasets
@@ -189,12 +190,12 @@ def test_each_configuration_runs_once_per_seed_and_scores_the_mean(tmp_path):
     tuner.search(train, validation_data=val, epochs=1, verbose=0)
     for trial_id, trial in tuner.oracle.trials.items():
         trial_dir = tuner.get_trial_dir(trial_id)
-        records = load_repeats(trial_dir)
+        records = TrialDir(trial_dir).load_repeats()
         assert sorted(records) == ["4", "5"]
         values = [records[s]["val_accuracy"] for s in ("4", "5")]
         assert trial.score == pytest.approx(np.mean(values))
         for seed in (4, 5):
-            assert os.path.isfile(weights_path(trial_dir, seed))
+            assert os.path.isfile(TrialDir(trial_dir).weights(seed))
             assert records[str(seed)]["epochs"] == 1 and records[str(seed)]["fit_seconds"] > 0
 
 
@@ -204,10 +205,10 @@ def test_a_resumed_trial_keeps_its_finished_repeats(tmp_path):
     tuner, train, val = _protocol_tuner(tmp_path, max_trials=1)
     trial_dir = tuner.get_trial_dir("0")
     kept = {"4": {"seed": 4, "val_accuracy": 0.123, "accuracy": 0.5}}
-    with open(os.path.join(trial_dir, REPEATS_FILE), "w") as f:
+    with open(TrialDir(trial_dir).repeats, "w") as f:
         json.dump(kept, f)
     tuner.search(train, validation_data=val, epochs=1, verbose=0)
-    records = load_repeats(trial_dir)
+    records = TrialDir(trial_dir).load_repeats()
     assert records["4"] == kept["4"] and "fit_seconds" in records["5"]
     trial = tuner.oracle.trials["0"]
     assert trial.score == pytest.approx((0.123 + records["5"]["val_accuracy"]) / 2)
@@ -229,7 +230,7 @@ def test_hyperband_rounds_train_from_scratch_with_their_epochs(tmp_path):
     trials = list(hb.oracle.trials.values())
     assert trials[0].hyperparameters.values["attention"] == "none"
     for trial in trials:
-        record = load_repeats(hb.get_trial_dir(trial.trial_id))["0"]
+        record = TrialDir(hb.get_trial_dir(trial.trial_id)).load_repeats()["0"]
         assert record["epochs"] == trial.hyperparameters.values["tuner/epochs"]
 
 
@@ -255,12 +256,13 @@ def test_a_restarted_model_trains_exactly_like_a_fresh_one(tmp_path):
                                   directory=str(tmp_path / "b"), project_name="p", seed=0,
                                   protocol=Protocol((5,)))
     alone.search(train, validation_data=val, epochs=2, verbose=0)
-    reused = load_repeats(both.get_trial_dir("0"))["5"]
-    fresh = load_repeats(alone.get_trial_dir("0"))["5"]
+    reused = TrialDir(both.get_trial_dir("0")).load_repeats()["5"]
+    fresh = TrialDir(alone.get_trial_dir("0")).load_repeats()["5"]
     for key in ("val_accuracy", "val_loss", "loss", "accuracy"):
         assert reused[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-6), key
     # The restart must not carry seed 4's training over: seed 5 differs from seed 4.
-    assert load_repeats(both.get_trial_dir("0"))["4"]["loss"] != pytest.approx(reused["loss"])
+    again = TrialDir(both.get_trial_dir("0")).load_repeats()
+    assert again["4"]["loss"] != pytest.approx(reused["loss"])
 
 
 def test_named_configurations_run_as_a_paired_search(tmp_path):

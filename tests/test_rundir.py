@@ -13,8 +13,7 @@ import subprocess
 import pytest
 
 from search import cli, final, report
-from search.protocol import REPEATS_FILE, load_repeats
-from search.rundir import MARKER_FILE, DamagedFileError, read_json, write_json
+from search.rundir import DamagedFileError, RunDir, TrialDir, read_json, write_json
 from test_cli import run_cli, tiny_args
 from test_data import make_fake_mnist
 
@@ -85,7 +84,7 @@ def test_overwrite_refuses_a_directory_that_is_not_a_search(tmp_path, tiny_data,
 
 
 def test_a_search_has_its_marker(finished):
-    assert (finished / MARKER_FILE).is_file() and (finished / cli.CONFIG_FILE).is_file()
+    assert (finished / RunDir.marker).is_file() and (finished / RunDir.config).is_file()
 
 
 @pytest.mark.parametrize("fault", ["broken data", "batch size"])
@@ -115,7 +114,7 @@ def test_overwrite_replaces_the_search_once_the_new_run_has_started(
     started = []
     monkeypatch.setattr(cli, "_search", lambda args, splits, *a: started.append(splits) or 0)
     assert cli.main(small_args(tiny_data, out, "--overwrite")) == 0
-    assert started and sorted(os.listdir(out)) == sorted([MARKER_FILE, cli.CONFIG_FILE])
+    assert started and sorted(os.listdir(out)) == sorted([RunDir.marker, RunDir.config])
     assert not [p for p in os.listdir(tmp_path) if ".old-" in p]
 
 
@@ -146,20 +145,20 @@ def _truncate(path):
 def test_every_reader_refuses_a_truncated_file(finished, tmp_path):
     out = copy_search(finished, tmp_path)
     trial = out / "tuner" / "trial_0"
-    _truncate(trial / REPEATS_FILE)
-    with pytest.raises(DamagedFileError, match=f"{REPEATS_FILE} is damaged.*delete it"):
-        load_repeats(str(trial))
-    _truncate(trial / report.TRIAL_INFO)
-    with pytest.raises(DamagedFileError, match=f"{report.TRIAL_INFO} is damaged"):
-        report._read_trial_info(str(trial))
-    _truncate(out / final.FINAL_FILE)
+    _truncate(trial / TrialDir.REPEATS)
+    with pytest.raises(DamagedFileError, match=f"{TrialDir.REPEATS} is damaged.*delete it"):
+        TrialDir(trial).load_repeats()
+    _truncate(trial / TrialDir.INFO)
+    with pytest.raises(DamagedFileError, match=f"{TrialDir.INFO} is damaged"):
+        TrialDir(trial).load_info()
+    _truncate(out / RunDir.final)
     with pytest.raises(DamagedFileError, match="final.json is damaged.*final stage again"):
-        final._load(str(out / final.FINAL_FILE))
+        final._load(str(out / RunDir.final))
 
 
-@pytest.mark.parametrize("name", [f"tuner/trial_0/{REPEATS_FILE}", cli.CONFIG_FILE,
+@pytest.mark.parametrize("name", [f"tuner/trial_0/{TrialDir.REPEATS}", RunDir.config,
                                   "tuner/tuner0.json", "tuner/oracle.json",
-                                  "tuner/trial_1/trial.json", final.FINAL_FILE])
+                                  "tuner/trial_1/trial.json", RunDir.final])
 def test_resuming_with_a_damaged_file_is_refused_naming_it(finished, tmp_path, tiny_data,
                                                            capsys, name):
     out = copy_search(finished, tmp_path)
@@ -169,7 +168,7 @@ def test_resuming_with_a_damaged_file_is_refused_naming_it(finished, tmp_path, t
     err = one_error_line(capsys)
     assert f"{os.path.join(str(out), name)} is damaged" in err, err
     assert "--overwrite" in err
-    if name != final.FINAL_FILE:  # the leaderboard is not rewritten from a damaged record
+    if name != RunDir.final:  # the leaderboard is not rewritten from a damaged record
         assert (out / "leaderboard.csv").read_text() == before
 
 

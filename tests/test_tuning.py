@@ -13,7 +13,8 @@ from search import tuning
 from search.hypermodel import DEFAULT_ATTENTIONS, AttentionHyperModel
 from search.oracles import ProtocolOracleMixin, TrialIdDisplay
 from search.protocol import Protocol
-from search.report import TRIAL_INFO, collect_trials
+from search.report import collect_trials
+from search.rundir import TrialDir
 from search.tuner_names import TUNERS
 from search.tuning import BalancedRandomSearch, ReportingMixin
 
@@ -212,7 +213,7 @@ def test_trial_facts_written_and_collected(tmp_path, monkeypatch):
     tuner.search()
     assert sorted(tuner.oracle.trials) == ["0", "1", "2"]
     for trial_id in tuner.oracle.trials:
-        with open(os.path.join(tuner.get_trial_dir(trial_id), TRIAL_INFO)) as f:
+        with open(TrialDir(tuner.get_trial_dir(trial_id)).info) as f:
             info = json.load(f)
         assert info["tuner_id"] == "tuner0"
         # The trial's own run time: not 0, not the search's so far (which has the gaps and the

@@ -1,0 +1,115 @@
+"""The three roles a ``keras-attn-search`` process can play (``--role``).
+
+* :class:`Single`: the whole search in one process.
+* :class:`Chief`: a distributed search's chief (KerasTuner's distributed tuning over gRPC): it
+  serves the oracle to the workers, then analyses, tests, reports and exports, like a single
+  process.
+* :class:`Worker`: runs the trials the chief gives it, in the chief's ``--out`` (a shared
+  directory); it writes no report.
+
+``search.pipeline`` asks the role what differs (``role.serves``, ``role.reports``, ...) instead of
+testing its name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from search.config import CLIError
+
+# KerasTuner's distributed tuning reads these (its documented environment).
+_KT_ENV = ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID")
+
+
+class Single:
+    """One process: searches, analyses, tests, reports."""
+
+    name = "single"
+    #: Owns --out: may --overwrite it, writes its marker, config record and report.
+    owns_out = True
+    #: Analyses, tests and reports once the search is done.
+    reports = True
+    #: Trains trials itself (and so needs the validation split).
+    trains = True
+
+    def configure_environment(self, session):
+        """Set (or clear) the environment KerasTuner's distributed tuning reads."""
+        for key in _KT_ENV:
+            os.environ.pop(key, None)
+
+    def before_start(self, config):
+        """What to check or wait for before --out is touched."""
+
+    def search(self, tuner, splits, config, callbacks, verbose):
+        """Run the search (KerasTuner's ``search``)."""
+        tuner.search(splits.train, validation_data=splits.val, epochs=config.recipe.epochs,
+                     callbacks=callbacks, verbose=verbose)
+
+
+class _Distributed(Single):
+    tuner_id = None
+
+    def configure_environment(self, session):
+        host, _, port = session.oracle.rpartition(":")
+        os.environ["KERASTUNER_ORACLE_IP"] = host
+        os.environ["KERASTUNER_ORACLE_PORT"] = port
+        os.environ["KERASTUNER_TUNER_ID"] = self.tuner_id_for(session)
+
+    def tuner_id_for(self, session):
+        raise NotImplementedError
+
+
+class Chief(_Distributed):
+    """Serves the oracle to the workers (and trains nothing itself), then reports."""
+
+    name = "chief"
+    trains = False
+
+    def tuner_id_for(self, session):
+        return "chief"
+
+    def search(self, tuner, splits, config, callbacks, verbose):
+        from search import tuning
+
+        print(f"[keras-attn-search] chief: serving the oracle on {config.session.oracle}; "
+              "waiting for workers", flush=True)
+        tuning.serve_oracle(tuner, worker_timeout=config.run.worker_timeout)
+
+
+class Worker(_Distributed):
+    """Runs the chief's trials in the chief's --out; writes no report."""
+
+    name = "worker"
+    owns_out = False
+    reports = False
+
+    def tuner_id_for(self, session):
+        return f"worker-{session.worker_id or os.getpid()}"
+
+    def before_start(self, config):
+        """Wait (bounded by --worker-timeout) until the chief listens: it has then also written
+        the search's options for the worker to compare its own with."""
+        address = config.session.oracle
+        host, _, port = address.rpartition(":")
+        deadline = time.time() + config.run.worker_timeout
+        while True:
+            try:
+                with socket.create_connection((host, int(port)), timeout=2):
+                    return
+            except OSError:
+                if time.time() > deadline:
+                    raise CLIError(
+                        f"no chief is listening at {address} (waited "
+                        f"{config.run.worker_timeout:.0f}s): start one with --role chief and the "
+                        "same options") from None
+                time.sleep(1)
+
+
+ROLES = {role.name: role for role in (Single(), Chief(), Worker())}
+
+
+def role_of(config):
+    """The role object of ``config.run.role``."""
+    return ROLES[config.run.role]
