@@ -8,19 +8,23 @@ baselines :class:`SqueezeExcite`, :class:`CBAM`, :class:`ECA`.
 from keras_attn.layers import *  # noqa: F401,F403
 from keras_attn.layers import __all__ as _layer_names
 from keras_attn.registry import (
+    NO_ATTENTION,
     available_attentions,
     get_attention,
     get_attention_class,
     register_attention,
+    unregister_attention,
 )
 
 __version__ = "0.1.0"
 
 __all__ = list(_layer_names) + [
+    "NO_ATTENTION",
     "available_attentions",
     "get_attention",
     "get_attention_class",
     "register_attention",
+    "unregister_attention",
 ]
 
 from keras_attn.backbones import (  # noqa: E402

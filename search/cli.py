@@ -143,8 +143,6 @@ def _csv_list(text):
 
 
 def build_parser():
-    from search.costs import TRIAL_COSTS  # no TensorFlow: --help stays instant
-
     p = _Parser(
         prog=PROG,
         description="KerasTuner architecture search over CNN attention (SA-Net, SimAM, "
@@ -153,6 +151,17 @@ def build_parser():
         "with its 95% interval.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _data_options(p)
+    _model_options(p)
+    _protocol_options(p)
+    _cost_options(p)
+    _output_options(p)
+    _distributed_options(p)
+    return p
+
+
+def _data_options(p):
+    """What every run trains and is validated on."""
     d = p.add_argument_group("data")
     d.add_argument("--dataset", default="fashion_mnist",
                    help="fashion_mnist (local IDX files, offline) or any TFDS name, e.g. cifar10")
@@ -167,6 +176,10 @@ def build_parser():
     d.add_argument("--validation-split", type=_split, default=10000,
                    help="validation images held out of the training split (seeded, the same for "
                    "every run): a number of images, or a fraction in [0, 1) of train + validation")
+
+
+def _model_options(p):
+    """The network and the configurations the search compares."""
     m = p.add_argument_group("model and search space")
     m.add_argument("--backbone", default="resnet20",
                    help="resnet20/32/44/56/110, mobilenetv2_cifar (the papers' small-image "
@@ -196,6 +209,10 @@ def build_parser():
                    "it; keys: attention, placement, groups, e_lambda, lambda_init, gate, "
                    "connection, learning_rate and any constructor argument of the attentions "
                    "(e.g. {\"attention\": [\"sa\"], \"use_norm\": [true, false]})")
+
+
+def _protocol_options(p):
+    """The comparison protocol, the tuner and the training recipe."""
     t = p.add_argument_group("protocol, search and training")
     t.add_argument("--repeats", type=_positive_int, default=3,
                    help="runs per configuration, with seeds seed, seed+1, ... (the same for every "
@@ -231,6 +248,12 @@ def build_parser():
                    help="tf.distribute strategy; auto = MirroredStrategy over several GPUs")
     t.add_argument("--seed", type=_seed, default=0,
                    help="first seed: data split, oracle, initial weights and data order")
+
+
+def _cost_options(p):
+    """What a configuration may cost (search.costs)."""
+    from search.costs import TRIAL_COSTS  # no TensorFlow: --help stays instant
+
     c = p.add_argument_group("cost (search.costs)")
     c.add_argument("--max-cost", type=_max_cost, action="append", default=None,
                    metavar="MEASURE=LIMIT",
@@ -243,6 +266,10 @@ def build_parser():
     c.add_argument("--cost-steps", type=_non_negative_int, default=3,
                    help="timed train and inference steps per configuration and round (3 rounds) "
                    "for the step-time ratios; 0: no timing (FLOPs and parameters still counted)")
+
+
+def _output_options(p):
+    """Where the search writes and what it shows."""
     o = p.add_argument_group("output")
     o.add_argument("--out", default="runs/search", help="output directory (re-run to resume)")
     o.add_argument("--overwrite", action="store_true",
@@ -259,6 +286,10 @@ def build_parser():
     o.add_argument("--run-eagerly", action="store_true",
                    help="no tf.function tracing: for debugging, and for tiny runs where tracing "
                    "a backbone (20-40 s on a 2-core CPU) costs more than training")
+
+
+def _distributed_options(p):
+    """KerasTuner's distributed tuning: a chief and its workers."""
     g = p.add_argument_group("distributed tuning (KerasTuner chief + workers over gRPC)")
     g.add_argument("--role", default="single", choices=tuple(ROLES),
                    help="chief serves the oracle and writes the report; workers run trials")
@@ -269,7 +300,7 @@ def build_parser():
     g.add_argument("--worker-timeout", type=_positive_float, default=600.0,
                    help="chief: seconds without a heartbeat after which a worker's trial is "
                    "given to another worker; worker: seconds to wait for the chief to listen")
-    return p
+
 
 
 def parse_args(argv=None):

@@ -48,9 +48,8 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     ``n_steps=0`` skips the timing (the step ratios are then missing, with the reason).
     """
     import keras
-    import numpy as np
 
-    from keras_attn.cost import forward_flops, step_function, step_times
+    from keras_attn.registry import NO_ATTENTION
     from search.rundir import as_rundir, read_json, write_json
 
     rows = [r for r in board if r["repeats"]]
@@ -61,42 +60,17 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     if cached.get("settings") == settings and \
             {str(r["trial"]) for r in rows} <= set(cached.get("configurations", {})):
         return cached
-    baseline = next((r for r in rows if r["attention"] == "none"), None)
+    baseline = next((r for r in rows if r["attention"] == NO_ATTENTION), None)
     t0 = time.time()
     keras.backend.clear_session()
-    models, result = {}, {}
-    for row in rows:
-        hp = tuner.oracle.trials[row["trial"]].hyperparameters
-        context = strategy.scope() if strategy is not None else contextlib.nullcontext()
-        with context:
-            models[row["trial"]] = hypermodel.build(hp, seed=0)
-        flops = forward_flops(models[row["trial"]])
-        result[str(row["trial"])] = {"params_added": row.get("params_added"),
-                                     "flops": flops.total, "flops_reason": flops.reason,
-                                     "flops_uncounted": list(flops.uncounted)}
-    base_flops = result[str(baseline["trial"])]["flops"] if baseline else None
-    for entry in result.values():
-        entry["flops_added"] = (None if entry["flops"] is None or base_flops is None
-                                else entry["flops"] - base_flops)
-        if entry["flops_added"] is None and not entry["flops_reason"]:
-            entry["flops_reason"] = "the baseline's FLOPs are missing"
+    models, result = _count_flops(rows, baseline, tuner, hypermodel, strategy)
     timing_reason = ""
     if baseline is None:
         timing_reason = "no baseline to take the ratio to"
     elif n_steps < 1:
         timing_reason = "timing off (cost steps 0)"
     if not timing_reason:
-        shape = (int(batch_size), *hypermodel.input_shape)
-        rng = np.random.default_rng(0)
-        x = rng.random(shape, dtype=np.float32)
-        y = rng.integers(0, hypermodel.num_classes, int(batch_size))
-        for mode in ("train", "inference"):
-            steps = {t: step_function(m, mode, x, y) for t, m in models.items()}
-            timed = step_times(steps, baseline["trial"], n_steps=n_steps, rounds=rounds)
-            for trial, t in timed.items():
-                result[str(trial)].update({f"{mode}_step": t["ratio"],
-                                           f"{mode}_step_spread": t["spread"],
-                                           f"{mode}_step_seconds": t["seconds"]})
+        _time_steps(models, result, baseline["trial"], hypermodel, batch_size, n_steps, rounds)
     for entry in result.values():
         for mode in ("train", "inference"):
             entry.setdefault(f"{mode}_step", None)
@@ -117,6 +91,50 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     }
     write_json(path, costs)
     return costs
+
+
+def _count_flops(rows, baseline, tuner, hypermodel, strategy):
+    """One model per configuration (seed 0's initial weights) and its forward FLOPs, also as
+    added to the baseline's; returns ``(models, {str(trial): entry})``."""
+    from keras_attn.cost import forward_flops
+
+    models, result = {}, {}
+    for row in rows:
+        hp = tuner.oracle.trials[row["trial"]].hyperparameters
+        context = strategy.scope() if strategy is not None else contextlib.nullcontext()
+        with context:
+            models[row["trial"]] = hypermodel.build(hp, seed=0)
+        flops = forward_flops(models[row["trial"]])
+        result[str(row["trial"])] = {"params_added": row.get("params_added"),
+                                     "flops": flops.total, "flops_reason": flops.reason,
+                                     "flops_uncounted": list(flops.uncounted)}
+    base_flops = result[str(baseline["trial"])]["flops"] if baseline else None
+    for entry in result.values():
+        entry["flops_added"] = (None if entry["flops"] is None or base_flops is None
+                                else entry["flops"] - base_flops)
+        if entry["flops_added"] is None and not entry["flops_reason"]:
+            entry["flops_reason"] = "the baseline's FLOPs are missing"
+    return models, result
+
+
+def _time_steps(models, result, baseline_trial, hypermodel, batch_size, n_steps, rounds):
+    """Train and inference step times of every model, round-robin, as ratios to the
+    baseline's, into ``result``."""
+    import numpy as np
+
+    from keras_attn.cost import step_function, step_times
+
+    shape = (int(batch_size), *hypermodel.input_shape)
+    rng = np.random.default_rng(0)
+    x = rng.random(shape, dtype=np.float32)
+    y = rng.integers(0, hypermodel.num_classes, int(batch_size))
+    for mode in ("train", "inference"):
+        steps = {t: step_function(m, mode, x, y) for t, m in models.items()}
+        timed = step_times(steps, baseline_trial, n_steps=n_steps, rounds=rounds)
+        for trial, t in timed.items():
+            result[str(trial)].update({f"{mode}_step": t["ratio"],
+                                       f"{mode}_step_spread": t["spread"],
+                                       f"{mode}_step_seconds": t["seconds"]})
 
 
 def pareto_front(points):

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import keras_tuner as kt
 
+from keras_attn.registry import NO_ATTENTION
 from search import kt_private
 from search.rundir import write_text
 
@@ -38,9 +39,9 @@ def baseline_values(oracle):
     for hp in oracle.hyperparameters.space:
         hps.merge([hp])
         if hp.name == "attention":
-            if "none" not in getattr(hp, "values", [getattr(hp, "value", None)]):
+            if NO_ATTENTION not in getattr(hp, "values", [getattr(hp, "value", None)]):
                 return None
-            hps.values["attention"] = "none"
+            hps.values["attention"] = NO_ATTENTION
             found = True
         elif hps.is_active(hp):
             hps.values[hp.name] = _value(hp)
@@ -101,7 +102,7 @@ class PairedOracleMixin:
         placement = space.get("placement")
         places = list(getattr(placement, "values", [getattr(placement, "value", None)])) \
             if placement is not None else [None]
-        return [(a, p) for a in attention.values if a != "none" for p in places]
+        return [(a, p) for a in attention.values if a != NO_ATTENTION for p in places]
 
     def _random_values(self):
         if not self.paired:

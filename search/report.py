@@ -20,6 +20,7 @@ import json
 import math
 import os
 
+from keras_attn.registry import NO_ATTENTION
 from search.costs import COST_MEASURES
 from search.protocol import OBJECTIVE
 from search.rundir import RunDir, TrialDir, as_rundir, atomic_path, write_json, write_text
@@ -63,7 +64,7 @@ def collect_trials(tuner):
                 "status": status,
                 OBJECTIVE: None if score is None else float(score),
                 # Named configurations (presets) record their attention when built.
-                "attention": hp.pop("attention", info.get("attention", "none")),
+                "attention": hp.pop("attention", info.get("attention", NO_ATTENTION)),
                 "placement": hp.pop("placement", info.get("placement", "")) or "",
                 "hyperparameters": hp,
                 "learning_rate": learning_rate,
@@ -167,7 +168,7 @@ def _analyse(rows):
     baseline has no run with a seed)."""
     from search.analysis import blocked_analysis
 
-    baseline = next((r for r in rows if r["attention"] == "none"), None)
+    baseline = next((r for r in rows if r["attention"] == NO_ATTENTION), None)
     for row in rows:
         row.update(dict.fromkeys(_CONTRAST_FIELDS), flags="",
                    verdict="baseline" if row is baseline else "")
@@ -262,55 +263,48 @@ def _signed(value):
     return "" if value is None else f"{value:+.4f}"
 
 
-def write_leaderboard(rows, out_dir):
-    """Write ``leaderboard.csv`` and ``leaderboard.md`` from :func:`configuration_rows` into
-    ``out_dir`` (a path or a :class:`search.rundir.RunDir`); returns their paths."""
-    rundir = as_rundir(out_dir)
-    csv_path = rundir.leaderboard_csv
-    with io.StringIO(newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(LEADERBOARD_COLUMNS)
-        for row in rows:
-            writer.writerow(
-                [
-                    row["rank"],
-                    row["attention"],
-                    row["placement"],
-                    json.dumps(row["hyperparameters"], sort_keys=True),
-                    row["repeats"],
-                    _fmt(row["val_accuracy_mean"]),
-                    _fmt(row["val_accuracy_std"]),
-                    _fmt(row["delta_vs_baseline"]),
-                    _fmt(row["sim_ci95_low"]),
-                    _fmt(row["sim_ci95_high"]),
-                    row["verdict"],
-                    _fmt(row["p_holm"], ".4g"),
-                    _fmt(row["p_value"], ".4g"),
-                    _fmt(row["delta_se"]),
-                    _fmt(row["mde"]),
-                    _fmt(row["paired_ci95_low"]),
-                    _fmt(row["paired_ci95_high"]),
-                    _fmt(row["paired_sd"]),
-                    _fmt(row["pooled_paired_sd"]),
-                    row["wins"] or "",
-                    row["flags"],
-                    json.dumps({str(k): round(v, 4) for k, v in row["runs"].items()}),
-                    row["trial"],
-                    row["status"],
-                    "" if row["params"] is None else row["params"],
-                    "" if row["params_added"] is None else row["params_added"],
-                    *[_cost_cell(row.get(k)) for k in COST_COLUMNS],
-                    *[_front_cell(row.get(k)) for k in PARETO_COLUMNS],
-                    row.get("cost_note", ""),
-                    _fmt(row["train_seconds"], ".1f"),
-                    _fmt(row["overhead_seconds"], ".1f"),
-                    row["tuner_id"] or "",
-                    row["note"],
-                    row["error"],
-                ]
-            )
-        write_text(csv_path, f.getvalue())
+def _csv_cells(row):
+    """A leaderboard row as the cells of :data:`LEADERBOARD_COLUMNS`."""
+    return [
+        row["rank"],
+        row["attention"],
+        row["placement"],
+        json.dumps(row["hyperparameters"], sort_keys=True),
+        row["repeats"],
+        _fmt(row["val_accuracy_mean"]),
+        _fmt(row["val_accuracy_std"]),
+        _fmt(row["delta_vs_baseline"]),
+        _fmt(row["sim_ci95_low"]),
+        _fmt(row["sim_ci95_high"]),
+        row["verdict"],
+        _fmt(row["p_holm"], ".4g"),
+        _fmt(row["p_value"], ".4g"),
+        _fmt(row["delta_se"]),
+        _fmt(row["mde"]),
+        _fmt(row["paired_ci95_low"]),
+        _fmt(row["paired_ci95_high"]),
+        _fmt(row["paired_sd"]),
+        _fmt(row["pooled_paired_sd"]),
+        row["wins"] or "",
+        row["flags"],
+        json.dumps({str(k): round(v, 4) for k, v in row["runs"].items()}),
+        row["trial"],
+        row["status"],
+        "" if row["params"] is None else row["params"],
+        "" if row["params_added"] is None else row["params_added"],
+        *[_cost_cell(row.get(k)) for k in COST_COLUMNS],
+        *[_front_cell(row.get(k)) for k in PARETO_COLUMNS],
+        row.get("cost_note", ""),
+        _fmt(row["train_seconds"], ".1f"),
+        _fmt(row["overhead_seconds"], ".1f"),
+        row["tuner_id"] or "",
+        row["note"],
+        row["error"],
+    ]
 
+
+def _markdown_lines(rows):
+    """``leaderboard.md``: the analysis paragraph, then the table."""
     md = [analysis_text(rows), "",
           "| rank | attention | placement | hyperparameters | repeats | val accuracy "
           "| delta vs baseline [simultaneous 95% CI] | verdict | Holm p | own paired 95% CI "
@@ -330,6 +324,22 @@ def write_leaderboard(rows, out_dir):
             f"| {_cost_cell(row.get('flops_added'))} | {_ratio_text(row, 'train_step')} "
             f"| {_ratio_text(row, 'inference_step')} | {row['trial']} | {status} |"
         )
+    return md
+
+
+def write_leaderboard(rows, out_dir):
+    """Write ``leaderboard.csv`` and ``leaderboard.md`` from :func:`configuration_rows` into
+    ``out_dir`` (a path or a :class:`search.rundir.RunDir`); returns their paths."""
+    rundir = as_rundir(out_dir)
+    csv_path = rundir.leaderboard_csv
+    with io.StringIO(newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(LEADERBOARD_COLUMNS)
+        for row in rows:
+            writer.writerow(_csv_cells(row))
+        write_text(csv_path, f.getvalue())
+
+    md = _markdown_lines(rows)
     md_path = rundir.leaderboard_md
     write_text(md_path, "\n".join(md) + "\n")
     return csv_path, md_path
@@ -346,7 +356,7 @@ def _interval_text(row, prefix):
 
 
 def _delta_text(row, prefix):
-    if row["attention"] == "none" or row["delta_vs_baseline"] is None:
+    if row["attention"] == NO_ATTENTION or row["delta_vs_baseline"] is None:
         return ""
     interval = _interval_text(row, prefix)
     return _signed(row["delta_vs_baseline"]) + (f" {interval}" if interval else "")
@@ -402,7 +412,7 @@ def projection_line(board, configurations, seeds, seconds_left=None):
 
 def configuration_label(row):
     """``"sb/layer gate=tanh lambda_init=0.1"``-style name of a leaderboard row."""
-    if row["attention"] == "none":
+    if row["attention"] == NO_ATTENTION:
         return "none (baseline)"
     hp = {k: v for k, v in row["hyperparameters"].items() if k != "learning_rate"}
     return " ".join(filter(None, [f"{row['attention']}/{row['placement']}", _hp_text(hp)]))
@@ -430,7 +440,7 @@ def plot_configurations(rows, out_dir):
     fig, ax = plt.subplots(figsize=(8, height))
     ys = list(range(len(done)))[::-1]
     for y, r in zip(ys, done):
-        color = "gray" if r["attention"] == "none" else "C0"
+        color = "gray" if r["attention"] == NO_ATTENTION else "C0"
         ax.errorbar(r["val_accuracy_mean"], y, xerr=r["val_accuracy_std"] or 0, fmt="o",
                     color=color, capsize=4)
         ax.scatter(list(r["runs"].values()), [y] * len(r["runs"]), s=12, color=color, alpha=0.5)
@@ -438,7 +448,8 @@ def plot_configurations(rows, out_dir):
         plt, fig, ax, ys, labels, rundir.accuracy_plot, "Configurations",
         "validation accuracy (mean +- std over seeds; dots: single runs)"))
 
-    others = [r for r in done if r["attention"] != "none" and r["delta_vs_baseline"] is not None]
+    others = [r for r in done
+              if r["attention"] != NO_ATTENTION and r["delta_vs_baseline"] is not None]
     if others:
         fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(others)))
         ys = list(range(len(others)))[::-1]
@@ -614,8 +625,8 @@ def best_and_baseline(rows, max_cost=None):
     def affordable(row):
         return all(row.get(m) is not None and row[m] <= v for m, v in limits)
 
-    baseline = next((r for r in rows if r["attention"] == "none"), None)
-    best = next((r for r in rows if r["attention"] != "none" and r["repeats"]
+    baseline = next((r for r in rows if r["attention"] == NO_ATTENTION), None)
+    best = next((r for r in rows if r["attention"] != NO_ATTENTION and r["repeats"]
                  and affordable(r)), None)
     return best, baseline
 

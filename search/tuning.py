@@ -190,6 +190,23 @@ def _restart(model, fresh, optimizer_start):
     return True
 
 
+def _run_record(seed, objective, logs, build_seconds, timer):
+    """One finished repeat: the last epoch's metrics, the epochs, and the step times."""
+    if objective not in logs:
+        raise kt.errors.FatalValueError(
+            f"fit did not report {objective!r} (got {sorted(logs)}): the protocol needs "
+            "validation data."
+        )
+    return {
+        "seed": seed,
+        objective: float(logs[objective][-1]),
+        **{k: float(v[-1]) for k, v in logs.items() if k != objective},
+        "epochs": len(logs[objective]),
+        "build_seconds": round(build_seconds, 3),
+        **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in timer.result().items()},
+    }
+
+
 class ReportingMixin:
     """Mixed in before a tuner class of :data:`TUNER_CLASSES` (see :func:`tuner_class`), whose
     oracle (a :class:`search.oracles.ProtocolOracleMixin`) it configures: ``oracle.json``
@@ -311,8 +328,6 @@ class ReportingMixin:
         retrained. Hyperband's ``tuner/epochs`` sets the epochs of its rounds; each round trains
         from scratch (a schedule over its own epochs), not from the previous round's weights.
         """
-        import keras
-
         from search import training
 
         hp = trial.hyperparameters
@@ -334,17 +349,7 @@ class ReportingMixin:
             t0 = time.perf_counter()
             # Heard of before the build (which can outlast --worker-timeout on a loaded CPU).
             trial_dir.touch_heartbeat()
-            if model is None:
-                keras.backend.clear_session()
-            keras.utils.set_random_seed(seed)
-            with kt.engine.tuner.maybe_distribute(self.distribution_strategy):
-                fresh = self.hypermodel.build(hp, seed=seed)
-                if model is None or not _restart(model, fresh, optimizer_start):
-                    model = fresh
-                    # The optimizer's state before any step, to restart the next seed from.
-                    model.optimizer.build(model.trainable_variables)
-                    optimizer_start = [v.numpy() for v in model.optimizer.variables]
-            del fresh
+            model, optimizer_start = self._model_for_seed(hp, seed, model, optimizer_start)
             build_seconds = time.perf_counter() - t0
             run_callbacks = kt_private.copy_callbacks(self, callbacks)
             kt_private.configure_tensorboard(self, run_callbacks, trial, index)
@@ -354,21 +359,7 @@ class ReportingMixin:
             data = args[0] if self.protocol.train_data is None else self.protocol.train_data(seed)
             history = self.hypermodel.fit(hp, model, data, *args[1:], callbacks=run_callbacks,
                                           **kwargs)
-            logs = history.history
-            if objective not in logs:
-                raise kt.errors.FatalValueError(
-                    f"fit did not report {objective!r} (got {sorted(logs)}): the protocol needs "
-                    "validation data."
-                )
-            record = {
-                "seed": seed,
-                objective: float(logs[objective][-1]),
-                **{k: float(v[-1]) for k, v in logs.items() if k != objective},
-                "epochs": len(logs[objective]),
-                "build_seconds": round(build_seconds, 3),
-                **{k: (round(v, 3) if isinstance(v, float) else v)
-                   for k, v in timer.result().items()},
-            }
+            record = _run_record(seed, objective, history.history, build_seconds, timer)
             if self.protocol.save_weights:
                 path = trial_dir.weights(seed)
                 check_free_space(path, model_nbytes(model))
@@ -384,6 +375,24 @@ class ReportingMixin:
                   + ")", flush=True)
         values = [records[str(s)][objective] for s in self.protocol.seeds]
         return {objective: sum(values) / len(values)}
+
+    def _model_for_seed(self, hp, seed, model, optimizer_start):
+        """The configuration's model with ``seed``'s initial weights: ``model`` restarted when it
+        can be (see :func:`_restart`), else built afresh; returns it and its optimizer's state
+        before any step."""
+        import keras
+
+        if model is None:
+            keras.backend.clear_session()
+        keras.utils.set_random_seed(seed)
+        with kt.engine.tuner.maybe_distribute(self.distribution_strategy):
+            fresh = self.hypermodel.build(hp, seed=seed)
+            if model is None or not _restart(model, fresh, optimizer_start):
+                model = fresh
+                # The optimizer's state before any step, to restart the next seed from.
+                model.optimizer.build(model.trainable_variables)
+                optimizer_start = [v.numpy() for v in model.optimizer.variables]
+        return model, optimizer_start
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)

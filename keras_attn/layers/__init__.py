@@ -1,4 +1,10 @@
-"""The attention layers. Each module holds one public layer (DCA: the connected family)."""
+"""The attention layers. Each module holds one public layer (DCA: the connected family).
+
+A new layer subclasses :class:`AttentionLayer` (the facts it states about itself: see its
+docstring) and declares its searchable arguments with :class:`ArgumentChoices`.
+"""
+
+from keras_attn.layers._base import ArgumentChoices, AttentionLayer
 
 # The import order is the registration order, which orders the search's hyperparameters (SA's
 # groups, SimAM's e_lambda, SB's lambda_init and gate, DCA's connection) and attention names.
@@ -15,6 +21,8 @@ from keras_attn.layers.deep_connected import (
 )
 
 __all__ = [
+    "AttentionLayer",
+    "ArgumentChoices",
     "ShuffleAttention",
     "SimAM",
     "ShiftAndBalance",
