@@ -1,12 +1,13 @@
 """The architecture search over where and which attention to put in a backbone (KerasTuner).
 
-Modules: :mod:`search.data` (input pipelines), :mod:`search.training` (precision, strategy, compile,
-callbacks), :mod:`search.hypermodel` (the search space), :mod:`search.protocol` (seeds, repeats),
-:mod:`search.stats` (mean, std, paired interval), :mod:`search.analysis` (the blocked model of
-all runs: pooled variance, Dunnett's simultaneous intervals, Holm, minimum detectable effect),
-:mod:`search.tuning` (tuners),
-:mod:`search.report` (leaderboard, plots, summary), :mod:`search.final` (the test) and the CLI. Importing ``search`` itself is
-cheap: the names below load their module (and TensorFlow) on first use.
+The data flows one way (the README's Development section draws it): :mod:`search.cli` (options)
+-> :mod:`search.config` (``SearchConfig``, validated once) -> :mod:`search.pipeline` (the stages,
+over a :class:`search.rundir.RunDir`) -> :mod:`search.tuning` (KerasTuner's tuners with the
+comparison protocol of :mod:`search.protocol`) over :mod:`search.hypermodel` (a trial's model),
+:mod:`search.space` (the space, from the layers) and :mod:`search.recipe` (the training recipe)
+-> :mod:`search.report` with :mod:`search.analysis` and :mod:`search.stats` (the leaderboard),
+:mod:`search.costs` and :mod:`search.final` (the test split, the kept model). Importing
+``search`` itself is cheap: the names below load their module (and TensorFlow) on first use.
 """
 
 import importlib
@@ -24,8 +25,13 @@ _LAZY = {
     "set_precision": "search.training",
     "StopOnNaN": "search.training",
     "AttentionHyperModel": "search.hypermodel",
-    "describe_hyperparameters": "search.hypermodel",
-    "trial_row": "search.hypermodel",
+    "Recipe": "search.recipe",
+    "SearchSpace": "search.space",
+    "SearchConfig": "search.config",
+    "RunDir": "search.rundir",
+    "build_tuner": "search.tuning",
+    "describe_hyperparameters": "search.space",
+    "trial_row": "search.space",
     "Protocol": "search.protocol",
     "make_tuner": "search.tuning",
     "paired_difference": "search.stats",
