@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from search import cli, final, report
+from search import cli, final, pipeline, report
 from search.rundir import DamagedFileError, RunDir, TrialDir, read_json, write_json
 from test_cli import run_cli, tiny_args
 from test_data import make_fake_mnist
@@ -112,8 +112,13 @@ def test_overwrite_replaces_the_search_once_the_new_run_has_started(
         finished, tmp_path, tiny_data, monkeypatch):
     out = copy_search(finished, tmp_path)
     started = []
-    monkeypatch.setattr(cli, "_search", lambda args, splits, *a: started.append(splits) or 0)
-    assert cli.main(small_args(tiny_data, out, "--overwrite")) == 0
+
+    def search(config, rundir, role, start):  # the search stage, reached: stop there
+        started.append(start.splits)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "search", search)
+    assert cli.main(small_args(tiny_data, out, "--overwrite")) == 130
     assert started and sorted(os.listdir(out)) == sorted([RunDir.marker, RunDir.config])
     assert not [p for p in os.listdir(tmp_path) if ".old-" in p]
 
@@ -191,11 +196,11 @@ def test_a_full_disk_mid_write_leaves_the_old_file_and_no_temporary(tmp_path, mo
 
 
 def test_a_full_disk_is_one_line_naming_the_file(tmp_path, tiny_data, monkeypatch, capsys):
-    def run(args):
+    def run(config):
         raise OSError(errno.ENOSPC, "No space left on device",
-                      os.path.join(args.out, "tuner", "tuner0.json"))
+                      os.path.join(config.session.out, "tuner", "tuner0.json"))
 
-    monkeypatch.setattr(cli, "run", run)
+    monkeypatch.setattr(pipeline, "run", run)
     assert cli.main(small_args(tiny_data, tmp_path / "out")) == 2
     err = one_error_line(capsys)
     assert err == (f"keras-attn-search: error: no space left on device: "
