@@ -8,8 +8,8 @@ import pytest
 from keras import ops
 
 import keras_attn
-from keras_attn.layers._base import ArgumentChoices, AttentionLayer
-from keras_attn.registry import register_attention, registered_attentions, unregister_attention
+from keras_attn import ArgumentChoices, AttentionLayer, register_attention, unregister_attention
+from keras_attn.registry import registered_attentions
 from keras_attn.validation import check_number
 from search.hypermodel import AttentionHyperModel, describe_hyperparameters, trial_row
 from search.space import hyperparameter_names
