@@ -23,12 +23,10 @@ import os
 import re
 import sys
 
-from search.config import CLIError, HYPERPARAMETER_MODES, from_options
+from search.config import PROG, CLIError, HYPERPARAMETER_MODES, from_options
 from search.roles import ROLES
 from search.training_choices import OPTIMIZERS, PRECISIONS, SUPPORTED_STRATEGIES
 from search.tuner_names import TUNERS
-
-PROG = "keras-attn-search"
 
 __all__ = ["CLIError", "build_parser", "main", "parse_args"]
 

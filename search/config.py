@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # imported on use: this module loads no TensorFlow (--help st
 #: Runs per configuration and first seed are part of the identity; TensorFlow's, NumPy's and
 #: Python's seeds (keras.utils.set_random_seed sets all three) must be in [0, 2**32 - 1].
 SEED_MAX = 2**32 - 1
+#: The command's name, in its messages.
+PROG = "keras-attn-search"
 #: ``--hyperparameters``: each attention's hyperparameters fixed at its paper's values, or drawn.
 HYPERPARAMETER_MODES = ("paper", "search")
 
@@ -227,7 +229,7 @@ def _check_seeds(options):
         raise CLIError(
             f"--seed: expected seed + max(--repeats, --final-repeats) - 1 <= {SEED_MAX} (the "
             f"largest seed TensorFlow and NumPy take), got {options.seed} + {runs} - 1 = {last} "
-            f"(see keras-attn-search --help)")
+            f"(see {PROG} --help)")
 
 
 def _model_spec(options):

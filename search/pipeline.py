@@ -24,11 +24,10 @@ import os
 import shutil
 import time
 
-from search.config import CLIError
+from search.config import PROG, CLIError
 from search.roles import role_of
 from search.rundir import RunDir, atomic_path, write_json, write_text
 
-PROG = "keras-attn-search"
 GRAD_CAM_IMAGES = 6
 
 

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 
-from search.config import CLIError
+from search.config import PROG, CLIError
 
 # KerasTuner's distributed tuning reads these (its documented environment).
 _KT_ENV = ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID")
@@ -49,8 +49,6 @@ class Single:
 
 
 class _Distributed(Single):
-    tuner_id = None
-
     def configure_environment(self, session):
         host, _, port = session.oracle.rpartition(":")
         os.environ["KERASTUNER_ORACLE_IP"] = host
@@ -73,7 +71,7 @@ class Chief(_Distributed):
     def search(self, tuner, splits, config, callbacks, verbose):
         from search import tuning
 
-        print(f"[keras-attn-search] chief: serving the oracle on {config.session.oracle}; "
+        print(f"[{PROG}] chief: serving the oracle on {config.session.oracle}; "
               "waiting for workers", flush=True)
         tuning.serve_oracle(tuner, worker_timeout=config.run.worker_timeout)
 
