@@ -26,6 +26,7 @@ import sys
 from search.config import PROG, CLIError, HYPERPARAMETER_MODES, from_options
 from search.roles import ROLES
 from search.training_choices import OPTIMIZERS, PRECISIONS, SUPPORTED_STRATEGIES
+from search.schedule import RUN_SCHEDULES
 from search.tuner_names import TUNERS
 
 __all__ = ["CLIError", "build_parser", "main", "parse_args"]
@@ -215,6 +216,17 @@ def _protocol_options(p):
     t.add_argument("--repeats", type=_positive_int, default=3,
                    help="runs per configuration, with seeds seed, seed+1, ... (the same for every "
                    "configuration and the baseline)")
+    t.add_argument("--stages", type=_csv_list, default=None,
+                   help="comma-separated stages, in order: which (the configurations of the "
+                   "space) and where (per block vs per layer and the hyperparameters around the "
+                   "paper's, for the attention 'which' ranks highest); default which,where "
+                   "(which alone for --preset). Runs an earlier stage or search trained in "
+                   "--out are reused")
+    t.add_argument("--where-trials", type=_positive_int, default=4,
+                   help="configurations the 'where' stage draws besides the baseline")
+    t.add_argument("--schedule", default="full", choices=RUN_SCHEDULES,
+                   help="full: every configuration runs every seed; race: seeds are added only "
+                   "to configurations the blocked model cannot yet separate from the leader")
     t.add_argument("--tuner", default="random", choices=TUNERS,
                    help="KerasTuner algorithm (random: balanced over attention x placement)")
     t.add_argument("--max-trials", type=_positive_int, default=None,
@@ -281,6 +293,9 @@ def _output_options(p):
                    help="no Keras output per epoch (default: a progress bar on a terminal, one "
                         "line per epoch otherwise)")
     o.add_argument("--debug", action="store_true", help="show tracebacks")
+    o.add_argument("--validate-every-epoch", action="store_true",
+                   help="validate after every epoch (per-epoch curves in each run's record and "
+                   "TensorBoard); default: once, after the last epoch, the only value used")
     o.add_argument("--run-eagerly", action="store_true",
                    help="no tf.function tracing: for debugging, and for tiny runs where tracing "
                    "a backbone (20-40 s on a 2-core CPU) costs more than training")

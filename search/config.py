@@ -6,14 +6,19 @@ preset's configurations, the number of trials) and validated there, before any d
 any model is built. Everything after it (``search.pipeline``) reads the config and never changes
 it.
 
-It has two halves:
+It has three parts:
 
 * **what is measured** (:meth:`SearchConfig.identity`): the data (:class:`DataSpec`), the model
-  (:class:`ModelSpec`), the training recipe (:class:`search.recipe.Recipe`), the space
-  (:class:`SpaceSpec`), the seed and the repeats. A resumed ``--out`` must have been made with
-  the same identity (another ``--data-dir`` would mix two datasets in one leaderboard, another
-  ``--precision`` other numerics). The identity is the fields of those parts
-  (``dataclasses.asdict``), not a list of names kept beside them.
+  (:class:`ModelSpec`), the training recipe (:class:`search.recipe.Recipe`) and the seed (which
+  draws the training subset and the validation images). A resumed ``--out`` must have been made
+  with the same identity (another ``--data-dir`` would mix two datasets in one leaderboard,
+  another ``--precision`` other numerics). The identity is the fields of those parts
+  (``dataclasses.asdict``), not a list of names kept beside them. Every stored run is keyed by
+  it (:meth:`SearchConfig.measured` adds what only the device tells: the resolved precision,
+  the replicas, the library versions).
+* **the plan** (:class:`SpaceSpec` and the repeats): which configurations, which seeds, which
+  stages and tuner. It may change between runs on one ``--out``: the runs it shares with an
+  earlier plan are reused from the run store (:mod:`search.store`), not trained again.
 * **how a run goes** (:class:`RunOptions`): how far the search goes, the final retraining, the
   devices, the role. A resume may change them; each run's are recorded (``search_config.json``).
 
@@ -76,6 +81,9 @@ class SpaceSpec:
     preset: str | None = None
     tuner: str = "random"
     objective: str = "params_added"  # the multi-objective tuners' cost
+    stages: tuple = ("which", "where")  # search.stages.STAGES, in order
+    where_trials: int = 4  # configurations the "where" stage draws besides the baseline
+    schedule: str = "full"  # "full": every seed for every configuration; "race"
     # A preset's rows, (name, build_model kwargs), baseline first: derived from ``preset``.
     configurations: tuple | None = dataclasses.field(default=None,
                                                      metadata={"identity": False})
@@ -95,6 +103,7 @@ class RunOptions:
     export: tuple | None = None
     max_cost: tuple | None = None  # ((measure, limit), ...)
     cost_steps: int = 3
+    validate_every_epoch: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +131,7 @@ class SearchConfig:
     run: RunOptions = RunOptions()
     session: Session = Session()
 
-    _IDENTITY_PARTS = ("data", "model", "recipe", "space")
+    _IDENTITY_PARTS = ("data", "model", "recipe")
 
     @property
     def seeds(self):
@@ -142,8 +151,26 @@ class SearchConfig:
             for f in dataclasses.fields(value):
                 if f.metadata.get("identity", True):
                     ident[f.name] = _plain(getattr(value, f.name))
-        ident.update(seed=self.seed, repeats=self.repeats)
+        ident.update(seed=self.seed)
         return ident
+
+    def measured(self, precision, replicas, versions):
+        """The measured context every stored run of this search is keyed by
+        (:class:`search.store.RunKey`): :meth:`identity` with the precision as resolved on
+        the device, the number of replicas (BatchNorm statistics are per replica), and
+        ``versions`` (the libraries whose versions change the numbers: TensorFlow, Keras)."""
+        ident = self.identity()
+        ident.update(precision=precision, replicas=int(replicas))
+        ident["versions"] = _plain(dict(versions))
+        ident.pop("epochs", None)  # a run's epochs are in its key (Hyperband rounds differ)
+        return ident
+
+    def plan_record(self):
+        """``{option: value}`` of the plan (what may change on one ``--out``), recorded per run."""
+        plan = {f.name: _plain(getattr(self.space, f.name))
+                for f in dataclasses.fields(self.space) if f.metadata.get("identity", True)}
+        plan.update(repeats=self.repeats)
+        return plan
 
     def run_record(self):
         """``{option: value}`` of how this run goes (recorded per run)."""
@@ -168,7 +195,7 @@ def _identity_defaults():
     from search.recipe import Recipe
 
     defaults = {}
-    for part in (DataSpec, ModelSpec, Recipe, SpaceSpec):
+    for part in (DataSpec, ModelSpec, Recipe):
         for f in dataclasses.fields(part):
             if f.default is not dataclasses.MISSING:
                 defaults[f.name] = _plain(f.default)
@@ -198,7 +225,8 @@ def from_options(options):
         worker_timeout=options.worker_timeout,
         export=tuple(options.export) if options.export else None,
         max_cost=tuple(tuple(m) for m in options.max_cost) if options.max_cost else None,
-        cost_steps=options.cost_steps)
+        cost_steps=options.cost_steps,
+        validate_every_epoch=options.validate_every_epoch)
     return SearchConfig(
         data=DataSpec(dataset=options.dataset.lower(), data_dir=options.data_dir,
                       image_size=options.image_size, train_size=options.train_size,
@@ -220,6 +248,9 @@ def _check_role(options):
                            f"{options.oracle!r}")
     elif options.oracle:
         raise CLIError("--oracle goes with --role chief or --role worker")
+    if options.role == "worker" and options.overwrite:
+        raise CLIError("--overwrite is the chief's: a worker never replaces a search (give it "
+                       "the chief's options without --overwrite)")
 
 
 def _check_seeds(options):
@@ -271,7 +302,9 @@ def _space_spec(options, model):
     carry their own backbone and width)."""
     common = dict(attention=_as_tuple(options.attention), placement=_as_tuple(options.placement),
                   hyperparameters=options.hyperparameters, preset=options.preset,
-                  tuner=options.tuner, objective=options.objective)
+                  tuner=options.tuner, objective=options.objective,
+                  stages=_stages(options), where_trials=options.where_trials,
+                  schedule=options.schedule)
     if options.preset is None:
         _check_names(options)
         return SpaceSpec(space_values=_space_values(options), **common), model
@@ -279,6 +312,30 @@ def _space_spec(options, model):
     backbones = sorted({kw.get("backbone") for _, kw in configurations} - {None})
     model = dataclasses.replace(model, backbone=backbones[0], width=None)
     return SpaceSpec(configurations=configurations, **common), model
+
+
+def _stages(options):
+    """``--stages`` checked: known names, in their order, the first stage first; a preset's
+    table has only the first."""
+    from search.stages import DEFAULT_STAGES, STAGES
+
+    stages = tuple(options.stages) if options.stages is not None else DEFAULT_STAGES
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise CLIError(f"unknown --stages {unknown[0]!r}; valid: {', '.join(STAGES)}")
+    if len(set(stages)) != len(stages) or list(stages) != [s for s in STAGES if s in stages] \
+            or stages[0] != STAGES[0]:
+        raise CLIError(f"--stages must start with {STAGES[0]} and keep the order "
+                       f"{','.join(STAGES)}, got {','.join(stages)}")
+    if options.preset is not None and options.stages is None:
+        return stages[:1]  # a table is compared as it is
+    if options.preset is not None and len(stages) > 1:
+        raise CLIError(f"--preset runs its table as the stage {STAGES[0]!r} only; drop --stages "
+                       f"{','.join(stages)}")
+    if options.schedule == "race" and options.role != "single":
+        raise CLIError("--schedule race runs in one process: it is not offered with --role "
+                       f"{options.role}")
+    return stages
 
 
 def _as_tuple(values):

@@ -39,38 +39,38 @@ def _device():
     return f"CPU, {os.cpu_count()} cores"
 
 
-def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, rounds=3,
-                  strategy=None):
+def measure_costs(board, hypermodel, *, batch_size, out, n_steps=3, rounds=3, strategy=None):
     """Measure the cost of every configuration of ``board`` that has runs (see the module
-    docstring); returns ``{"how": ..., "configurations": {trial_id: {measure: value, ...}}}``.
+    docstring); returns ``{"how": ..., "configurations": {config: {measure: value, ...}}}``,
+    keyed by each row's configuration id (``row["config"]``).
 
-    Reuses ``out/costs.json`` when it holds every trial of ``board`` with the same settings.
+    Reuses ``out/costs.json`` when it holds every configuration of ``board`` with the same
+    settings.
     ``n_steps=0`` skips the timing (the step ratios are then missing, with the reason).
     """
     import keras
 
     from keras_attn.registry import NO_ATTENTION
-    from search.rundir import as_rundir, read_json, write_json
+    from search.rundir import as_rundir, write_json
 
     rows = [r for r in board if r["repeats"]]
     path = as_rundir(out).costs
     settings = {"batch_size": int(batch_size), "n_steps": int(n_steps), "rounds": int(rounds)}
-    cached = read_json(path, missing={}, kind=dict,
-                       fix="delete it to measure the costs again")
+    cached = _read_costs(path)
     if cached.get("settings") == settings and \
-            {str(r["trial"]) for r in rows} <= set(cached.get("configurations", {})):
+            {r["config"] for r in rows} <= set(cached.get("configurations", {})):
         return cached
     baseline = next((r for r in rows if r["attention"] == NO_ATTENTION), None)
     t0 = time.time()
     keras.backend.clear_session()
-    models, result = _count_flops(rows, baseline, tuner, hypermodel, strategy)
+    models, result = _count_flops(rows, baseline, hypermodel, strategy)
     timing_reason = ""
     if baseline is None:
         timing_reason = "no baseline to take the ratio to"
     elif n_steps < 1:
         timing_reason = "timing off (cost steps 0)"
     if not timing_reason:
-        _time_steps(models, result, baseline["trial"], hypermodel, batch_size, n_steps, rounds)
+        _time_steps(models, result, baseline["config"], hypermodel, batch_size, n_steps, rounds)
     for entry in result.values():
         for mode in ("train", "inference"):
             entry.setdefault(f"{mode}_step", None)
@@ -93,22 +93,54 @@ def measure_costs(board, tuner, hypermodel, *, batch_size, out, n_steps=3, round
     return costs
 
 
-def _count_flops(rows, baseline, tuner, hypermodel, strategy):
+def _read_costs(path):
+    """``costs.json``, checked: ``settings`` an object, ``configurations`` objects whose values
+    are numbers, strings, lists or None (never NaN).
+
+    Raises:
+        search.rundir.DamagedFileError: another shape (names the file and the field).
+    """
+    import math
+
+    from search.rundir import DamagedFileError, read_json
+
+    fix = "delete it to measure the costs again"
+    cached = read_json(path, missing={}, kind=dict, fix=fix)
+    if not cached:
+        return cached
+    configurations = cached.get("configurations")
+    if not isinstance(cached.get("settings"), dict) or not isinstance(configurations, dict):
+        raise DamagedFileError(path, "'settings' and 'configurations' must be objects", fix)
+    for config, entry in configurations.items():
+        if not isinstance(entry, dict):
+            raise DamagedFileError(path, f"configuration {config!r} is not an object", fix)
+        for key, value in entry.items():
+            bad = isinstance(value, float) and not math.isfinite(value)
+            if bad or not (value is None or isinstance(value, (int, float, str, list))):
+                raise DamagedFileError(path, f"configuration {config!r}: {key} is {value!r}",
+                                       fix)
+            if key.endswith(("_step", "flops", "flops_added", "params_added")) and \
+                    isinstance(value, str):
+                raise DamagedFileError(path, f"configuration {config!r}: {key} is {value!r}, "
+                                       "not a number", fix)
+    return cached
+
+
+def _count_flops(rows, baseline, hypermodel, strategy):
     """One model per configuration (seed 0's initial weights) and its forward FLOPs, also as
-    added to the baseline's; returns ``(models, {str(trial): entry})``."""
+    added to the baseline's; returns ``(models, {config: entry})``."""
     from keras_attn.cost import forward_flops
 
     models, result = {}, {}
     for row in rows:
-        hp = tuner.oracle.trials[row["trial"]].hyperparameters
         context = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with context:
-            models[row["trial"]] = hypermodel.build(hp, seed=0)
-        flops = forward_flops(models[row["trial"]])
-        result[str(row["trial"])] = {"params_added": row.get("params_added"),
+            models[row["config"]] = hypermodel.build_configuration(row["configuration"], seed=0)
+        flops = forward_flops(models[row["config"]])
+        result[row["config"]] = {"params_added": row.get("params_added"),
                                      "flops": flops.total, "flops_reason": flops.reason,
                                      "flops_uncounted": list(flops.uncounted)}
-    base_flops = result[str(baseline["trial"])]["flops"] if baseline else None
+    base_flops = result[baseline["config"]]["flops"] if baseline else None
     for entry in result.values():
         entry["flops_added"] = (None if entry["flops"] is None or base_flops is None
                                 else entry["flops"] - base_flops)
@@ -117,7 +149,7 @@ def _count_flops(rows, baseline, tuner, hypermodel, strategy):
     return models, result
 
 
-def _time_steps(models, result, baseline_trial, hypermodel, batch_size, n_steps, rounds):
+def _time_steps(models, result, baseline_config, hypermodel, batch_size, n_steps, rounds):
     """Train and inference step times of every model, round-robin, as ratios to the
     baseline's, into ``result``."""
     import numpy as np
@@ -130,9 +162,9 @@ def _time_steps(models, result, baseline_trial, hypermodel, batch_size, n_steps,
     y = rng.integers(0, hypermodel.num_classes, int(batch_size))
     for mode in ("train", "inference"):
         steps = {t: step_function(m, mode, x, y) for t, m in models.items()}
-        timed = step_times(steps, baseline_trial, n_steps=n_steps, rounds=rounds)
-        for trial, t in timed.items():
-            result[str(trial)].update({f"{mode}_step": t["ratio"],
+        timed = step_times(steps, baseline_config, n_steps=n_steps, rounds=rounds)
+        for config, t in timed.items():
+            result[config].update({f"{mode}_step": t["ratio"],
                                        f"{mode}_step_spread": t["spread"],
                                        f"{mode}_step_seconds": t["seconds"]})
 

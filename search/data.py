@@ -130,6 +130,8 @@ class DataSplits:
     name: str = ""
     mean: tuple | None = None
     std: tuple | None = None
+    #: Images in the dataset's whole training split (what a final retraining on it sees).
+    source_train_size: int | None = None
     # seed -> the training pipeline (same images) shuffled and augmented with that seed.
     _train_factory: object = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -534,6 +536,7 @@ def _build_splits(options, source, *, name, n_train_split, n_test, size, in_chan
         input_shape=(*size, out_channels),
         class_names=class_names,
         sizes=sizes,
+        source_train_size=int(n_train_split),
         batch_size=options.batch_size,
         name=name,
         mean=mean,

@@ -22,13 +22,14 @@ re-running a finished search only rebuilds the report.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import keras
 
 from search import stats
-from search.rundir import (TrialDir, as_rundir, atomic_path, check_free_space, model_nbytes,
-                           read_json, write_json)
+from search.rundir import (DamagedFileError, as_rundir, atomic_path, check_free_space,
+                           model_nbytes, read_json, write_json)
 
 
 def _params_added(model):
@@ -36,9 +37,37 @@ def _params_added(model):
     return int(attention_summary(model).total_params)
 
 
+_FINAL_FIX = "delete it to run the final stage again, or --overwrite to start afresh"
+
+
 def _load(path):
-    return read_json(path, missing={}, kind=dict,
-                     fix="delete it to run the final stage again, or --overwrite to start afresh")
+    """``final.json``, checked: each section an object whose ``runs`` map seeds to finite
+    accuracies in [0, 1].
+
+    Raises:
+        DamagedFileError: not a JSON object, or a section or value of the wrong type (names the
+            file and the field).
+    """
+    import math
+
+    done = read_json(path, missing={}, kind=dict, fix=_FINAL_FIX)
+    for name in ("search_test", "best_model"):
+        section = done.get(name)
+        if section is None:
+            continue
+        entries = [section] if name == "best_model" else [
+            v for k, v in section.items() if k in ("best", "baseline")] if isinstance(
+            section, dict) else [section]
+        for entry in entries:
+            runs = entry.get("runs") if isinstance(entry, dict) else None
+            if not isinstance(runs, dict) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and 0.0 <= v <= 1.0 for v in runs.values()):
+                raise DamagedFileError(path, f"its {name!r} section is not an object whose "
+                                       "'runs' map seeds to accuracies in [0, 1]", _FINAL_FIX)
+    if not isinstance(done.get("train_seconds", 0.0), (int, float)):
+        raise DamagedFileError(path, "'train_seconds' is not a number", _FINAL_FIX)
+    return done
 
 
 def _save_model(model, path):
@@ -56,33 +85,33 @@ def _section(done, name, key):
     return section
 
 
-def _test_search_runs(done, rundir, tuner, hypermodel, roles, seeds, strategy, test_data):
+def _test_search_runs(done, rundir, runs, hypermodel, roles, seeds, strategy, test_data):
     """Stage 1: every search run of each role, evaluated on the test split."""
-    key = {"seeds": [int(s) for s in seeds], **{f"{n}_trial": r["trial"] for n, r in roles}}
+    key = {"seeds": [int(s) for s in seeds], **{f"{n}_config": r["config"] for n, r in roles}}
     section = _section(done, "search_test", key)
     files = {"best": rundir.best_search_model, "baseline": rundir.baseline_model}
     for name, row in roles:
-        entry = section.setdefault(name, {"trial": row["trial"], "runs": {}})
-        todo = [s for s in seeds if str(s) not in entry["runs"]]
+        entry = section.setdefault(name, {"config": row["config"], "trial": row["trial"],
+                                          "runs": {}})
+        stored = {s: runs.record(row, s) for s in seeds}
+        todo = [s for s in seeds if str(s) not in entry["runs"] and stored[s] is not None]
         if not todo:
             continue
-        hp = tuner.oracle.trials[row["trial"]].hyperparameters
         keras.backend.clear_session()
         with strategy.scope():
-            model = hypermodel.build(hp, seed=int(todo[0]))
+            model = hypermodel.build_configuration(row["configuration"], seed=int(todo[0]))
         # The weights file holds the optimizer's state too: build it, or Keras skips it.
         model.optimizer.build(model.trainable_variables)
-        trial_dir = TrialDir(tuner.get_trial_dir(row["trial"]))
         for seed in todo:
-            model.load_weights(trial_dir.weights(seed))
+            runs.store.load_weights(model, stored[seed])
             accuracy = float(model.evaluate(test_data, verbose=0)[1])
             entry["runs"][str(seed)] = accuracy
             entry.update(params=int(model.count_params()), params_added=_params_added(model))
             if seed == seeds[0]:
                 _save_model(model, files[name])
             write_json(rundir.final, done)
-            print(f"[final] {name} (trial {row['trial']}), search run seed {seed}: "
-                  f"test_accuracy={accuracy:.4f}", flush=True)
+            print(f"[final] {name} ({row['attention']}, config {row['config']}), search run "
+                  f"seed {seed}: test_accuracy={accuracy:.4f}", flush=True)
     for name, _row in roles:
         entry = section[name]
         entry["test_accuracy"], entry["test_accuracy_std"] = \
@@ -97,26 +126,25 @@ def _test_search_runs(done, rundir, tuner, hypermodel, roles, seeds, strategy, t
     return section
 
 
-def _train_best_model(done, rundir, tuner, hypermodel, name, row, final_seeds, final_epochs,
+def _train_best_model(done, rundir, hypermodel, name, row, final_seeds, final_epochs,
                       strategy, full_train, test_data, verbose):
     """Stage 2: the configuration the user keeps, retrained on the full training split."""
-    key = {"trial": row["trial"], "final_epochs": final_epochs,
+    key = {"config": row["config"], "final_epochs": final_epochs,
            "seeds": [int(s) for s in final_seeds]}
     section = _section(done, "best_model", key)
     section.setdefault("runs", {})
-    hp = tuner.oracle.trials[row["trial"]].hyperparameters
     for seed in final_seeds:
         if str(seed) in section["runs"]:
             continue
         keras.backend.clear_session()
         keras.utils.set_random_seed(int(seed))
         with strategy.scope():
-            model = hypermodel.build(hp, seed=int(seed))
-        print(f"[final] {name} (trial {row['trial']}), seed {seed}: training {final_epochs} "
-              "epoch(s) on the full training split", flush=True)
+            model = hypermodel.build_configuration(row["configuration"], seed=int(seed))
+        print(f"[final] {name} ({row['attention']}, config {row['config']}), seed {seed}: "
+              f"training {final_epochs} epoch(s) on the full training split", flush=True)
         # hypermodel.fit spans the schedule over this run and stops on NaN.
-        history = hypermodel.fit(hp, model, full_train(int(seed)), epochs=final_epochs,
-                                 verbose=verbose)
+        history = hypermodel.fit_model(model, full_train(int(seed)), epochs=final_epochs,
+                                       verbose=verbose)
         accuracy = float(model.evaluate(test_data, verbose=0)[1])
         section["runs"][str(seed)] = accuracy
         section.setdefault("train_loss", {})[str(seed)] = float(history.history["loss"][-1])
@@ -127,26 +155,44 @@ def _train_best_model(done, rundir, tuner, hypermodel, name, row, final_seeds, f
         print(f"[final] {name} seed {seed}: test_accuracy={accuracy:.4f}", flush=True)
     section["test_accuracy"], section["test_accuracy_std"] = \
         stats.mean_std(section["runs"].values())
-    section.update(trial=row["trial"], configuration=name,
+    section.update(trial=row["trial"], config=row["config"], configuration=name,
                    how=f"{name} configuration retrained from scratch for {final_epochs} "
                    f"epoch(s) on the full training split, seeds "
                    f"{[int(s) for s in final_seeds]}; test split")
     return section
 
 
-def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, final_epochs,
+@dataclasses.dataclass(frozen=True)
+class StoredRuns:
+    """Where the final stage finds a leaderboard row's search runs: the search's
+    :class:`search.runner.RunKeys` and the epochs of its runs."""
+
+    keys: object
+    epochs: int
+
+    @property
+    def store(self):
+        return self.keys.store
+
+    def record(self, row, seed):
+        """The stored run of ``row``'s configuration with ``seed`` (None if there is none)."""
+        record = self.store.get(self.keys.key(row["configuration"], int(seed),
+                                              int(row.get("epochs") or self.epochs)))
+        return record if record is not None and record.value is not None else None
+
+
+def finalize(*, out, runs, hypermodel, best, baseline, seeds, final_seeds, final_epochs,
              strategy, full_train=None, test_data, verbose=2):
     """Test the search's runs of the best configuration and the baseline, and train the model
     the user keeps (see the module docstring).
 
     Args:
         out: the search's output directory (a path or a :class:`search.rundir.RunDir`).
-        tuner: the search's tuner (its trials and trial directories).
+        runs: the search's :class:`StoredRuns` (each run's weights are in the run store).
         hypermodel: the search's :class:`search.hypermodel.AttentionHyperModel`.
         best, baseline: leaderboard rows (:func:`search.report.configuration_rows`); ``best`` may
             be None (no attention configuration finished: the baseline is then the kept model).
-        seeds: the search's seeds whose runs are tested (each trial directory holds their
-            weights).
+        seeds: the search's seeds whose runs are tested.
         final_seeds: the seeds of the retraining of the kept model.
         final_epochs: epochs of that retraining on ``full_train``; 0: the kept model is the
             search run with ``seeds[0]``.
@@ -167,10 +213,10 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, fina
     roles = [("baseline", baseline)] + ([("best", best)] if best is not None else [])
     done = _load(rundir.final)
     t0 = time.time()
-    _test_search_runs(done, rundir, tuner, hypermodel, roles, seeds, strategy, test_data)
+    _test_search_runs(done, rundir, runs, hypermodel, roles, seeds, strategy, test_data)
     kept_name, kept = roles[-1]
     if final_epochs:
-        _train_best_model(done, rundir, tuner, hypermodel, kept_name, kept, final_seeds,
+        _train_best_model(done, rundir, hypermodel, kept_name, kept, final_seeds,
                           final_epochs, strategy, full_train, test_data, verbose)
     else:
         entry = done["search_test"][kept_name]
@@ -178,7 +224,8 @@ def finalize(*, out, tuner, hypermodel, best, baseline, seeds, final_seeds, fina
         _save_model(keras.models.load_model(src, compile=False), rundir.best_model)
         first = str(seeds[0])
         done["best_model"] = {
-            "key": {"trial": kept["trial"], "final_epochs": 0}, "trial": kept["trial"],
+            "key": {"config": kept["config"], "final_epochs": 0}, "trial": kept["trial"],
+            "config": kept["config"],
             "configuration": kept_name, "runs": {first: entry["runs"][first]},
             "test_accuracy": entry["runs"][first], "test_accuracy_std": None,
             "params": entry.get("params"), "params_added": entry.get("params_added"),

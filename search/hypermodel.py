@@ -258,6 +258,16 @@ class AttentionHyperModel(keras_tuner.HyperModel):
                                           model.optimizer)
         return model
 
+    def configuration(self, hp):
+        """The canonical configuration of the trial ``hp`` (:func:`canonical_configuration`):
+        what its runs are keyed by in the run store."""
+        return canonical_configuration(self.declare(hp))
+
+    def build_configuration(self, configuration, seed=None, epochs=None, steps_per_epoch=None):
+        """Build and compile the model of a canonical ``configuration`` (from
+        :meth:`configuration` or a stored run), as :meth:`build` builds a trial's."""
+        return self._build_config(_declared_form(configuration), seed, epochs, steps_per_epoch)
+
     def build(self, hp, epochs=None, steps_per_epoch=None, seed=None):
         """Build and compile the trial's model (see the class docstring).
 
@@ -273,9 +283,11 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         Returns:
             A compiled ``keras.Model``.
         """
+        return self._build_config(self.declare(hp), seed, epochs, steps_per_epoch)
+
+    def _build_config(self, config, seed, epochs, steps_per_epoch):
         start = time.perf_counter()
         training.set_precision(self.precision)
-        config = self.declare(hp)
         model = self._builder()(**self._build_arguments(config, seed))
         if self.bn_momentum is not None:
             set_bn_momentum(model, self.bn_momentum)
@@ -294,6 +306,11 @@ class AttentionHyperModel(keras_tuner.HyperModel):
         if hasattr(x, "shape") and getattr(x, "shape", None):
             return max(1, math.ceil(int(x.shape[0]) / int(kwargs.get("batch_size") or 32)))
         return None
+
+    def fit_model(self, model, *args, **kwargs):
+        """:meth:`fit` without a trial's ``hp`` (which it does not use): how the run store's
+        trainer fits a configuration's model."""
+        return self.fit(None, model, *args, **kwargs)
 
     def fit(self, hp, model, *args, **kwargs):
         """``model.fit(*args, **kwargs)`` plus :class:`search.training.StopOnNaN`, with the
@@ -387,3 +404,72 @@ def _build_info(model, seconds, config):
     if "configuration" in config:
         info.update(attention=config["attention"], placement=config["placement"] or "")
     return info
+
+
+def canonical_configuration(config):
+    """A trial's configuration (:meth:`AttentionHyperModel.declare`'s dict) in the form the run
+    store keys runs by: the same model always gives the same dict.
+
+    * the baseline: ``{"attention": "none", "learning_rate": lr}``;
+    * an attention: ``{"attention", "placement", "attention_kwargs", "learning_rate"}``, the
+      placement as :func:`keras_attn.placement.equivalent_placement` names it (SA's
+      ``"paper"`` is ``"block"``), the arguments sorted;
+    * a named configuration (a preset's row): ``{"configuration": name, "model": build_model
+      kwargs, "learning_rate": lr}``.
+    """
+    from keras_attn.placement import equivalent_placement
+    from search.store import plain
+
+    learning_rate = float(config["learning_rate"])
+    if "model" in config:
+        return {"configuration": config["configuration"], "model": plain(config["model"]),
+                "learning_rate": learning_rate}
+    attention = config["attention"]
+    if attention_argument(attention) is None:
+        return {"attention": NO_ATTENTION, "learning_rate": learning_rate}
+    placement = config.get("placement") or DEFAULT_PLACEMENT
+    return {"attention": attention,
+            "placement": equivalent_placement(attention, placement),
+            "attention_kwargs": plain(dict(sorted((config.get("attention_kwargs") or {}).items()))),
+            "learning_rate": learning_rate}
+
+
+def _declared_form(configuration):
+    """A canonical configuration back in :meth:`AttentionHyperModel.declare`'s form."""
+    config = dict(configuration)
+    if "model" in config:
+        model = dict(config["model"])
+        attention = model.get("attention") or NO_ATTENTION
+        baseline = attention_argument(attention) is None
+        return {"attention": attention,
+                "placement": None if baseline else model.get("placement", DEFAULT_PLACEMENT),
+                "attention_kwargs": dict(model.get("attention_kwargs") or {}),
+                "learning_rate": float(config["learning_rate"]),
+                "configuration": config["configuration"], "model": model}
+    return {"attention": config["attention"], "placement": config.get("placement"),
+            "attention_kwargs": dict(config.get("attention_kwargs") or {}),
+            "learning_rate": float(config["learning_rate"])}
+
+
+def configuration_parts(configuration):
+    """``(attention, placement, hyperparameters)`` of a canonical configuration, for reports:
+    the hyperparameters are its attention arguments (and the learning rate only when the space
+    searched it is the caller's business)."""
+    config = _declared_form(configuration)
+    placement = config["placement"]
+    if isinstance(placement, (list, tuple)):
+        placement = "+".join(placement)
+    return config["attention"], placement or "", dict(config["attention_kwargs"])
+
+
+def configuration_label(configuration):
+    """A canonical configuration in words: ``"sa/block groups=64"``, ``"none (baseline)"``, a
+    named configuration's name."""
+    if "model" in configuration:
+        return str(configuration.get("configuration", "?"))
+    attention, placement, kwargs = configuration_parts(configuration)
+    if attention == NO_ATTENTION:
+        return "none (baseline)"
+    args = " ".join(f"{k}={format(v, '.3g') if isinstance(v, float) else v}"
+                    for k, v in sorted(kwargs.items()))
+    return " ".join(filter(None, [f"{attention}/{placement}", args]))

@@ -23,75 +23,44 @@ import os
 from keras_attn.registry import NO_ATTENTION
 from search.costs import COST_MEASURES
 from search.protocol import OBJECTIVE
-from search.rundir import RunDir, TrialDir, as_rundir, atomic_path, write_json, write_text
+from search.rundir import RunDir, as_rundir, atomic_path, write_json, write_text
 
 STATUS_ORDER = {"COMPLETED": 0, "RUNNING": 1, "IDLE": 2, "FAILED": 3, "INVALID": 4, "STOPPED": 5}
 
 
-def collect_trials(tuner):
-    """One dict per trial of ``tuner``: id, status, score, hyperparameters, sidecar facts and the
-    finished repeats of the comparison protocol (``runs``: ``{seed: objective value}``).
+def collect_trials(tuner, seeds=None):
+    """The rows of :func:`search.results.rows` for the configurations ``tuner``'s trials asked
+    for (a tuner of :mod:`search.tuning`), with their runs from its run store: id, stage,
+    status, score (the mean over its finished seeds), hyperparameters, parameter counts and the
+    runs (``{seed: val_accuracy}``) for ``seeds`` (default the protocol's).
 
-    Sorted best first; trials without a score (failed, running) come last.
+    Sorted best first; configurations without a finished run come last.
     """
-    rows = []
-    for trial_id, trial in sorted(tuner.oracle.trials.items()):
-        hps = trial.hyperparameters
-        declared = {p.name for p in hps.space}
-        hp = {
-            k: v
-            for k, v in hps.values.items()
-            if not k.startswith("tuner/") and (k not in declared or hps.is_active(k))
-        }
-        # A fixed learning rate is the recipe's, not part of the configuration.
-        fixed_lr = any(p.name == "learning_rate" and type(p).__name__ == "Fixed"
-                       for p in hps.space)
-        learning_rate = hp.pop("learning_rate") if fixed_lr else hp.get("learning_rate")
-        trial_dir = TrialDir(tuner.get_trial_dir(trial_id))
-        info = trial_dir.load_info()
-        repeats = trial_dir.load_repeats()
-        score = trial.score
-        if score is None and trial.metrics.exists(OBJECTIVE):
-            score = trial.metrics.get_best_value(OBJECTIVE)
-        status = str(getattr(trial.status, "value", trial.status))
-        message = (trial.message or "").strip().splitlines()
-        runs = {int(k): float(r[OBJECTIVE]) for k, r in repeats.items() if OBJECTIVE in r}
-        overheads = [r["overhead_seconds"] for r in repeats.values()
-                     if r.get("overhead_seconds") is not None]
-        rows.append(
-            {
-                "trial": trial_id,
-                "status": status,
-                OBJECTIVE: None if score is None else float(score),
-                # Named configurations (presets) record their attention when built.
-                "attention": hp.pop("attention", info.get("attention", NO_ATTENTION)),
-                "placement": hp.pop("placement", info.get("placement", "")) or "",
-                "hyperparameters": hp,
-                "learning_rate": learning_rate,
-                "epochs": hps.values.get("tuner/epochs"),
-                "runs": runs,
-                "train_accuracy": {int(k): r.get("accuracy") for k, r in repeats.items()},
-                "overhead_seconds": (sum(overheads) / len(overheads)) if overheads else None,
-                "params": info.get("params"),
-                "params_added": info.get("params_added"),
-                "train_seconds": info.get("train_seconds"),
-                "tuner_id": info.get("tuner_id"),
-                "error": message[-1] if message and status != "COMPLETED" else "",
-            }
-        )
+    from search.results import entries_of, rows
+
+    seeds = seeds if seeds is not None else (tuner.protocol.seeds if tuner.protocol else ())
+    found = rows(entries_of(tuner, tuner.stage), tuner.run_keys(), seeds,
+                 tuner.hypermodel.recipe.epochs or 1)
+    return sort_rows(found)
+
+
+def sort_rows(found):
+    """``found`` (rows of :func:`search.results.rows`) best first, each given its ``rank``."""
 
     def key(row):
         score = row[OBJECTIVE]
         missing = score is None or (isinstance(score, float) and math.isnan(score))
         return (missing, STATUS_ORDER.get(row["status"], 9), -(score or 0.0), row["trial"])
 
-    rows.sort(key=key)
-    for rank, row in enumerate(rows, 1):
+    found = sorted(found, key=key)
+    for rank, row in enumerate(found, 1):
         row["rank"] = rank
-    return rows
+    return found
 
 
 def _config_key(row):
+    if row.get("config"):
+        return row["config"]
     return (row["attention"], row["placement"],
             tuple(sorted((k, repr(v)) for k, v in row["hyperparameters"].items())))
 
@@ -201,6 +170,7 @@ PARETO_COLUMNS = tuple(f"pareto_{m}" for m in COST_MEASURES)
 
 LEADERBOARD_COLUMNS = (
     "rank",
+    "stage",
     "attention",
     "placement",
     "hyperparameters",
@@ -222,6 +192,7 @@ LEADERBOARD_COLUMNS = (
     "wins",
     "flags",
     "runs",
+    "config",
     "trial",
     "status",
     "params",
@@ -267,6 +238,7 @@ def _csv_cells(row):
     """A leaderboard row as the cells of :data:`LEADERBOARD_COLUMNS`."""
     return [
         row["rank"],
+        row.get("stage", ""),
         row["attention"],
         row["placement"],
         json.dumps(row["hyperparameters"], sort_keys=True),
@@ -288,6 +260,7 @@ def _csv_cells(row):
         row["wins"] or "",
         row["flags"],
         json.dumps({str(k): round(v, 4) for k, v in row["runs"].items()}),
+        row.get("config", ""),
         row["trial"],
         row["status"],
         "" if row["params"] is None else row["params"],
@@ -306,16 +279,16 @@ def _csv_cells(row):
 def _markdown_lines(rows):
     """``leaderboard.md``: the analysis paragraph, then the table."""
     md = [analysis_text(rows), "",
-          "| rank | attention | placement | hyperparameters | repeats | val accuracy "
+          "| rank | stage | attention | placement | hyperparameters | repeats | val accuracy "
           "| delta vs baseline [simultaneous 95% CI] | verdict | Holm p | own paired 95% CI "
           "| wins | flags | params added | FLOPs added | train step | inference step "
           "| trial | status |",
-          "| ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- "
+          "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- "
           "| ---: | ---: | ---: | ---: | --- | --- |"]
     for row in rows:
         status = row["status"] + (f" ({row['note']})" if row["note"] else "")
         md.append(
-            f"| {row['rank']} | {row['attention']} | {row['placement']} "
+            f"| {row['rank']} | {row.get('stage', '')} | {row['attention']} | {row['placement']} "
             f"| {_hp_text(row['hyperparameters']).replace('|', chr(92) + '|')} "
             f"| {row['repeats']} | {_accuracy_text(row)} "
             f"| {_delta_text(row, 'sim_ci95')} | {row['verdict']} | {_fmt(row['p_holm'], '.3g')} "
@@ -389,7 +362,7 @@ def analysis_text(board):
             "about the minimum detectable effect would usually go unseen.")
 
 
-def projection_line(board, configurations, seeds, seconds_left=None):
+def projection_line(board, configurations, seeds, seconds_left=None, total_seconds=None):
     """One line, once the first runs are in, saying what the planned budget can find: the
     simultaneous half-width and minimum detectable effect that ``configurations`` configurations
     x ``seeds`` seeds would reach if the runs keep the pooled sd measured so far
@@ -401,7 +374,9 @@ def projection_line(board, configurations, seeds, seconds_left=None):
     if analysis is None or not analysis.residual_sd or configurations < 2 or seeds < 2:
         return None
     planned = plan(analysis.residual_sd, configurations, seeds)
-    left = "" if seconds_left is None else f"; about {seconds_left / 60:.0f} min of search left"
+    left = "" if seconds_left is None else (
+        f"; about {seconds_left / 60:.0f} min of the whole job left"
+        + ("" if total_seconds is None else f" (about {total_seconds / 60:.0f} min in all)"))
     return (f"[plan] pooled sd of a run so far {analysis.residual_sd:.4f} "
             f"({analysis.residual_df} residual df): {configurations} configurations x {seeds} "
             f"seeds would give a simultaneous 95% half-width of about "
@@ -640,7 +615,7 @@ def add_costs(rows, costs):
 
     measured = costs.get("configurations", {}) if costs else {}
     for row in rows:
-        entry = measured.get(str(row["trial"]), {})
+        entry = measured.get(row.get("config") or str(row["trial"]), {})
         for key in COST_COLUMNS:
             row[key] = entry.get(key)
         notes = [entry[k] for k in ("flops_reason", "train_step_reason") if entry.get(k)]
@@ -731,7 +706,7 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
         "costs": None if not costs else {
             "how": costs.get("how"), "seconds": costs.get("seconds"),
             "settings": costs.get("settings"),
-            "configurations": {str(r["trial"]): {k: r.get(k) for k in (
+            "configurations": {r["config"]: {k: r.get(k) for k in (
                 "attention", "placement", "params_added", *COST_COLUMNS, "cost_note")}
                 for r in board if r["repeats"]}},
         "test_accuracy": kept.get("test_accuracy"),

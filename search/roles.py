@@ -43,9 +43,23 @@ class Single:
         """What to check or wait for before --out is touched."""
 
     def search(self, tuner, splits, config, callbacks, verbose):
-        """Run the search (KerasTuner's ``search``)."""
+        """Run one stage's search (KerasTuner's ``search``)."""
         tuner.search(splits.train, validation_data=splits.val, epochs=config.recipe.epochs,
                      callbacks=callbacks, verbose=verbose)
+
+    def stage_plans(self, config, rundir, plan_of):
+        """The stages to run, in order: ``plan_of(name)`` (a :class:`search.stages.StagePlan`,
+        or None for a stage that does not apply), computed when the stage before has ended."""
+        for name in config.space.stages:
+            plan = plan_of(name)
+            if plan is not None:
+                yield plan
+
+    def announce_stage(self, rundir, plan):
+        """A stage is about to be searched (a chief tells its workers)."""
+
+    def finish_stages(self, rundir):
+        """Every stage is done (a chief tells its workers)."""
 
 
 class _Distributed(Single):
@@ -71,9 +85,23 @@ class Chief(_Distributed):
     def search(self, tuner, splits, config, callbacks, verbose):
         from search import tuning
 
-        print(f"[{PROG}] chief: serving the oracle on {config.session.oracle}; "
-              "waiting for workers", flush=True)
+        print(f"[{PROG}] chief: serving the oracle of stage {tuner.stage!r} on "
+              f"{config.session.oracle}; waiting for workers", flush=True)
         tuning.serve_oracle(tuner, worker_timeout=config.run.worker_timeout)
+
+    def announce_stage(self, rundir, plan):
+        """Write the stage's plan where the workers read it (``stages/serving.json``) before
+        serving its oracle: a worker builds the same stage from it, not from its own reading of
+        the results."""
+        from search.rundir import write_json
+
+        os.makedirs(rundir.stages, exist_ok=True)
+        write_json(rundir.serving, {"serving": plan.to_json()})
+
+    def finish_stages(self, rundir):
+        from search.rundir import write_json
+
+        write_json(rundir.serving, {"done": True})
 
 
 class Worker(_Distributed):
@@ -85,6 +113,31 @@ class Worker(_Distributed):
 
     def tuner_id_for(self, session):
         return f"worker-{session.worker_id or os.getpid()}"
+
+    def stage_plans(self, config, rundir, plan_of):
+        """The stages the chief serves, as it announces them (``stages/serving.json``), until it
+        says the search is done; a stage not announced within --worker-timeout ends the worker
+        with one line."""
+        from search.rundir import read_json
+        from search.stages import StagePlan
+
+        seen = set()
+        while True:
+            deadline = time.time() + config.run.worker_timeout
+            while True:
+                data = read_json(rundir.serving, missing={}, kind=dict)
+                plan = data.get("serving")
+                if data.get("done") or (plan and plan.get("project") not in seen):
+                    break
+                if time.time() > deadline:
+                    raise CLIError(
+                        f"the chief announced no further stage in {config.run.worker_timeout:.0f}s "
+                        f"({rundir.serving}); is it still running at {config.session.oracle}?")
+                time.sleep(1)
+            if data.get("done"):
+                return
+            seen.add(plan["project"])
+            yield StagePlan.from_json(plan)
 
     def before_start(self, config):
         """Wait (bounded by --worker-timeout) until the chief listens: it has then also written

@@ -153,6 +153,8 @@ def write_json(path, data):
 
 
 _RESTART_FIX = "--overwrite to start afresh"
+#: The format of ``search_config.json`` this version writes (1: before the run store).
+CONFIG_FORMAT = 2
 
 
 class TrialDir:
@@ -238,8 +240,15 @@ class RunDir:
     marker = _File(".keras-attn-search")
     #: The search's identity and the record of each run (see ``search.config``).
     config = _File("search_config.json")
-    #: KerasTuner's project directory (``trial_<id>/`` inside) and TensorBoard's logs.
+    #: KerasTuner's projects (one per stage plan, ``tuner/<stage>-<hash>/trial_<id>/``) and
+    #: TensorBoard's logs.
     project = _File("tuner")
+    #: The run store (:mod:`search.store`): every run, once.
+    store = _File("store")
+    #: One record per stage plan (its plan and the configurations it asked for), and the plan a
+    #: distributed search's chief is serving (``serving.json``).
+    stages = _File("stages")
+    serving = _File(os.path.join("stages", "serving.json"))
     logs = _File("logs")
     leaderboard_csv = _File("leaderboard.csv")
     leaderboard_md = _File("leaderboard.md")
@@ -268,6 +277,18 @@ class RunDir:
         """``name`` (a relative path) inside the directory."""
         return os.path.join(self.root, name)
 
+    def stage_record(self, project):
+        """The record of the stage plan whose KerasTuner project is ``project``."""
+        return self.path(os.path.join("stages", f"{project}.json"))
+
+    def legacy_runs(self):
+        """The per-trial repeats files of a search made before the run store (an earlier
+        version kept each configuration's runs in ``tuner/trial_<id>/keras_attn_repeats.json``)."""
+        import glob
+
+        pattern = os.path.join(glob.escape(self.project), "trial_*", TrialDir.REPEATS)
+        return sorted(glob.glob(pattern))
+
     def pareto_plot(self, measure):
         return self.path(f"pareto_{measure}.png")
 
@@ -276,13 +297,43 @@ class RunDir:
         return any(os.path.isfile(p) for p in (self.marker, self.config))
 
     def read_config(self):
-        """The recorded identity and runs (``{}`` when none is recorded yet).
+        """The recorded search: ``{"identity": {...}, "environment": {...}, "runs": [...]}``
+        (``{}`` when none is recorded yet); a file written before the run store
+        (:data:`CONFIG_FORMAT` 1, flat) gives ``{"legacy": True, "identity": ...}``.
 
         Raises:
-            DamagedFileError: the file exists but is not a JSON object.
+            DamagedFileError: the file exists but is not a JSON object, or a field has the wrong
+                type (e.g. ``runs`` not a list of objects).
         """
-        return read_json(self.config, missing={}, kind=dict,
-                         fix="restore it, or start afresh with --overwrite")
+        fix = "restore it, or start afresh with --overwrite"
+        data = read_json(self.config, missing={}, kind=dict, fix=fix)
+        if not data:
+            return {}
+        if "format" not in data:
+            legacy = {k: v for k, v in data.items() if k != "runs"}
+            return {"legacy": True, "identity": legacy, "environment": {},
+                    "runs": _checked_runs(self.config, data.get("runs", []), fix)}
+        if data["format"] != CONFIG_FORMAT:
+            raise DamagedFileError(self.config, f"format {data['format']!r}, this version reads "
+                                   f"format {CONFIG_FORMAT}", fix)
+        for field in ("identity", "environment"):
+            if not isinstance(data.get(field), dict):
+                raise DamagedFileError(self.config, f"'{field}' is "
+                                       f"{type(data.get(field)).__name__}, expected an object", fix)
+        return {"identity": data["identity"], "environment": data["environment"],
+                "runs": _checked_runs(self.config, data.get("runs"), fix)}
+
+    def write_config(self, identity, environment, runs):
+        """Record the search (:meth:`read_config`'s form), atomically."""
+        write_json(self.config, {"format": CONFIG_FORMAT, "identity": identity,
+                                 "environment": environment, "runs": list(runs)})
+
+
+def _checked_runs(path, runs, fix):
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise DamagedFileError(path, f"'runs' is {type(runs).__name__}, expected a list of "
+                               "objects (one per run of the search)", fix)
+    return runs
 
 
 def as_rundir(out):

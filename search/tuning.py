@@ -25,14 +25,15 @@ from concurrent import futures
 import keras_tuner as kt
 
 from search import kt_private
-from search.hypermodel import describe_hyperparameters
+from search.hypermodel import configuration_label, describe_hyperparameters
 from search.optuna_oracle import NSGA2Search, TPESearch  # Optuna imported only when used
 # AtomicSaveOracleMixin, PairedOracleMixin and TrialIdDisplay were defined here: still importable.
 from search.oracles import (AtomicSaveOracleMixin, BalancedRandomSearchOracle,  # noqa: F401
                             PairedOracleMixin, ProtocolBayesianOptimizationOracle,
                             ProtocolHyperbandOracle, ProtocolOracleMixin, TrialIdDisplay)
-from search.rundir import (DamagedFileError, TrialDir, atomic_path, check_free_space, is_no_space,
-                           model_nbytes, read_json, write_text)
+from search.rundir import DamagedFileError, TrialDir, is_no_space, read_json, write_text
+from search.results import entries_of
+from search.store import RunStore
 from search.tuner_names import TUNERS
 
 # KerasTuner's own files in its project directory (names as KerasTuner's Oracle and BaseTuner
@@ -171,40 +172,10 @@ def _last_heard(tuner, trial, first_seen):
     return seen if beat is None else max(seen, beat)
 
 
-def _restart(model, fresh, optimizer_start):
-    """Put ``model`` in the state of ``fresh`` (the same configuration built with another seed):
-    every variable (weights, BatchNorm statistics, random-seed states) from ``fresh``, the
-    optimizer back to its state before any step. Returns False, changing nothing, when the two
-    models' variables do not correspond one to one."""
-    pairs = list(zip(model.variables, fresh.variables))
-    if len(model.variables) != len(fresh.variables) or any(
-            tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype for a, b in pairs):
-        return False
-    optimizer = model.optimizer
-    if optimizer_start is None or len(optimizer.variables) != len(optimizer_start):
-        return False
-    for a, b in pairs:
-        a.assign(b.value)
-    for v, start in zip(optimizer.variables, optimizer_start):
-        v.assign(start)
-    return True
-
-
-def _run_record(seed, objective, logs, build_seconds, timer):
-    """One finished repeat: the last epoch's metrics, the epochs, and the step times."""
-    if objective not in logs:
-        raise kt.errors.FatalValueError(
-            f"fit did not report {objective!r} (got {sorted(logs)}): the protocol needs "
-            "validation data."
-        )
-    return {
-        "seed": seed,
-        objective: float(logs[objective][-1]),
-        **{k: float(v[-1]) for k, v in logs.items() if k != objective},
-        "epochs": len(logs[objective]),
-        "build_seconds": round(build_seconds, 3),
-        **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in timer.result().items()},
-    }
+def trial_prefix(stage, trial_id):
+    """The start of a trial's log lines: ``[trial 3]`` in the first stage, ``[trial where-3]``
+    in a later one (each stage's KerasTuner project numbers its trials from 0)."""
+    return f"[trial {trial_id}]" if stage in (None, "which") else f"[trial {stage}-{trial_id}]"
 
 
 class ReportingMixin:
@@ -230,10 +201,24 @@ class ReportingMixin:
     the search (:class:`AbortSearch`) rather than failing that trial and the next ones.
     """
 
-    def __init__(self, *args, protocol=None, debug=False, **kwargs):
+    def __init__(self, *args, protocol=None, debug=False, store=None, measured=None,
+                 stage=None, validate_every_epoch=False, **kwargs):
         self._debug = debug
         super().__init__(*args, **kwargs)
         self.protocol = protocol
+        # Every run goes to the run store (search.store), looked up there first; a tuner made
+        # without one (make_tuner, the examples) keeps its own beside its project.
+        self.store = store if store is not None else RunStore(os.path.join(self.project_dir,
+                                                                           "store"))
+        self.measured = dict(measured or {})
+        self.stage = stage
+        self.validate_every_epoch = bool(validate_every_epoch)
+        # The configurations of the stages before this one (their rows join the [plan] line),
+        # the runs trained so far (their timings project the time left) and what the search
+        # has still to do after this stage (search.projection.Ahead; set by the pipeline).
+        self.earlier_entries = []
+        self.timed_runs = []
+        self.ahead = None
         # This package's tuners build a ProtocolOracleMixin oracle; a worker's oracle is
         # KerasTuner's OracleClient (the chief holds the real one): left as is.
         oracle = self.oracle
@@ -302,13 +287,15 @@ class ReportingMixin:
 
     def _run_trial(self, trial, *args, **kwargs):
         start = time.time()
+        facts = {}
         if self.protocol is None:
             results = super().run_trial(trial, *args, **kwargs)
+            # AttentionHyperModel(track_build_info=True) leaves params and params_added there.
+            facts = dict(getattr(self.hypermodel, "last_build_info", None) or {})
         else:
-            results = self._run_repeats(trial, *args, **kwargs)
-        info = {"train_seconds": round(time.time() - start, 2), "tuner_id": self.tuner_id}
-        # AttentionHyperModel(track_build_info=True) leaves params and params_added there.
-        info.update(getattr(self.hypermodel, "last_build_info", None) or {})
+            results, facts = self._run_repeats(trial, *args, **kwargs)
+        info = {"train_seconds": round(time.time() - start, 2), "tuner_id": self.tuner_id,
+                **facts}
         if getattr(self.oracle, "cost", None) == "flops":
             # A multi-objective oracle minimising FLOPs reads them from this record: counted on
             # a fresh build of the configuration (its weights do not change the count).
@@ -320,79 +307,73 @@ class ReportingMixin:
         return results
 
     def _run_repeats(self, trial, *args, **kwargs):
-        """Train the trial's configuration once per seed of the protocol; return the objective's
-        mean over the seeds (each the value after the last epoch: the fixed recipe's result,
-        not the best epoch picked on the validation set).
+        """The trial's configuration, once per seed of the protocol, through the run store
+        (:class:`search.runner.RunTrainer`): runs already stored are reused, the others trained
+        and stored as they end. Returns ``({objective: mean over the finished seeds}, facts)``,
+        the facts (parameters, parameters added, seconds trained) read from the runs' records,
+        so a trial whose runs were all reused reports them too.
 
-        Repeats already in the trial directory (from a run that was cut off) are kept, not
-        retrained. Hyperband's ``tuner/epochs`` sets the epochs of its rounds; each round trains
-        from scratch (a schedule over its own epochs), not from the previous round's weights.
+        Hyperband's ``tuner/epochs`` sets the epochs of its rounds; each round trains from
+        scratch (a schedule over its own epochs), not from the previous round's weights.
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: no seed finished (every run diverged).
         """
-        from search import training
-
         hp = trial.hyperparameters
         trial_dir = TrialDir(self.get_trial_dir(trial.trial_id))
-        records = trial_dir.load_repeats()
         kwargs = dict(kwargs)
         callbacks = kwargs.pop("callbacks", None) or []
-        kwargs.pop("initial_epoch", None)
-        if "tuner/epochs" in hp.values:
-            kwargs["epochs"] = hp.values["tuner/epochs"]
-        objective = self.oracle.objective.name
-        # One model per configuration: each further seed restarts it from that seed's initial
-        # weights (see _restart), so Keras' traced train and test functions are reused instead
-        # of traced again (5-12 s per run on a 2-core CPU, a third of a short run).
-        model = optimizer_start = None
-        for index, seed in enumerate(self.protocol.seeds):
-            if str(seed) in records:
-                continue
-            t0 = time.perf_counter()
+        epochs = hp.values.get("tuner/epochs") or kwargs.get("epochs") or 1
+
+        def callbacks_for(index, seed):
             # Heard of before the build (which can outlast --worker-timeout on a loaded CPU).
             trial_dir.touch_heartbeat()
-            model, optimizer_start = self._model_for_seed(hp, seed, model, optimizer_start)
-            build_seconds = time.perf_counter() - t0
             run_callbacks = kt_private.copy_callbacks(self, callbacks)
             kt_private.configure_tensorboard(self, run_callbacks, trial, index)
             run_callbacks.append(_heartbeat_callback(trial_dir))
-            timer = training.StepTimer()
-            run_callbacks.append(timer)
-            data = args[0] if self.protocol.train_data is None else self.protocol.train_data(seed)
-            history = self.hypermodel.fit(hp, model, data, *args[1:], callbacks=run_callbacks,
-                                          **kwargs)
-            record = _run_record(seed, objective, history.history, build_seconds, timer)
-            if self.protocol.save_weights:
-                path = trial_dir.weights(seed)
-                check_free_space(path, model_nbytes(model))
-                with atomic_path(path) as tmp:
-                    model.save_weights(tmp)
-            record["wall_seconds"] = round(time.perf_counter() - t0, 3)
-            records[str(seed)] = record
-            trial_dir.save_repeats(records)
-            overhead = record["overhead_seconds"]
-            print(f"[trial {trial.trial_id}] seed {seed}: {objective}={record[objective]:.4f} "
-                  f"({record['fit_seconds']:.0f}s"
-                  + ("" if overhead is None else f", of which {overhead:.1f}s tracing/first steps")
-                  + ")", flush=True)
-        values = [records[str(s)][objective] for s in self.protocol.seeds]
-        return {objective: sum(values) / len(values)}
+            return run_callbacks
 
-    def _model_for_seed(self, hp, seed, model, optimizer_start):
-        """The configuration's model with ``seed``'s initial weights: ``model`` restarted when it
-        can be (see :func:`_restart`), else built afresh; returns it and its optimizer's state
-        before any step."""
-        import keras
+        trainer = self._trainer(args, kwargs)
+        configuration = self.hypermodel.configuration(hp)
+        trained = trainer.train(
+            configuration, self.protocol.seeds, epochs=epochs,
+            label=configuration_label(configuration), stage=self.stage, trial=trial.trial_id,
+            callbacks_for=callbacks_for, prefix=trial_prefix(self.stage, trial.trial_id))
+        self.timed_runs.extend(r for s, r in trained.records.items()
+                               if r.timings.get("wall_seconds") and s in trained.trained_seeds)
+        values = trained.values
+        if not values:
+            raise kt.errors.FailedTrialError(
+                "every run diverged: " + "; ".join(f"seed {s}: {r}"
+                                                   for s, r in trained.diverged.items()))
+        objective = self.oracle.objective.name
+        facts = dict(next(iter(trained.records.values())).facts)
+        facts["run_seconds"] = round(sum(r.timings.get("wall_seconds") or 0.0
+                                         for r in trained.records.values()), 2)
+        return {objective: sum(values.values()) / len(values)}, facts
 
-        if model is None:
-            keras.backend.clear_session()
-        keras.utils.set_random_seed(seed)
-        with kt.engine.tuner.maybe_distribute(self.distribution_strategy):
-            fresh = self.hypermodel.build(hp, seed=seed)
-            if model is None or not _restart(model, fresh, optimizer_start):
-                model = fresh
-                # The optimizer's state before any step, to restart the next seed from.
-                model.optimizer.build(model.trainable_variables)
-                optimizer_start = [v.numpy() for v in model.optimizer.variables]
-        return model, optimizer_start
+    def run_keys(self):
+        """The :class:`search.runner.RunKeys` of this tuner's store and hypermodel (one per
+        tuner: it caches the models' fingerprints)."""
+        from search.runner import RunKeys
+
+        if getattr(self, "_run_keys", None) is None:
+            self._run_keys = RunKeys(self.hypermodel, self.store, self.measured)
+        return self._run_keys
+
+    def _trainer(self, args, kwargs):
+        """The :class:`search.runner.RunTrainer` of this search's ``fit`` arguments."""
+        from search.runner import RunTrainer
+
+        data = args[0] if args else kwargs.get("x")
+        train_data = self.protocol.train_data or (lambda seed: data)
+        trainer = RunTrainer(
+            self.hypermodel, self.store, self.measured, train_data=train_data,
+            validation_data=kwargs.get("validation_data"), epochs=kwargs.get("epochs") or 1,
+            strategy=self.distribution_strategy, verbose=kwargs.get("verbose", 0),
+            validate_every_epoch=self.validate_every_epoch, worker=self.tuner_id)
+        trainer.keys = self.run_keys()
+        return trainer
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -404,12 +385,29 @@ class ReportingMixin:
         message = (done.message or "").strip().splitlines()
         why = f" ({message[-1]})" if message and status != "COMPLETED" else ""
         print(
-            f"[trial {trial.trial_id}] {status}{why} {what}val_accuracy={score} "
+            f"{trial_prefix(self.stage, trial.trial_id)} {status}{why} {what}val_accuracy={score} "
             f"{describe_hyperparameters(done.hyperparameters)}",
             flush=True,
         )
         if self.protocol is not None:
             self._print_projection()
+
+    def _time_left(self, trials_left):
+        """``(seconds left, projected total seconds)`` of the whole job (see
+        :mod:`search.projection`), from the runs this search trained so far; ``(None, None)``
+        before the first."""
+        from search import projection
+
+        timing = projection.run_timing(self.timed_runs)
+        if timing is None:
+            return None, None
+        recipe = self.hypermodel.recipe
+        steps = (recipe.steps_per_epoch or 0) * (recipe.epochs or 1)
+        ahead = self.ahead or projection.Ahead()
+        left = projection.seconds_left(timing, max(0, trials_left) * len(self.protocol.seeds),
+                                       steps, ahead)
+        total = None if ahead.started is None else time.time() - ahead.started + left
+        return left, total
 
     def _print_projection(self):
         """After each trial, what the whole planned search will be able to resolve (see
@@ -420,14 +418,17 @@ class ReportingMixin:
         trials = getattr(self.oracle, "trials", None)
         if not planned or not isinstance(trials, dict):  # Hyperband, a worker's OracleClient
             return
-        rows = report.collect_trials(self)
-        board = report.configuration_rows(rows)
-        done = [r for r in rows if r["status"] == "COMPLETED" and r["train_seconds"]]
-        left = None
-        if done:
-            per_trial = sum(r["train_seconds"] for r in done) / len(done)
-            left = max(0, planned - len(done)) * per_trial
-        line = report.projection_line(board, planned, len(self.protocol.seeds), left)
+        from search.results import rows as result_rows
+
+        stage_rows = report.collect_trials(self)
+        every = report.sort_rows(result_rows(
+            list(self.earlier_entries) + entries_of(self, self.stage), self.run_keys(),
+            self.protocol.seeds, self.hypermodel.recipe.epochs or 1))
+        board = report.configuration_rows(every)
+        configurations = len({r["config"] for r in every}) + max(0, planned - len(stage_rows))
+        left, total = self._time_left(planned - len(stage_rows))
+        line = report.projection_line(board, configurations, len(self.protocol.seeds), left,
+                                      total)
         if line:
             print(line, flush=True)
 
@@ -521,8 +522,8 @@ def make_tuner(
         max_trials: configurations to try (random, bayesian).
         seed: the oracle's seed.
         strategy: a ``tf.distribute`` strategy (used when it has several replicas).
-        protocol: a :class:`search.protocol.Protocol` (repeats, seeds, data order), or None for
-            KerasTuner's plain one-run trials.
+        protocol: a :class:`search.protocol.Protocol` (repeats, seeds, data order); default one
+            run per configuration with ``seed``.
         configurations: named models instead of a space (see ``AttentionHyperModel``), e.g. a
             preset's rows.
         debug: show a failed trial's traceback (see :class:`ReportingMixin`).
@@ -531,7 +532,10 @@ def make_tuner(
         ``(tuner, hypermodel)``.
     """
     from search.hypermodel import AttentionHyperModel
+    from search.protocol import Protocol
 
+    if protocol is None:  # one run per configuration, through the run store all the same
+        protocol = Protocol.with_repeats(1, seed=seed)
     hypermodel = AttentionHyperModel(
         backbone=backbone,
         input_shape=tuple(input_shape),
@@ -555,7 +559,8 @@ def make_tuner(
 
 
 def build_tuner(name, hypermodel, *, directory, project_name="tuner", max_trials=9, epochs=1,
-                seed=0, strategy=None, protocol=None, debug=False, cost="params_added"):
+                seed=0, strategy=None, protocol=None, debug=False, cost="params_added",
+                store=None, measured=None, stage=None, validate_every_epoch=False):
     """The reporting tuner of algorithm ``name`` (:data:`search.tuner_names.TUNERS`) over
     ``hypermodel``, in ``directory/project_name`` (an existing project is resumed).
 
@@ -566,6 +571,10 @@ def build_tuner(name, hypermodel, *, directory, project_name="tuner", max_trials
         protocol: a :class:`search.protocol.Protocol`, or None for KerasTuner's one-run trials.
         debug: show a failed trial's traceback.
         cost: the cost a multi-objective tuner minimises (:data:`search.costs.TRIAL_COSTS`).
+        store, measured: the run store and the measured context its runs are keyed by (default
+            a store beside the project, an empty context); stage: the stage's name, for the
+            runs' records and the log; validate_every_epoch: see
+            :class:`search.runner.RunTrainer`.
 
     Raises:
         ValueError: an unknown ``name`` or ``cost`` (the message lists the valid ones).
@@ -579,7 +588,8 @@ def build_tuner(name, hypermodel, *, directory, project_name="tuner", max_trials
         overwrite=False,  # re-running resumes
         distribution_strategy=strategy if strategy is not None and
         strategy.num_replicas_in_sync > 1 else None,
-        protocol=protocol, debug=debug)
+        protocol=protocol, debug=debug, store=store, measured=measured, stage=stage,
+        validate_every_epoch=validate_every_epoch)
     if issubclass(cls, kt.Hyperband):
         return cls(max_epochs=epochs, factor=3, **common)
     if getattr(cls, "minimises_cost", False):  # second objective: read from the trial's info

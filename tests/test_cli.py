@@ -41,7 +41,7 @@ def tiny_args(data_dir, out, *extra, trials=2):
         "--max-trials", str(trials),
         "--epochs", "1", "--final-epochs", "1", "--batch-size", "64", "--repeats", "2",
         "--attention", "none,simam,sa", "--placement", "block", "--precision", "float32",
-        "--out", str(out), "--quiet", "--run-eagerly", *extra,
+        "--out", str(out), "--quiet", "--run-eagerly", "--stages", "which", *extra,
     ]
 
 
@@ -62,11 +62,18 @@ def spawn_cli(args, log_path):
     )
 
 
-def finished_repeats(out, trial_id):
-    """The repeats a trial has written (the search writes the file atomically after each)."""
-    from search.rundir import TrialDir
+def finished_repeats(out, trial_id, stage="which"):
+    """``{str(seed): {"val_accuracy": value}}`` of the runs a stage's trial has stored (the
+    search writes each run's record atomically as it ends)."""
+    from search.store import RunStore
 
-    return TrialDir(os.path.join(out, "tuner", f"trial_{trial_id}")).load_repeats()
+    store = RunStore(os.path.join(out, RunDir.store))
+    found = {}
+    for digest in store.digests():
+        record = store.get(digest)
+        if record.trial == str(trial_id) and record.stage == stage:
+            found[str(record.seed)] = {"val_accuracy": record.value}
+    return found
 
 
 def kill_group(proc):
@@ -167,11 +174,27 @@ def test_out_from_a_different_search_is_refused(capsys, tmp_path, tiny_data):
     out = tmp_path / "out"
     out.mkdir()
     ident = cli.parse_args(tiny_args(tiny_data, out)).identity()
-    (out / RunDir.config).write_text(json.dumps({**ident, "epochs": 7}))
+    RunDir(out).write_config({**ident, "epochs": 7}, {}, [])
     code = cli.main(tiny_args(tiny_data, out))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert "holds a different search (epochs: 7 -> 1)" in err and "--overwrite" in err
+    assert "holds a different search (epochs: 7 -> 1: it measures something else)" in err
+    assert "--overwrite" in err
+
+
+def test_out_from_the_previous_version_is_refused_and_kept(capsys, tmp_path, tiny_data):
+    # Before the run store: a flat search_config.json and the runs in the trial directories.
+    out = tmp_path / "out"
+    trial = out / "tuner" / "trial_0"
+    trial.mkdir(parents=True)
+    (trial / "keras_attn_repeats.json").write_text('{"0": {"val_accuracy": 0.8}}')
+    ident = cli.parse_args(tiny_args(tiny_data, out)).identity()
+    (out / RunDir.config).write_text(json.dumps({**ident, "runs": []}))
+    code = cli.main(tiny_args(tiny_data, out))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "made by an earlier keras-attn-search" in err and "--overwrite" in err
+    assert (trial / "keras_attn_repeats.json").is_file()  # nothing deleted
 
 
 def test_out_that_is_not_a_search_is_refused(capsys, tmp_path, tiny_data):
@@ -454,8 +477,20 @@ def test_worker_killed_mid_trial_its_trial_is_run_by_another(tmp_path, tiny_data
     assert json.loads(redone["runs"])["0"] == pytest.approx(kept["0"]["val_accuracy"], abs=1e-4)
 
 
+class _Started:
+    """What pipeline.start would have made, as far as the claim reads it."""
+
+    environment = {"precision": "float32", "replicas": 1,
+                   "versions": {"tensorflow": "x", "keras": "y", "backend": "tensorflow"}}
+
+
 def _claim(config):
-    return pipeline.claim_out_dir(config, RunDir(config.session.out), role_of(config))
+    """Claim --out as a run that started would (its record written), then let it go."""
+    claim = pipeline.claim_out_dir(config, RunDir(config.session.out), role_of(config))
+    claim.confirm(config, _Started())
+    if claim.lock is not None:
+        claim.lock.release()
+    return claim
 
 
 def test_worker_without_chief_or_with_other_options_is_refused(tmp_path, tiny_data, capsys):
@@ -469,14 +504,20 @@ def test_worker_without_chief_or_with_other_options_is_refused(tmp_path, tiny_da
     chief = tiny_args(tiny_data, out, "--oracle", "127.0.0.1:9", "--role", "chief")
     _claim(cli.parse_args(chief))
     other = tiny_args(tiny_data, out, "--oracle", "127.0.0.1:9", "--role", "worker")
-    other[other.index("--repeats") + 1] = "3"
-    with pytest.raises(cli.CLIError, match=r"holds a different search \(repeats: 2 -> 3\)"):
+    other[other.index("--epochs") + 1] = "3"
+    with pytest.raises(cli.CLIError, match=r"holds a different search \(epochs: 1 -> 3: .*; "
+                       "give the worker the chief's options"):
         _claim(cli.parse_args(other))
+    # The plan (repeats, attentions, stages) is the chief's: a worker follows the stages the
+    # chief serves, whatever its own --repeats say.
+    plan = tiny_args(tiny_data, out, "--oracle", "127.0.0.1:9", "--role", "worker")
+    plan[plan.index("--repeats") + 1] = "3"
+    _claim(cli.parse_args(plan))
 
 
 @pytest.mark.parametrize("option,value", [("--data-dir", "/elsewhere"),
                                           ("--precision", "mixed_bfloat16"),
-                                          ("--repeats", "3")])
+                                          ("--epochs", "3")])
 def test_resume_with_an_option_that_changes_what_is_measured_is_refused(tmp_path, tiny_data,
                                                                           option, value):
     out = tmp_path / "out"
@@ -513,10 +554,10 @@ def test_space_file(tmp_path, capsys):
                                "--out", str(tmp_path / "o")])
     assert "groups" not in searched.space.space_values
     assert config.run.max_trials == 2  # the baseline and sa/block: every configuration once
-    # Another space is another search.
-    assert config.identity_differences(searched.identity()) == {
-        "hyperparameters": ("search", "paper"),
-        "space_values": (searched.identity()["space_values"], config.identity()["space_values"])}
+    # Another space is another plan of the same search: what is measured is the same, the runs
+    # the two share are one run in the store.
+    assert config.identity_differences(searched.identity()) == {}
+    assert config.plan_record()["space_values"] != searched.plan_record()["space_values"]
 
     cases = [
         ("missing.json", None, "--space .*missing.json: cannot read it"),

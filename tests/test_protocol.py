@@ -2,7 +2,6 @@
 baseline-first balanced coverage, seeded data order."""
 
 import collections
-import json
 import math
 import os
 
@@ -13,7 +12,6 @@ import pytest
 from search import stats
 from search.hypermodel import AttentionHyperModel
 from search.protocol import Protocol
-from search.rundir import TrialDir
 from search.report import configuration_rows, write_leaderboard
 from search.tuning import BalancedRandomSearch, ReportingMixin, tuner_class
 from test_hypermodel import tiny_builder, tiny_datasets
@@ -185,33 +183,51 @@ def _protocol_tuner(tmp_path, repeats=2, max_trials=2, **kwargs):
     return tuner, train, val
 
 
+def stored_runs(tuner, trial_id, seeds, epochs=1):
+    """``{seed: RunRecord}`` of a trial's configuration in the tuner's run store."""
+    hp = tuner.oracle.trials[trial_id].hyperparameters
+    return tuner.run_keys().lookup(tuner.hypermodel.configuration(hp), seeds, epochs)
+
+
 def test_each_configuration_runs_once_per_seed_and_scores_the_mean(tmp_path):
     tuner, train, val = _protocol_tuner(tmp_path)
     tuner.search(train, validation_data=val, epochs=1, verbose=0)
+    assert len(tuner.oracle.trials) == 2
     for trial_id, trial in tuner.oracle.trials.items():
-        trial_dir = tuner.get_trial_dir(trial_id)
-        records = TrialDir(trial_dir).load_repeats()
-        assert sorted(records) == ["4", "5"]
-        values = [records[s]["val_accuracy"] for s in ("4", "5")]
+        records = stored_runs(tuner, trial_id, (4, 5))
+        assert sorted(records) == [4, 5]
+        values = [records[s].value for s in (4, 5)]
         assert trial.score == pytest.approx(np.mean(values))
         for seed in (4, 5):
-            assert os.path.isfile(TrialDir(trial_dir).weights(seed))
-            assert records[str(seed)]["epochs"] == 1 and records[str(seed)]["fit_seconds"] > 0
+            assert os.path.isfile(tuner.store.weights_path(records[seed].key))
+            assert records[seed].key.epochs == 1 and records[seed].timings["fit_seconds"] > 0
+            assert records[seed].trial == trial_id and records[seed].history["loss"]
 
 
 def test_a_resumed_trial_keeps_its_finished_repeats(tmp_path):
-    # As after a kill -9 in the middle of trial 0: seed 4 finished (its record is on disk),
+    # As after a kill -9 in the middle of trial 0: seed 4 finished (its record is in the store),
     # seed 5 did not. The trial runs again and trains seed 5 only.
+    from search.store import FINISHED, RunRecord
+
     tuner, train, val = _protocol_tuner(tmp_path, max_trials=1)
-    trial_dir = tuner.get_trial_dir("0")
-    kept = {"4": {"seed": 4, "val_accuracy": 0.123, "accuracy": 0.5}}
-    with open(TrialDir(trial_dir).repeats, "w") as f:
-        json.dump(kept, f)
+    configuration = tuner.hypermodel.configuration(_baseline_hp(tuner))
+    kept = RunRecord(key=tuner.run_keys().key(configuration, 4, 1), status=FINISHED,
+                     metrics={"val_accuracy": 0.123, "accuracy": 0.5}, history={}, timings={},
+                     facts={"params": 1})
+    tuner.store.put(kept)
     tuner.search(train, validation_data=val, epochs=1, verbose=0)
-    records = TrialDir(trial_dir).load_repeats()
-    assert records["4"] == kept["4"] and "fit_seconds" in records["5"]
+    records = stored_runs(tuner, "0", (4, 5))
+    assert records[4].value == 0.123 and records[4].timings == {}
+    assert records[5].timings["fit_seconds"] > 0
     trial = tuner.oracle.trials["0"]
-    assert trial.score == pytest.approx((0.123 + records["5"]["val_accuracy"]) / 2)
+    assert trial.score == pytest.approx((0.123 + records[5].value) / 2)
+
+
+def _baseline_hp(tuner):
+    hp = kt.HyperParameters()
+    tuner.hypermodel.declare(hp)
+    hp.values["attention"] = "none"
+    return hp
 
 
 @pytest.mark.parametrize("repeats", [0, -1, 1.5, True])
@@ -230,8 +246,9 @@ def test_hyperband_rounds_train_from_scratch_with_their_epochs(tmp_path):
     trials = list(hb.oracle.trials.values())
     assert trials[0].hyperparameters.values["attention"] == "none"
     for trial in trials:
-        record = TrialDir(hb.get_trial_dir(trial.trial_id)).load_repeats()["0"]
-        assert record["epochs"] == trial.hyperparameters.values["tuner/epochs"]
+        epochs = trial.hyperparameters.values["tuner/epochs"]
+        record = stored_runs(hb, trial.trial_id, (0,), epochs=epochs)[0]
+        assert record.key.epochs == epochs == len(record.history["loss"])
 
 
 def test_bayesian_tuner_runs_the_baseline_first(tmp_path):
@@ -256,13 +273,13 @@ def test_a_restarted_model_trains_exactly_like_a_fresh_one(tmp_path):
                                   directory=str(tmp_path / "b"), project_name="p", seed=0,
                                   protocol=Protocol((5,)))
     alone.search(train, validation_data=val, epochs=2, verbose=0)
-    reused = TrialDir(both.get_trial_dir("0")).load_repeats()["5"]
-    fresh = TrialDir(alone.get_trial_dir("0")).load_repeats()["5"]
+    reused = stored_runs(both, "0", (5,), epochs=2)[5].metrics
+    fresh = stored_runs(alone, "0", (5,), epochs=2)[5].metrics
     for key in ("val_accuracy", "val_loss", "loss", "accuracy"):
         assert reused[key] == pytest.approx(fresh[key], rel=1e-5, abs=1e-6), key
     # The restart must not carry seed 4's training over: seed 5 differs from seed 4.
-    again = TrialDir(both.get_trial_dir("0")).load_repeats()
-    assert again["4"]["loss"] != pytest.approx(reused["loss"])
+    again = stored_runs(both, "0", (4,), epochs=2)[4].metrics
+    assert again["loss"] != pytest.approx(reused["loss"])
 
 
 def test_named_configurations_run_as_a_paired_search(tmp_path):
@@ -286,7 +303,7 @@ def test_named_configurations_run_as_a_paired_search(tmp_path):
     from search.report import collect_trials
 
     rows = configuration_rows(collect_trials(tuner), num_classes=3)
-    by_name = {r["hyperparameters"]["configuration"]: r for r in rows}
+    by_name = {r["configuration"]["configuration"]: r for r in rows}
     assert by_name["table/static"]["attention"] == "none"
     assert by_name["table/static"]["verdict"] == "baseline"
     assert by_name["table/sa"]["attention"] == "sa" and by_name["table/sa"]["repeats"] == 2

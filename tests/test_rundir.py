@@ -13,7 +13,9 @@ import subprocess
 import pytest
 
 from search import cli, final, pipeline, report
+from search.lock import LOCK_NAME
 from search.rundir import DamagedFileError, RunDir, TrialDir, read_json, write_json
+from search.store import RunStore
 from test_cli import run_cli, tiny_args
 from test_data import make_fake_mnist
 
@@ -113,13 +115,14 @@ def test_overwrite_replaces_the_search_once_the_new_run_has_started(
     out = copy_search(finished, tmp_path)
     started = []
 
-    def search(config, rundir, role, start):  # the search stage, reached: stop there
+    def search(config, rundir, role, start, **kwargs):  # the search stage, reached: stop there
         started.append(start.splits)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "search", search)
     assert cli.main(small_args(tiny_data, out, "--overwrite")) == 130
-    assert started and sorted(os.listdir(out)) == sorted([RunDir.marker, RunDir.config])
+    assert started and sorted(os.listdir(out)) == sorted([RunDir.marker, RunDir.config,
+                                                          LOCK_NAME])
     assert not [p for p in os.listdir(tmp_path) if ".old-" in p]
 
 
@@ -147,12 +150,24 @@ def _truncate(path):
     path.write_text(text[: len(text) // 2])
 
 
+def project_of(out):
+    """The KerasTuner project of a one-stage search (``tuner/which-<hash>``)."""
+    (name,) = os.listdir(out / "tuner")
+    return out / "tuner" / name
+
+
+def a_stored_run(out):
+    store = RunStore(out / RunDir.store)
+    return out / RunDir.store / f"{store.digests()[0]}.json"
+
+
 def test_every_reader_refuses_a_truncated_file(finished, tmp_path):
     out = copy_search(finished, tmp_path)
-    trial = out / "tuner" / "trial_0"
-    _truncate(trial / TrialDir.REPEATS)
-    with pytest.raises(DamagedFileError, match=f"{TrialDir.REPEATS} is damaged.*delete it"):
-        TrialDir(trial).load_repeats()
+    trial = project_of(out) / "trial_0"
+    record = a_stored_run(out)
+    _truncate(record)
+    with pytest.raises(DamagedFileError, match=f"{record.name} is damaged.*delete it"):
+        RunStore(out / RunDir.store).get(record.name[:-5])
     _truncate(trial / TrialDir.INFO)
     with pytest.raises(DamagedFileError, match=f"{TrialDir.INFO} is damaged"):
         TrialDir(trial).load_info()
@@ -161,12 +176,15 @@ def test_every_reader_refuses_a_truncated_file(finished, tmp_path):
         final._load(str(out / RunDir.final))
 
 
-@pytest.mark.parametrize("name", [f"tuner/trial_0/{TrialDir.REPEATS}", RunDir.config,
-                                  "tuner/tuner0.json", "tuner/oracle.json",
-                                  "tuner/trial_1/trial.json", RunDir.final])
+@pytest.mark.parametrize("name", ["a stored run", RunDir.config, "tuner0.json", "oracle.json",
+                                  "trial_1/trial.json", RunDir.final])
 def test_resuming_with_a_damaged_file_is_refused_naming_it(finished, tmp_path, tiny_data,
                                                            capsys, name):
     out = copy_search(finished, tmp_path)
+    if name == "a stored run":
+        name = os.path.relpath(a_stored_run(out), out)
+    elif name not in (RunDir.config, RunDir.final):
+        name = os.path.relpath(project_of(out) / name, out)
     _truncate(out / name)
     before = (out / "leaderboard.csv").read_text()
     assert cli.main(small_args(tiny_data, out)) == 2
@@ -229,7 +247,7 @@ def test_a_full_disk_then_the_same_command_resumes(tmp_path, tiny_data):
         assert last.startswith("keras-attn-search: error: no space left on device: "), \
             full.stderr[-2000:]
         assert "[trial 0] seed 0:" in full.stdout  # the baseline's repeat finished
-        assert os.path.getsize(out / "tuner" / "tuner0.json") > 0
+        assert os.path.getsize(project_of(out) / "tuner0.json") > 0
         assert not [f for _, _, fs in os.walk(out) for f in fs if f.startswith(".tmp")]
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         again = run_cli(args)
@@ -299,3 +317,46 @@ def test_help_has_no_doubled_percent(capsys):
         cli.main(["--help"])
     text = capsys.readouterr().out
     assert "95% interval" in text and "%%" not in text
+
+
+# --------------------------------------------------- schema of the search's records, start
+
+
+@pytest.mark.parametrize("section,problem", [
+    ({"search_test": {"best": {"runs": {"0": "high"}}}}, "'search_test' section"),
+    ({"search_test": {"baseline": {"runs": {"0": float("nan")}}}}, "'search_test' section"),
+    ({"best_model": {"runs": ["0.9"]}}, "'best_model' section"),
+    ({"best_model": [1, 2]}, "'best_model' section"),
+    ({"train_seconds": "long"}, "'train_seconds' is not a number"),
+])
+def test_final_json_of_the_wrong_types_is_refused_naming_it(tmp_path, section, problem):
+    path = tmp_path / RunDir.final
+    path.write_text(json.dumps(section))
+    with pytest.raises(DamagedFileError) as err:
+        final._load(str(path))
+    assert str(path) in str(err.value) and problem in str(err.value)
+    assert "run the final stage again" in str(err.value)
+
+
+@pytest.mark.parametrize("configurations", [
+    {"abc": {"train_step": float("nan")}}, {"abc": {"flops": "many"}}, {"abc": [1]}, [1]])
+def test_costs_json_of_the_wrong_types_is_refused_naming_it(tmp_path, configurations):
+    from search.costs import _read_costs
+
+    path = tmp_path / RunDir.costs
+    path.write_text(json.dumps({"settings": {}, "configurations": configurations}))
+    with pytest.raises(DamagedFileError, match=r"costs.json is damaged.*measure the costs again"):
+        _read_costs(str(path))
+
+
+def test_a_run_that_cannot_start_records_nothing(tmp_path, tiny_data, capsys):
+    out = tmp_path / "out"
+    # No validation split: refused once the data are loaded, before any record is written.
+    assert cli.main(small_args(tiny_data, out, "--validation-split", "0")) == 2
+    assert "needs a validation set" in one_error_line(capsys)
+    assert not out.exists()  # made by this run, removed again
+    # The corrected command (any options) is a new search, not "a different search".
+    config = cli.parse_args(small_args(tiny_data, out, "--epochs", "2"))
+    claim = pipeline.claim_out_dir(config, RunDir(out), __import__("search.roles").roles.role_of(
+        config))
+    claim.give_back()

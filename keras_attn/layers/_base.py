@@ -80,6 +80,24 @@ class ArgumentChoices:
             raise ValueError("ArgumentChoices: `choices` is empty; give at least one value.")
         check_choice("default", self.default, self.choices)
 
+    def around(self, width=1):
+        """The values a search tries *around the paper's*: for numbers, the default and the
+        ``width`` nearest choices on each side of it in numeric order (SA-Net's G = 64 among
+        8..64 gives ``(32, 64)``, SimAM's lambda = 1e-4 gives ``(1e-5, 1e-4, 1e-3)``); for other
+        values (a gate's name, a connection), every choice, since they have no order.
+
+        Raises:
+            ValueError: ``width`` not an integer >= 0.
+        """
+        width = check_number("width", width, minimum=0, integer=True)
+        numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool)
+                      for c in self.choices)
+        if not numeric:
+            return self.choices
+        ordered = sorted(self.choices)
+        at = ordered.index(self.default)
+        return tuple(ordered[max(0, at - width):at + width + 1])
+
 
 class AttentionLayer(keras.layers.Layer):
     """Base class: ``data_format`` and input-rank checks shared by all keras-attn layers.

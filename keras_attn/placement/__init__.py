@@ -65,6 +65,7 @@ from keras_attn.placement.plan import (
     PLACEMENTS,
     RESNET_ROLES,
     check_placement,
+    equivalent_placement,
     insertion_points,
 )
 from keras_attn.placement.record import Insertion, insertion_record, record_insertions
@@ -87,6 +88,7 @@ __all__ = [
     "attach",
     "attention_summary",
     "check_placement",
+    "equivalent_placement",
     "insertion_points",
     "insertion_record",
     "print_attention_summary",

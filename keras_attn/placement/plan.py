@@ -79,6 +79,36 @@ def plan(model, graph, placement, spec):
     return _mode_points(graph, blocks, mode, defaults_from), mode == "layer"
 
 
+def equivalent_placement(attention, placement):
+    """The plainest placement name that puts ``attention`` exactly where ``placement`` does.
+
+    ``"paper"`` is ``"block"`` for a class whose ``paper_placement`` is ``"block"`` (SA, SE, CBAM,
+    ECA, DCA: the same points, no per-convolution defaults), and ``"layer"`` for one whose
+    ``paper_placement`` is ``"layer"`` and whose ``role_defaults`` add nothing; otherwise (SimAM's
+    ``"second_conv"``, Shift-and-Balance's per-convolution defaults) it stays ``"paper"``. Every
+    other placement is returned as :func:`check_placement` normalises it. A search keys its runs
+    by this name, so the same model is trained once whichever name asked for it.
+
+    Args:
+        attention: a registry name or an attention layer class.
+        placement: as for :func:`attach`, but not a callable.
+
+    Raises:
+        ValueError: an unknown attention or placement (as :func:`check_placement`).
+    """
+    placement = check_placement(placement)
+    if placement != "paper":
+        return placement
+    cls = AttentionSpec(attention, {}).cls
+    mode = getattr(cls, "paper_placement", "block")
+    if mode == "block":
+        return "block"
+    if mode == "layer" and not any(cls.role_defaults(kind)
+                                   for kind in ("pointwise", "depthwise", "standard")):
+        return "layer"
+    return "paper"
+
+
 def insertion_points(model, placement="block", attention=None):
     """Names of the layers ``attach`` would insert attention after, in graph order.
 
