@@ -944,6 +944,16 @@ def test_load_official_weights_errors_and_first_block():
         load_official_dca_weights(second, {**weights, "att_fc.0.weight": np.zeros((16, 16))})
     with pytest.raises(ValueError, match=r"'fc.0.weight' of shape \(4, 8\) does not fit"):
         load_official_dca_weights(second, {**weights, "fc.0.weight": np.zeros((4, 8))})
+    # A DCA-CBAM connected along one gate takes the other gate's official keys as unused.
+    cbam_weights = _torch_state(_official_case("cbam_change"))
+    spatial = DCACBAM(reduction=4, dims="spatial", connection_form="official")
+    spatial([_rand(2, 4, 4, 32), _rand(2, 8, 8, 16)])
+    skipped = load_official_dca_weights(spatial, cbam_weights)
+    counters = [k for k in cbam_weights if k.endswith("num_batches_tracked")]
+    assert sorted(skipped) == sorted(set(counters) | {
+        k for k in cbam_weights if k.startswith(("ChannelGate.att_fc.", "ChannelGate.alpha."))})
+    p2 = float(cbam_weights["SpatialGate.p2"][0])
+    assert float(_np(spatial.official_spatial_fusion.p2)) == p2 != 0.0
     paper = DCASqueezeExcite(reduction=4)
     paper(x)
     with pytest.raises(ValueError,

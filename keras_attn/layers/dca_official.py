@@ -283,14 +283,22 @@ def _cbam_targets(layer):
     return targets
 
 
-# Keys of the official modules that hold no value to load (PyTorch's BN step counter) or belong
-# to a connection the layer does not have (the first block's unused modules).
-_SKIPPED = ("num_batches_tracked",)
-_CONNECTION_KEYS = {
-    "DCASqueezeExcite": ("att_fc.", "conv."),
-    "DCACBAM": ("ChannelGate.att_fc.", "ChannelGate.alpha.", "SpatialGate.p1", "SpatialGate.p2",
-                "SpatialGate.bnrelu."),
+# The official modules' connection keys: the fusions exist in every official module, the channel
+# matching wherever the *block's* channels change, connected or not.
+_FUSION_KEYS = {
+    "DCASqueezeExcite": ("conv.",),
+    "DCACBAM": ("ChannelGate.alpha.", "SpatialGate.p1", "SpatialGate.p2", "SpatialGate.bnrelu."),
 }
+_MATCH_KEYS = {"DCASqueezeExcite": ("att_fc.",), "DCACBAM": ("ChannelGate.att_fc.",)}
+
+
+def _skippable(layer, key):
+    """Whether a key the layer has no variable for is expected: PyTorch's BN step counter, a
+    fusion of a connection the layer does not make, a matching where it connects no channels."""
+    name = type(layer).__name__
+    if key.endswith("num_batches_tracked") or key.startswith(_FUSION_KEYS[name]):
+        return True
+    return key.startswith(_MATCH_KEYS[name]) and layer.official_fusion is None
 
 
 def load_official_dca_weights(layer, state_dict):
@@ -311,13 +319,15 @@ def load_official_dca_weights(layer, state_dict):
             ``(out, in, *k)`` are transposed to Keras' layout.
 
     Returns:
-        The keys not loaded: ``num_batches_tracked`` and, for a layer built without a previous
-        state, the official module's unused connection keys.
+        The keys not loaded: ``num_batches_tracked`` and the keys of connection parts the layer
+        does not have (all of them in a layer built without a previous state, the official first
+        block's; a DCACBAM's unconnected gate with ``dims="channel"`` or ``"spatial"``).
 
     Raises:
         ValueError: ``layer`` is not a built official DCA-SE/DCA-CBAM; a variable of the layer
             has no key in ``state_dict`` (the message names the missing keys); a key the module
-            does not have (names it and the valid ones); an array whose size does not fit.
+            does not expect (names it and the valid ones: e.g. a matching where the layer's
+            previous state has its channel count); an array whose size does not fit.
     """
     name = type(layer).__name__
     builders = {"DCASqueezeExcite": _se_targets, "DCACBAM": _cbam_targets}
@@ -341,8 +351,7 @@ def load_official_dca_weights(layer, state_dict):
                 raise ValueError(f"{name} {layer.name!r}: {key!r} of shape {np.shape(value)} "
                                  f"does not fit {variable.path} of shape {variable.shape}.")
             variable.assign(array.astype(variable.dtype))
-        elif key.endswith(_SKIPPED) or (not layer.has_previous
-                                        and key.startswith(_CONNECTION_KEYS[name])):
+        elif _skippable(layer, key):
             skipped.append(key)
         else:
             raise ValueError(f"{name} {layer.name!r}: unexpected key {key!r} for this layer; "
