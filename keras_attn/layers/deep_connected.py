@@ -340,8 +340,7 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
         reduction: SE bottleneck ratio, integer ``>= 1`` (default 16).
         connection_form: ``"paper"`` (default: ``f(G, alpha * P)`` of Eq. 4-6 with
             ``connection``) or ``"official"`` (the official code's ``ReLU(LN(k0 G + k1 P + b))``
-            with its matching
-            ``ReLU(LN(Linear(P)))``; :mod:`keras_attn.layers.dca_official`).
+            with its matching ``ReLU(LN(Linear(P)))``; :mod:`keras_attn.layers.dca_official`).
         connection: ``"direct"`` (default), ``"weighted"`` or ``"softmax"`` (module docstring);
             no effect with ``connection_form="official"``.
         channel_matching: ``"fc"`` (default) or ``"fc2"``, used when the previous state's
