@@ -214,15 +214,42 @@ def build_model(
     check_number("bn_momentum", bn_momentum, minimum=0.0, maximum=1.0, strict_max=True,
                  allow_none=True)
     seed = check_number("seed", seed, integer=True, allow_none=True)
+    placement, attention_kwargs = _check_attention(attention, placement, attention_kwargs)
+    with_attention = not _is_none_attention(attention)
+
+    with _seeded(seed, "backbone"):
+        base = _make_backbone(key, input_shape, weights, backbone_kwargs,
+                              attention if with_attention else None, attention_kwargs)
+    name = _DISPLAY.get(key, key)
+    if with_attention:
+        with _seeded(seed, "attention"):
+            base = attach(base, attention, placement, **attention_kwargs)
+        name = f"{name}_{_attention_label(attention)}_{_placement_label(placement)}"
+    with _seeded(seed, "head"):
+        model = _with_head(base, num_classes, dropout, name)
+    if bn_momentum is not None:
+        set_bn_momentum(model, bn_momentum)
+    if insertion_record(base):
+        # attention_summary(model) then also finds layers a factory made of any class.
+        record_insertions(model, insertion_record(base))
+    return model
+
+
+def _check_attention(attention, placement, attention_kwargs):
+    """Validate the attention arguments before the (slow) backbone is built; return the
+    placement normalised and the attention's arguments as a new dict."""
     if attention_kwargs is not None and not isinstance(attention_kwargs, dict):
         raise ValueError(f"`attention_kwargs` must be a dict or None; got {attention_kwargs!r}.")
     attention_kwargs = dict(attention_kwargs or {})
-    # Fail on a bad placement or attention before the (slow) backbone is built.
     placement = check_placement(placement)
-    with_attention = not _is_none_attention(attention)
-    if with_attention:
+    if not _is_none_attention(attention):
         AttentionSpec(attention, attention_kwargs)
+    return placement, attention_kwargs
 
+
+def _make_backbone(key, input_shape, weights, backbone_kwargs, attention, attention_kwargs):
+    """The backbone without top; its constructor's terse errors become ones that say what to do
+    (``attention`` is None without attention)."""
     if key in _SMALL_BACKBONES:
         if weights is not None:
             raise ValueError(
@@ -235,26 +262,10 @@ def build_model(
         constructor = getattr(keras.applications, _BACKBONES[key])
         kwargs = dict(include_top=False, weights=weights, **backbone_kwargs)
     try:
-        with _seeded(seed, "backbone"):
-            base = constructor(input_shape=input_shape, **kwargs)
+        return constructor(input_shape=input_shape, **kwargs)
     except TypeError as err:
-        owners = _attention_arguments(backbone_kwargs, attention if with_attention else None)
-        if owners:
-            moved = {**attention_kwargs, **{k: backbone_kwargs[k] for k in owners}}
-            what = "; ".join(
-                f"{k} is an argument of {' and '.join(v)}" for k, v in owners.items()
-            )
-            others = sorted(set(backbone_kwargs) - set(owners))
-            raise ValueError(
-                f"Backbone {key!r} does not take {', '.join(f'`{k}`' for k in owners)}: {what}"
-                f": pass attention_kwargs={moved!r}"
-                + ("" if with_attention else " together with `attention=`")
-                + (f" (the backbone does not take {others} either)" if others else "")
-                + f". ({err})"
-            ) from err
-        raise ValueError(
-            f"Backbone {key!r} does not take the arguments {sorted(backbone_kwargs)}: {err}"
-        ) from err
+        raise _misplaced_arguments_error(key, backbone_kwargs, attention, attention_kwargs,
+                                         err) from err
     except ValueError as err:
         raise ValueError(
             f"Backbone {key!r} rejects input_shape={input_shape}, weights={weights!r}"
@@ -263,34 +274,49 @@ def build_model(
             + ("" if key in _SMALL_BACKBONES else f" It accepts {_ACCEPTS}.")
         ) from err
 
-    name = _DISPLAY.get(key, key)
-    if with_attention:
-        with _seeded(seed, "attention"):
-            base = attach(base, attention, placement, **attention_kwargs)
-        label = (
-            attention.lower()
-            if isinstance(attention, str)
-            else getattr(attention, "attention_name", getattr(attention, "__name__", "custom"))
-        )
-        if not str(label).isidentifier():  # e.g. "<lambda>"
-            label = "custom"
-        if isinstance(placement, str):
-            where = placement
-        else:
-            where = "+".join(placement) if isinstance(placement, tuple) else "custom"
-        name = f"{name}_{label}_{where}"
 
-    with _seeded(seed, "head"):
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
-        if dropout > 0:
-            x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-        outputs = keras.layers.Dense(
-            num_classes, activation="softmax", dtype="float32", name="predictions"
-        )(x)
-    model = keras.Model(base.input, outputs, name=name)
-    if bn_momentum is not None:
-        set_bn_momentum(model, bn_momentum)
-    if insertion_record(base):
-        # attention_summary(model) then also finds layers a factory made of any class.
-        record_insertions(model, insertion_record(base))
-    return model
+def _misplaced_arguments_error(key, backbone_kwargs, attention, attention_kwargs, err):
+    """The ValueError for backbone arguments the constructor refused: those that belong to the
+    attention layer are pointed at ``attention_kwargs=``."""
+    owners = _attention_arguments(backbone_kwargs, attention)
+    if not owners:
+        return ValueError(
+            f"Backbone {key!r} does not take the arguments {sorted(backbone_kwargs)}: {err}"
+        )
+    moved = {**attention_kwargs, **{k: backbone_kwargs[k] for k in owners}}
+    what = "; ".join(f"{k} is an argument of {' and '.join(v)}" for k, v in owners.items())
+    others = sorted(set(backbone_kwargs) - set(owners))
+    return ValueError(
+        f"Backbone {key!r} does not take {', '.join(f'`{k}`' for k in owners)}: {what}"
+        f": pass attention_kwargs={moved!r}"
+        + ("" if attention is not None else " together with `attention=`")
+        + (f" (the backbone does not take {others} either)" if others else "")
+        + f". ({err})"
+    )
+
+
+def _attention_label(attention):
+    """The attention's part of the model name: the lower-cased registry name, the class's
+    ``attention_name`` or ``__name__``; ``"custom"`` for what is no identifier (``"<lambda>"``)."""
+    if isinstance(attention, str):
+        label = attention.lower()
+    else:
+        label = getattr(attention, "attention_name", getattr(attention, "__name__", "custom"))
+    return label if str(label).isidentifier() else "custom"
+
+
+def _placement_label(placement):
+    if isinstance(placement, str):
+        return placement
+    return "+".join(placement) if isinstance(placement, tuple) else "custom"
+
+
+def _with_head(base, num_classes, dropout, name):
+    """``base`` + global average pooling, optional Dropout, float32 softmax ``predictions``."""
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="predictions"
+    )(x)
+    return keras.Model(base.input, outputs, name=name)

@@ -409,10 +409,9 @@ def plot_configurations(rows, out_dir):
     paths = []
     if not done:
         return paths
-    labels = [configuration_label(r) for r in done]
-    height = 1.2 + 0.35 * len(done)
+    labels = [_wrap(configuration_label(r), _ROW_LABEL_CHARS) for r in done]
 
-    fig, ax = plt.subplots(figsize=(8, height))
+    fig, ax = plt.subplots(figsize=(_ROWS_PLOT_WIDTH, _rows_plot_height(labels)))
     ys = list(range(len(done)))[::-1]
     for y, r in zip(ys, done):
         color = "gray" if r["attention"] == NO_ATTENTION else "C0"
@@ -426,7 +425,8 @@ def plot_configurations(rows, out_dir):
     others = [r for r in done
               if r["attention"] != NO_ATTENTION and r["delta_vs_baseline"] is not None]
     if others:
-        fig, ax = plt.subplots(figsize=(8, 1.2 + 0.35 * len(others)))
+        labels = [_wrap(configuration_label(r), _ROW_LABEL_CHARS) for r in others]
+        fig, ax = plt.subplots(figsize=(_ROWS_PLOT_WIDTH, _rows_plot_height(labels)))
         ys = list(range(len(others)))[::-1]
         for y, r in zip(ys, others):
             delta = r["delta_vs_baseline"]
@@ -445,8 +445,7 @@ def plot_configurations(rows, out_dir):
         if mde is not None:
             ax.axvspan(-mde, mde, color="gray", alpha=0.08, lw=0)
         paths.append(_save_rows_plot(
-            plt, fig, ax, ys, [configuration_label(r) for r in others],
-            rundir.delta_plot, "Attention vs no attention, same seeds",
+            plt, fig, ax, ys, labels, rundir.delta_plot, "Attention vs no attention, same seeds",
             "difference to the baseline, validation accuracy: simultaneous 95% CI (Dunnett); "
             "gray: own paired CI" + ("" if mde is None else f"; band: +-MDE {mde:.3f}")))
     return paths
@@ -483,8 +482,11 @@ def plot_pareto(rows, out_dir):
             on = r.get(f"pareto_{measure}")
             ax.errorbar(r[measure], delta, yerr=err, fmt="o", capsize=3,
                         color="C3" if on else "C0", alpha=1.0 if on else 0.7)
-            ax.annotate(configuration_label(r)[:30], (r[measure], delta), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+            # Labels of the right half's points extend to the left, so none runs off the figure.
+            right = r[measure] > (min(p[measure] for p in pts) + max(p[measure] for p in pts)) / 2
+            ax.annotate(_wrap(configuration_label(r), _POINT_LABEL_CHARS), (r[measure], delta),
+                        fontsize=7, xytext=(-4 if right else 4, 4), textcoords="offset points",
+                        ha="right" if right else "left", va="bottom")
         front = sorted((r for r in pts if r.get(f"pareto_{measure}")), key=lambda r: r[measure])
         if len(front) > 1:
             ax.step([r[measure] for r in front], [r["delta_vs_baseline"] for r in front],
@@ -574,10 +576,32 @@ def plot_grad_cam(best_model, baseline_model, images, labels, class_names, path,
     return path
 
 
+# Every text of a plot must lie inside its figure: long configuration labels
+# ("dca_cbam/layer connection=softmax connection_form=official ...") and axis labels are wrapped
+# to these widths (characters), the rows plots grow a line's height per wrapped line.
+_ROWS_PLOT_WIDTH = 9.0  # inches
+_ROW_LABEL_CHARS = 42
+_AXIS_LABEL_CHARS = 70
+_POINT_LABEL_CHARS = 30
+
+
+def _wrap(text, width):
+    """``text`` broken into lines of at most ``width`` characters (at spaces where it can)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _rows_plot_height(labels):
+    """Inches for one row per label (8-point labels, ``\n`` for wrapped lines), title and axis."""
+    lines = sum(label.count("\n") + 1 for label in labels)
+    return 1.6 + 0.2 * len(labels) + 0.14 * lines
+
+
 def _save_rows_plot(plt, fig, ax, ys, labels, path, title, xlabel):
     """Label a one-row-per-configuration plot, save it as PNG, close it; returns the path."""
     ax.set_yticks(ys, labels, fontsize=8)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(_wrap(xlabel, _AXIS_LABEL_CHARS))
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()

@@ -16,6 +16,8 @@ Hyperparameters (all with explicit defaults; ``*`` marks the choices of the defa
     tanh.
   * ``connection`` (dca_se, dca_cbam, dca_sb): direct*, weighted*, softmax* (DCANet); default
     direct.
+  * ``connection_form`` (dca_se, dca_cbam): paper*, official* (DCANet's equations or its
+    official code's connection); default paper. With official, ``connection`` has no effect.
 
 * ``learning_rate``: fixed (``hp.Fixed``) at the recipe's rate unless searched: the comparison
   protocol trains every configuration with one recipe, so that trials differ only in their

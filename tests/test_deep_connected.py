@@ -1,12 +1,15 @@
 """DCA connected layers: connection functions, size matching, host equivalence, chains, errors."""
 
 import itertools
+import math
+import os
 
 import numpy as np
 import pytest
 
 import keras
 
+import keras_attn
 from _autodiff import gradients
 
 from keras_attn import (
@@ -18,6 +21,7 @@ from keras_attn import (
     SqueezeExcite,
     get_attention,
 )
+from keras_attn.layers.dca_official import load_official_dca_weights
 from keras_attn.layers.deep_connected import adaptive_bins, connect, match_spatial
 from keras_attn.registry import is_connected
 from test_cbam import conv_same  # the same direct-loop reference
@@ -532,7 +536,7 @@ def test_dca_sb_block_forms_and_host_equivalence():
 # -- chains in functional models -----------------------------------------------------------------
 
 
-def _chain_model(kind):
+def _chain_model(kind, form=None):
     """Three connected layers over two stages (16x16x16 -> 8x8x32), a classifier head."""
     inputs = keras.Input((16, 16, 8))
     h = keras.layers.Conv2D(16, 3, padding="same")(inputs)
@@ -544,7 +548,7 @@ def _chain_model(kind):
         c = keras.layers.Conv2D(32, 3, strides=2, padding="same")(h)
         h, state = get_attention(kind, connection="softmax")([h, c, state])
     else:
-        kwargs = {"reduction": 4}
+        kwargs = {"reduction": 4, **({} if form is None else {"connection_form": form})}
         h, state = get_attention(kind, **kwargs)(h)
         h = keras.layers.Conv2D(16, 3, padding="same")(h)
         h, state = get_attention(kind, connection="weighted", **kwargs)([h, state])
@@ -556,16 +560,21 @@ def _chain_model(kind):
     return keras.Model(inputs, [out, state] if not isinstance(state, list) else [out] + state)
 
 
-@pytest.mark.parametrize("kind", ["dca_se", "dca_cbam", "dca_sb"])
-def test_chain_trains_and_round_trips(kind, tmp_path):
-    model = _chain_model(kind)
+@pytest.mark.parametrize("kind, form", [("dca_se", None), ("dca_cbam", None), ("dca_sb", None),
+                                        ("dca_se", "official"), ("dca_cbam", "official")])
+def test_chain_trains_and_round_trips(kind, form, tmp_path):
+    model = _chain_model(kind, form)
     dcas = [layer for layer in model.layers if getattr(layer, "is_connected", False)]
     assert len(dcas) == 3
     assert not dcas[0].has_previous and dcas[1].has_previous and dcas[2].has_previous
     # Channels change only into the second stage (the SB branch reads 16-channel inputs throughout).
-    assert dcas[1].match_fc is None and dcas[1].match_fc1 is None
-    if kind != "dca_sb":
-        assert dcas[2].match_fc1 is not None
+    if form == "official":
+        assert dcas[1].official_match is None and dcas[2].official_match is not None
+        assert dcas[2].match_fc is None and dcas[2].match_fc1 is None
+    else:
+        assert dcas[1].match_fc is None and dcas[1].match_fc1 is None
+        if kind != "dca_sb":
+            assert dcas[2].match_fc1 is not None
 
     x = _rand(4, 16, 16, 8)
     y = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
@@ -576,7 +585,7 @@ def test_chain_trains_and_round_trips(kind, tmp_path):
     losses = [float(trainer.train_on_batch(x, y)) for _ in range(8)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
 
-    path = tmp_path / f"{kind}.keras"
+    path = tmp_path / f"{kind}_{form}.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     for a, b in zip(model(x, training=False), loaded(x, training=False)):
@@ -609,34 +618,349 @@ def test_mixed_precision_chain(policy):
     big = (np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 16)) * 1e3).astype("float32")
     nxt = (np.random.default_rng(1).uniform(-1, 1, (2, 8, 8, 32)) * 1e3).astype("float32")
     compute = keras.mixed_precision.global_policy().compute_dtype
-    for kind in ("dca_se", "dca_cbam", "dca_sb"):
-        for connection in ("direct", "weighted", "softmax"):
-            first, second = get_attention(kind), get_attention(kind, connection=connection)
-            _, state = first(big, training=True)
-            y, state = second([nxt, state], training=False)
-            for tensor in [y] + (list(state) if isinstance(state, list) else [state]):
-                assert tensor.dtype == compute
-                assert np.all(np.isfinite(_np(tensor))), (kind, connection)
-            # The same layers' weights in float32: the mixed result is the float32 one, rounded.
-            ref_first = get_attention(kind, dtype="float32")
-            ref_second = get_attention(kind, connection=connection, dtype="float32")
-            _, ref_state = ref_first(big, training=False)
-            ref_second([nxt, ref_state], training=False)
-            ref_first.set_weights(first.get_weights())
-            ref_second.set_weights(second.get_weights())
-            _, state = first(big, training=False)
-            y, _ = second([nxt, state], training=False)
-            _, ref_state = ref_first(big, training=False)
-            ref_y, _ = ref_second([nxt, ref_state], training=False)
-            ref_y = _np(ref_y)
-            # Inputs of magnitude 1e3 rounded to 11 (float16) or 8 (bfloat16) mantissa bits,
-            # through two layers: errors of ~0.5% (float16) and ~3% (bfloat16) of the largest
-            # value. A gate whose logit is near 0 (CBAM's 7x7 spatial conv sums 98 such inputs)
-            # may move by more on a few elements: 99% of them must be within the tolerance.
-            tol = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 5e-2}[compute]
-            diff = np.abs(_np(y).astype("float32") - ref_y) / np.abs(ref_y).max()
-            assert np.quantile(diff, 0.99) <= tol, (kind, connection, np.quantile(diff, 0.99))
-            assert diff.mean() <= tol / 4, (kind, connection, diff.mean())
+    variants = [(kind, {}, {"connection": connection})
+                for kind in ("dca_se", "dca_cbam", "dca_sb")
+                for connection in ("direct", "weighted", "softmax")]
+    variants += [(kind, {"connection_form": "official"}, {"connection_form": "official"})
+                 for kind in ("dca_se", "dca_cbam")]
+    for kind, first_kwargs, kwargs in variants:
+        first, second = get_attention(kind, **first_kwargs), get_attention(kind, **kwargs)
+        _, state = first(big, training=True)
+        y, state = second([nxt, state], training=False)
+        for tensor in [y] + (list(state) if isinstance(state, list) else [state]):
+            assert tensor.dtype == compute
+            assert np.all(np.isfinite(_np(tensor))), (kind, kwargs)
+        # The same layers' weights in float32: the mixed result is the float32 one, rounded.
+        ref_first = get_attention(kind, dtype="float32", **first_kwargs)
+        ref_second = get_attention(kind, dtype="float32", **kwargs)
+        _, ref_state = ref_first(big, training=False)
+        ref_second([nxt, ref_state], training=False)
+        ref_first.set_weights(first.get_weights())
+        ref_second.set_weights(second.get_weights())
+        _, state = first(big, training=False)
+        y, _ = second([nxt, state], training=False)
+        _, ref_state = ref_first(big, training=False)
+        ref_y, _ = ref_second([nxt, ref_state], training=False)
+        ref_y = _np(ref_y)
+        # Inputs of magnitude 1e3 rounded to 11 (float16) or 8 (bfloat16) mantissa bits,
+        # through two layers: errors of ~0.5% (float16) and ~3% (bfloat16) of the largest
+        # value. A gate whose logit is near 0 (CBAM's 7x7 spatial conv sums 98 such inputs)
+        # may move by more on a few elements: 99% of them must be within the tolerance.
+        tol = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 5e-2}[compute]
+        diff = np.abs(_np(y).astype("float32") - ref_y) / np.abs(ref_y).max()
+        assert np.quantile(diff, 0.99) <= tol, (kind, kwargs, np.quantile(diff, 0.99))
+        assert diff.mean() <= tol / 4, (kind, kwargs, diff.mean())
+
+
+# -- the official code's connection (connection_form="official") ------------------------------
+
+# The official modules' outputs, made with PyTorch from github.com/13952522076/DCANet @29c0792
+# (CSELayer, CBAM) on fixed inputs with seeded random weights, and the second module's
+# state_dict (tests/data/README.md).
+OFFICIAL_DATA = os.path.join(os.path.dirname(__file__), "data", "dcanet_official.npz")
+OFFICIAL_CASES = ["se_same", "se_change", "cbam_same", "cbam_change"]
+
+
+def _official_case(case):
+    with np.load(OFFICIAL_DATA) as data:
+        return {k[len(case) + 1:]: data[k] for k in data.files if k.startswith(case + "/")}
+
+
+def _torch_state(data):
+    return {k[len("torch_l2/"):]: v for k, v in data.items() if k.startswith("torch_l2/")}
+
+
+def _to_last(a, data_format):
+    return np.moveaxis(a, 1, -1) if data_format == "channels_first" else a
+
+
+def _to_format(a, data_format):
+    return np.moveaxis(a, -1, 1) if data_format == "channels_first" else a
+
+
+def _official_chain(case, data, data_format):
+    """Block 1 (no previous state: the host, its weights in Keras layout) and block 2 (the
+    official module's state_dict, through load_official_dca_weights) on x1, x2."""
+    cls = DCASqueezeExcite if case.startswith("se") else DCACBAM
+    call = {"training": False} if cls is DCACBAM else {}
+    x1, x2 = (_to_format(data[k], data_format) for k in ("x1", "x2"))
+    kwargs = {"reduction": int(data["reduction"]), "connection_form": "official",
+              "data_format": data_format}
+    first, second = cls(**kwargs), cls(**kwargs)
+    _, state = first(x1, **call)
+    second([x2, state], **call)
+    for key, value in data.items():
+        if key.startswith("l1/"):
+            variable = first
+            for part in key[3:].split("/"):
+                variable = getattr(variable, part)
+            variable.assign(value)
+    assert len(first.weights) == len([k for k in data if k.startswith("l1/")])
+    load_official_dca_weights(second, _torch_state(data))
+    _, state = first(x1, **call)
+    return second([x2, state], **call)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("case", OFFICIAL_CASES)
+def test_official_fusion_reproduces_the_official_code(case, data_format):
+    data = _official_case(case)
+    y, state = _official_chain(case, data, data_format)
+    y = _to_last(_np(y), data_format)
+    np.testing.assert_allclose(y, data["official_random/y2"], rtol=0, atol=1e-5)
+    if case.startswith("se"):
+        np.testing.assert_allclose(_np(state), data["official_random/state2_0"], rtol=0,
+                                   atol=1e-5)
+        return
+    # The official CBAM hands on its two maps; the goldens hold their statistics: the channel
+    # map's spatial average and maximum, the output map's channel maximum and mean.
+    channel_map, output_map = (_to_last(_np(t), data_format) for t in state)
+    np.testing.assert_array_equal(output_map, y)
+    pooled = np.stack([channel_map.mean(axis=(1, 2)), channel_map.max(axis=(1, 2))], axis=1)
+    np.testing.assert_allclose(pooled, data["official_random/state2_0"], rtol=0, atol=1e-5)
+    compressed = np.stack([output_map.max(axis=-1), output_map.mean(axis=-1)], axis=-1)
+    np.testing.assert_allclose(compressed, data["official_random/state2_1"], rtol=0, atol=1e-5)
+
+
+def _torch_bn_ref(z, w, prefix, training):
+    """PyTorch BatchNorm2d (eps 1e-5) over axis 1 of an NCHW map: batch statistics (biased
+    variance) when training, the running ones otherwise."""
+    axes, shape = (0, 2, 3), (1, -1, 1, 1)
+    if training:
+        mean, var = z.mean(axis=axes, keepdims=True), z.var(axis=axes, keepdims=True)
+    else:
+        mean, var = (w[f"{prefix}.running_{k}"].reshape(shape) for k in ("mean", "var"))
+    scale, offset = (w[f"{prefix}.{k}"].reshape(shape) for k in ("weight", "bias"))
+    return (z - mean) / np.sqrt(var + EPS_BN) * scale + offset
+
+
+def official_cbam_ref(x, prev_channel, prev_spatial, w, training):
+    """resnet_cbam_dca.py's CBAM.forward (ChannelGate, SpatialGate) in float64 on NCHW maps, read
+    from the official code; ``w`` is the module's state_dict. Returns ``(y, x * Mc)``."""
+    w = {k: np.asarray(v, np.float64) for k, v in w.items()}
+    relu = lambda v: np.maximum(v, 0.0)  # noqa: E731
+
+    def mlp(v):
+        h = relu(v @ w["ChannelGate.mlp.1.weight"].T + w["ChannelGate.mlp.1.bias"])
+        return h @ w["ChannelGate.mlp.3.weight"].T + w["ChannelGate.mlp.3.bias"]
+
+    def fuse(g, p):  # Conv2d(2, 1, 1, bias=False) over [g, p], LayerNorm(C), ReLU
+        k = w["ChannelGate.alpha.0.weight"].reshape(2)
+        z = k[0] * g + k[1] * p
+        z = (z - z.mean(-1, keepdims=True)) / np.sqrt(z.var(-1, keepdims=True) + EPS_BN)
+        return relu(z * w["ChannelGate.alpha.1.weight"] + w["ChannelGate.alpha.1.bias"])
+
+    pre = prev_channel
+    if "ChannelGate.att_fc.0.weight" in w:  # Conv1x1 + BN + ReLU on the whole map
+        pre = np.einsum("bchw,oc->bohw", pre, w["ChannelGate.att_fc.0.weight"][:, :, 0, 0])
+        pre = pre + w["ChannelGate.att_fc.0.bias"].reshape(1, -1, 1, 1)
+        pre = relu(_torch_bn_ref(pre, w, "ChannelGate.att_fc.1", training))
+    logits = (mlp(fuse(x.mean(axis=(2, 3)), pre.mean(axis=(2, 3))))
+              + mlp(fuse(x.max(axis=(2, 3)), pre.max(axis=(2, 3)))))
+    x1 = x * _sigmoid(logits)[:, :, None, None]
+
+    def compress(m):
+        return np.stack([m.max(axis=1), m.mean(axis=1)], axis=1)
+
+    ps = prev_spatial
+    if ps.shape[2] != x.shape[2]:  # avg_pool2d(kernel = stride = extent) before compressing
+        e = ps.shape[2] // x.shape[2]
+        b, c, h, wd = ps.shape
+        ps = ps.reshape(b, c, h // e, e, wd // e, e).mean(axis=(3, 5))
+    z = w["SpatialGate.p1"] * compress(x1) + w["SpatialGate.p2"] * compress(ps)
+    z = relu(_torch_bn_ref(z, w, "SpatialGate.bnrelu.0", training))
+    kernel = w["SpatialGate.spatial.conv.weight"].transpose(2, 3, 1, 0)
+    logits = np.moveaxis(conv_same(np.moveaxis(z, 1, -1), kernel), -1, 1)
+    return x1 * _sigmoid(_torch_bn_ref(logits, w, "SpatialGate.spatial.bn", training)), x1
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("training", [False, True])
+def test_official_cbam_against_a_reference_in_both_modes(training, data_format):
+    # The official weights of the channel-and-resolution change (16 at 8x8 -> 32 at 4x4), on
+    # previous maps of its own; training uses the batch statistics of the three BatchNorms.
+    data = _official_case("cbam_change")
+    weights = _torch_state(data)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 32, 4, 4))
+    prev_channel, prev_spatial = rng.normal(size=(2, 3, 16, 8, 8))
+    layer = DCACBAM(reduction=4, connection_form="official", data_format=data_format)
+    inputs = [_to_format(np.moveaxis(a, 1, -1), data_format).astype("float32")
+              for a in (x, prev_channel, prev_spatial)]
+    layer([inputs[0], inputs[1:]])
+    load_official_dca_weights(layer, weights)
+    match_bn = layer.official_match.bn
+    moving_mean = _np(match_bn.moving_mean)
+    y, (channel_map, output_map) = layer([inputs[0], inputs[1:]], training=training)
+    ref_y, ref_x1 = official_cbam_ref(x, prev_channel, prev_spatial, weights, training)
+    for got, ref in ((y, ref_y), (channel_map, ref_x1), (output_map, ref_y)):
+        got = np.moveaxis(_to_last(_np(got), data_format), -1, 1)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
+    # PyTorch's momentum 0.1 (Keras' 0.9) on the matching BN's moving mean.
+    conv = np.einsum("bchw,oc->bohw", prev_channel,
+                     weights["ChannelGate.att_fc.0.weight"][:, :, 0, 0])
+    conv += weights["ChannelGate.att_fc.0.bias"].reshape(1, -1, 1, 1)
+    expected = 0.9 * moving_mean + 0.1 * conv.mean(axis=(0, 2, 3)) if training else moving_mean
+    np.testing.assert_allclose(_np(match_bn.moving_mean), expected, rtol=0, atol=1e-5)
+
+
+def test_official_initialisation():
+    x1, x2 = _rand(2, 8, 8, 16), _rand(2, 4, 4, 32, seed=1)
+    se = [DCASqueezeExcite(reduction=4, connection_form="official") for _ in range(2)]
+    cbam = [DCACBAM(reduction=4, connection_form="official") for _ in range(2)]
+    for first, second in (se, cbam):
+        _, state = first(x1)
+        second([x2, state])
+        assert first.official_fusion is None and first.official_match is None
+    # The first block of a chain has no previous state: the host's variables only.
+    host_se, host_cbam = SqueezeExcite(reduction=4), CBAM(reduction=4)
+    host_se(x1), host_cbam(x1)
+    assert len(se[0].weights) == len(host_se.weights)
+    assert len(cbam[0].weights) == len(host_cbam.weights)
+
+    def values(variable):
+        return _np(variable)
+
+    bound = 1.0 / math.sqrt(16)  # PyTorch's default Linear/Conv init: U(+-1/sqrt(fan_in))
+    se_fusion, se_match = se[1].official_fusion, se[1].official_match
+    np.testing.assert_array_equal(values(se_fusion.norm.gamma), np.ones(32))
+    np.testing.assert_array_equal(values(se_fusion.norm.beta), np.zeros(32))
+    for variable in (se_match.dense.kernel, se_match.dense.bias):
+        v = values(variable)
+        assert np.all(np.abs(v) <= bound) and np.any(v != 0)
+    # The fusion conv: kaiming_normal_(fan_out = 1) = N(0, 2); its bias PyTorch's U(+-1/sqrt 2).
+    draws = _np(se_fusion.kernel_initializer(shape=(20000,)))
+    assert abs(draws.mean()) < 0.05 and abs(draws.std() - math.sqrt(2.0)) < 0.04
+    draws = _np(se_fusion.bias_initializer(shape=(20000,)))
+    assert np.abs(draws).max() <= 1 / math.sqrt(2.0)
+    assert abs(draws.std() - 1 / math.sqrt(6.0)) < 0.01
+
+    fusion, match, spatial = (getattr(cbam[1], n) for n in (
+        "official_fusion", "official_match", "official_spatial_fusion"))
+    assert fusion.bias is None and np.all(np.abs(values(fusion.kernel)) <= 1 / math.sqrt(2.0))
+    assert np.all(np.abs(values(match.conv.kernel)) <= bound)
+    np.testing.assert_array_equal(values(match.conv.bias), np.zeros(32))
+    np.testing.assert_array_equal(values(match.bn.gamma), np.ones(32))
+    assert float(values(spatial.p1)) == 1.0 and float(values(spatial.p2)) == 0.0
+    np.testing.assert_array_equal(values(spatial.bn.gamma), np.zeros(2))
+    np.testing.assert_array_equal(values(spatial.bn.beta), np.zeros(2))
+
+
+def test_official_initialisation_leaves_the_connected_spatial_gate_constant():
+    # The official key-name rule zeroes the spatial fusion's BN scale (and every bias): its
+    # ReLU then outputs 0 with a zero gradient, so a connected block's spatial gate is
+    # sigmoid(BN(conv(0))) = sigmoid(0) = 1/2 and nothing on that path receives a gradient.
+    x1, x2 = _rand(2, 8, 8, 16), _rand(2, 8, 8, 16, seed=1)
+    first, second = (DCACBAM(reduction=4, connection_form="official") for _ in range(2))
+    _, state = first(x1, training=True)
+    y, (channel_map, _) = second([x2, state], training=True)
+    np.testing.assert_array_equal(_np(y), 0.5 * _np(channel_map))
+    path = [second.official_spatial_fusion.p1, second.official_spatial_fusion.p2,
+            second.official_spatial_fusion.bn.gamma, second.official_spatial_fusion.bn.beta,
+            second.spatial_conv.kernel]
+    weight = _rand(2, 8, 8, 16, seed=2)
+
+    def loss():
+        out, _ = second([x2, state], training=True)
+        return keras.ops.sum(out * weight)
+
+    grads = gradients(loss, second.trainable_variables)
+    by_path = {v.path: np.asarray(g) for v, g in zip(second.trainable_variables, grads)}
+    for variable in path:
+        assert not np.any(by_path[variable.path]), variable.path
+    # ... while the channel connection learns from the start.
+    for variable in (second.official_fusion.kernel, second.official_fusion.norm.gamma):
+        assert np.any(by_path[variable.path]), variable.path
+
+
+def test_official_gradients_reach_every_connection_variable():
+    xs = _rand(2, 8, 8, 16), _rand(2, 4, 4, 32, seed=1)
+    weight = np.arange(32.0, dtype="float32")
+    for cls in (DCASqueezeExcite, DCACBAM):
+        first, second = (cls(reduction=4, connection_form="official") for _ in range(2))
+        _, state = first(xs[0], training=True)
+        second([xs[1], state])
+        _randomise(second, seed=3)  # off the official init, whose spatial path has no gradient
+
+        def loss():
+            y, _ = second([xs[1], state], training=True)
+            return keras.ops.sum(keras.ops.square(y) * weight)
+
+        grads = gradients(loss, second.trainable_variables)
+        names = [v.path.split("/", 1)[1] for v in second.trainable_variables]
+        assert sum("official" in n for n in names) >= 5, names
+        for name, g in zip(names, grads):
+            assert g is not None and np.any(np.asarray(g) != 0), (cls.__name__, name)
+
+
+@pytest.mark.parametrize("attention", ["dca_se", "dca_cbam"])
+def test_official_fusion_through_build_model(attention):
+    # ResNet-20 at 16x16: three stages (16, 32, 64 channels at 16, 8, 4): the state crosses two
+    # channel and resolution changes; the official CBAM state is the two full maps.
+    model = keras_attn.build_model("resnet20", (16, 16, 3), 10, attention=attention,
+                                   attention_kwargs={"connection_form": "official", "reduction": 4},
+                                   seed=0)
+    dcas = [layer for layer in model.layers if getattr(layer, "is_connected", False)]
+    assert [layer.has_previous for layer in dcas] == [False] + [True] * 8
+    assert [layer.official_match is not None for layer in dcas] == [False] * 3 + [
+        True, False, False, True, False, False]
+    assert all(layer.connection_form == "official" for layer in dcas)
+    # Trainable parameters, counted from the official modules' definitions (CSELayer, CBAM).
+    channels = [16] * 3 + [32] * 3 + [64] * 3
+    for i, (layer, c) in enumerate(zip(dcas, channels)):
+        hidden = c // 4
+        count = 2 * c * hidden + hidden + c  # the host's MLP
+        if attention == "dca_cbam":
+            count += 7 * 7 * 2 + 2  # spatial conv, BN scale and offset
+        if i:
+            c_prev = channels[i - 1]
+            match = c_prev * c + c + 2 * c if c_prev != c else 0  # Linear/Conv1x1; LN/BN
+            fusion = 3 + 2 * c if attention == "dca_se" else 2 + 2 * c + 6  # conv; LN; p1, p2, BN
+            count += match + fusion
+        got = sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
+        assert got == count, (i, got, count)
+    if attention == "dca_cbam":
+        # What the first stage's last block hands on: y and the two 16x16x16 maps.
+        shapes = [tuple(t.shape) for t in keras.tree.flatten(dcas[2].output)]
+        assert shapes == [(None, 16, 16, 16)] * 3
+    out = _np(model(_rand(2, 16, 16, 3), training=True))
+    assert out.shape == (2, 10) and np.all(np.isfinite(out))
+
+
+def test_load_official_weights_errors_and_first_block():
+    x = _rand(2, 8, 8, 16)
+    first = DCASqueezeExcite(reduction=4, connection_form="official")
+    _, state = first(x)
+    second = DCASqueezeExcite(reduction=4, connection_form="official")
+    second([x, state])
+    weights = _torch_state(_official_case("se_same"))
+    # The official first block has its (unused) fusion too: those keys are skipped, not loaded.
+    assert sorted(load_official_dca_weights(first, weights)) == [
+        "conv.0.bias", "conv.0.weight", "conv.1.bias", "conv.1.weight"]
+    np.testing.assert_array_equal(_np(first.squeeze.kernel), weights["fc.0.weight"].T)
+    with pytest.raises(ValueError, match=r"state_dict has no \['conv.0.bias'\]"):
+        load_official_dca_weights(second, {k: v for k, v in weights.items() if k != "conv.0.bias"})
+    with pytest.raises(ValueError, match="unexpected key 'att_fc.0.weight'.*'conv.0.weight'"):
+        load_official_dca_weights(second, {**weights, "att_fc.0.weight": np.zeros((16, 16))})
+    with pytest.raises(ValueError, match=r"'fc.0.weight' of shape \(4, 8\) does not fit"):
+        load_official_dca_weights(second, {**weights, "fc.0.weight": np.zeros((4, 8))})
+    # A DCA-CBAM connected along one gate takes the other gate's official keys as unused.
+    cbam_weights = _torch_state(_official_case("cbam_change"))
+    spatial = DCACBAM(reduction=4, dims="spatial", connection_form="official")
+    spatial([_rand(2, 4, 4, 32), _rand(2, 8, 8, 16)])
+    skipped = load_official_dca_weights(spatial, cbam_weights)
+    counters = [k for k in cbam_weights if k.endswith("num_batches_tracked")]
+    assert sorted(skipped) == sorted(set(counters) | {
+        k for k in cbam_weights if k.startswith(("ChannelGate.att_fc.", "ChannelGate.alpha."))})
+    p2 = float(cbam_weights["SpatialGate.p2"][0])
+    assert float(_np(spatial.official_spatial_fusion.p2)) == p2 != 0.0
+    paper = DCASqueezeExcite(reduction=4)
+    paper(x)
+    with pytest.raises(ValueError,
+                       match="connection_form='official'.*got DCASqueezeExcite.*'paper'"):
+        load_official_dca_weights(paper, weights)
+    with pytest.raises(ValueError, match="got DCAShiftAndBalance"):
+        load_official_dca_weights(DCAShiftAndBalance(), weights)
 
 
 # -- registry, config, errors --------------------------------------------------------------------
@@ -654,6 +978,10 @@ def test_registry_and_config_round_trip():
     for key, value in (("dims", "spatial"), ("connection", "softmax"), ("channel_matching", "fc2"),
                        ("matching_reduction", 4), ("spatial_matching", "max"), ("alpha_init", 0.5)):
         assert config[key] == value
+    official = DCACBAM(connection_form="official", dims="channel")
+    assert DCACBAM.from_config(official.get_config()).get_config() == official.get_config()
+    assert official.get_config()["connection_form"] == "official"
+    assert DCASqueezeExcite().get_config()["connection_form"] == "paper"
     sb = DCAShiftAndBalance(gate="sigmoid", connection="weighted", lambda_init=0.2)
     assert DCAShiftAndBalance.from_config(sb.get_config()).get_config() == sb.get_config()
 
@@ -667,6 +995,8 @@ BAD_ARGUMENTS = [
     (DCACBAM, {"dims": "both"}, "dims.*'all'.*'channel'.*'spatial'.*'both'"),
     (DCAShiftAndBalance, {"gate": "gelu"}, "gate.*'gelu'"),
     (DCAShiftAndBalance, {"alpha_init": "one"}, "alpha_init"),
+    (DCASqueezeExcite, {"connection_form": "conv"}, "connection_form.*'paper'.*'official'.*'conv'"),
+    (DCACBAM, {"connection_form": "Official"}, "connection_form.*'paper'.*'official'.*'Official'"),
 ]
 
 
@@ -674,6 +1004,9 @@ def test_bad_arguments():
     for cls, kwargs, pattern in BAD_ARGUMENTS:
         with pytest.raises(ValueError, match=pattern):
             cls(**kwargs)
+    # The official code has no Shift-and-Balance: DCA-SB keeps the paper's connection only.
+    with pytest.raises(ValueError, match="connection_form"):
+        DCAShiftAndBalance(connection_form="official")
 
 
 def test_bad_previous_states():
@@ -694,6 +1027,13 @@ def test_bad_previous_states():
     layer(x)
     with pytest.raises(ValueError, match="built without a previous state"):
         layer([x, _rand(2, 16)])
+    # An official DCA-CBAM takes the previous official layer's maps, not the paper's statistics.
+    paper_state = [_rand(2, 2, 16), _rand(2, 8, 8, 2)]
+    with pytest.raises(ValueError,
+                       match=r"connection_form='official'.*channel state.*rank 4.*\(2, 2, 16\)"):
+        DCACBAM(connection_form="official")([x, paper_state])
+    with pytest.raises(ValueError, match=r"spatial state.*rank 4.*\(2, 8, 16\)"):
+        DCACBAM(connection_form="official", dims="spatial")([x, _rand(2, 8, 16)])
 
 
 def test_bad_spatial_state_rank_names_the_form():

@@ -16,7 +16,8 @@ from search.space import HyperparameterSpec
 # Every built-in attention, and the attentions each layer hyperparameter applies to.
 ALL_ATTENTIONS = ["none", "sa", "simam", "sb", "dca_se", "dca_cbam", "dca_sb", "se", "cbam", "eca"]
 USERS = {"groups": ("sa",), "e_lambda": ("simam",), "lambda_init": ("sb", "dca_sb"),
-         "gate": ("sb", "dca_sb"), "connection": ("dca_se", "dca_cbam", "dca_sb")}
+         "gate": ("sb", "dca_sb"), "connection": ("dca_se", "dca_cbam", "dca_sb"),
+         "connection_form": ("dca_se", "dca_cbam")}
 
 MOBILENET = dict(backbone="mobilenetv2", input_shape=(32, 32, 3), num_classes=10,
                  backbone_kwargs={"alpha": 0.35})
@@ -68,7 +69,7 @@ def test_default_space_declared_with_defaults():
                       "learning_rate": 0.1}
     space = {p.name: p for p in hp.space}
     assert list(space) == ["attention", "placement", "groups", "e_lambda", "lambda_init", "gate",
-                           "connection", "learning_rate"]
+                           "connection", "connection_form", "learning_rate"]
     assert space["attention"].values == ["none", "sa", "simam", "sb", "dca_se"]
     assert space["placement"].values == ["block", "layer"]
     assert space["groups"].values == [8, 16, 32, 64] and space["groups"].default == 64
@@ -78,6 +79,8 @@ def test_default_space_declared_with_defaults():
     assert space["lambda_init"].default == 0.1
     assert space["gate"].values == ["tanh", "sigmoid", "softmax", "relu", "none"]
     assert space["connection"].values == ["direct", "weighted", "softmax"]
+    assert space["connection_form"].values == ["paper", "official"]
+    assert space["connection_form"].default == "paper"
     # The recipe's learning rate, the same for every trial (the SB paper's SGD 0.1 at batch 128).
     assert isinstance(space["learning_rate"], kt.engine.hyperparameters.Fixed)
     assert space["learning_rate"].value == 0.1
@@ -101,8 +104,8 @@ def test_default_space_declared_with_defaults():
         ("sa", {"groups": 64}),
         ("simam", {"e_lambda": 1e-4}),
         ("sb", {"lambda_init": 0.1, "gate": "tanh"}),
-        ("dca_se", {"connection": "direct"}),
-        ("dca_cbam", {"connection": "direct"}),
+        ("dca_se", {"connection": "direct", "connection_form": "paper"}),
+        ("dca_cbam", {"connection": "direct", "connection_form": "paper"}),
         ("dca_sb", {"lambda_init": 0.1, "gate": "tanh", "connection": "direct"}),
         ("se", {}),
         ("cbam", {}),
@@ -214,6 +217,11 @@ def test_space_restriction():
         ({"placement": "everywhere"}, r"space\['placement'\]: 'everywhere' is not one of block, layer, paper"),
         ({"gate": ["tanh", "gelu"]}, r"space\['gate'\]: 'gelu' is not one of tanh, sigmoid, softmax, relu, none"),
         ({"connection": "sum"}, r"'sum' is not one of direct, weighted, softmax"),
+        ({"attention": ["dca_se"], "connection_form": ["paper", "conv"]},
+         r"space\['connection_form'\]: 'conv' is not one of paper, official"),
+        ({"attention": ["dca_sb"], "connection_form": "official"},
+         r"space\['connection_form'\] applies to attention dca_se, dca_cbam, none of which is in "
+         r"the attention choices \(dca_sb\)"),
         ({"groups": [8, 0]}, r"space\['groups'\]: 0 is not a positive integer"),
         ({"e_lambda": -1.0}, r"space\['e_lambda'\]: -1.0 is not a number >= 0"),
         ({"learning_rate": 0}, r"space\['learning_rate'\]: 0 is not a positive number"),
@@ -302,7 +310,7 @@ def test_describe_and_rows():
     row = trial_row(hp)
     assert list(row) == list(hm_module.HP_NAMES) == [
         "attention", "placement", "groups", "e_lambda", "lambda_init", "gate", "connection",
-        "learning_rate"]
+        "connection_form", "learning_rate"]
     assert row["gate"] == "relu" and row["groups"] is None and row["placement"] == "block"
 
 
@@ -353,6 +361,21 @@ def test_build_passes_attention_arguments():
     model = hm.build(with_values(attention="sa", placement="block", groups=8))
     sas = [layer for layer in model.layers if isinstance(layer, keras_attn.ShuffleAttention)]
     assert len(sas) == 17 and all(layer.groups <= 8 for layer in sas)
+
+
+def test_searched_connection_form_builds_the_official_layers():
+    # DCANet's official connection, declared by the DCA layers' search_space: a trial that draws
+    # it builds every DCA layer with it (the state threaded by the placement).
+    hm = AttentionHyperModel(backbone="resnet20", input_shape=(16, 16, 1),
+                             space={"attention": ["dca_se", "dca_cbam"], "placement": "block",
+                                    "connection_form": ["paper", "official"]})
+    hp = kt.HyperParameters()
+    hm.declare(hp)
+    assert {p.name: p for p in hp.space}["connection_form"].values == ["paper", "official"]
+    model = hm.build(with_values(attention="dca_cbam", connection_form="official"))
+    dcas = [layer for layer in model.layers if isinstance(layer, keras_attn.DCACBAM)]
+    assert len(dcas) == 9 and {layer.connection_form for layer in dcas} == {"official"}
+    assert sum(layer.has_previous for layer in dcas) == 8
 
 
 def test_build_sets_policy_after_clear_session():

@@ -125,9 +125,17 @@ def test_failed_trial_tracebacks_restores_the_setting():
 
 
 def test_maybe_distribute_is_public():
-    # Public (keras_tuner.engine.tuner), used by search.tuning for the builds of each run.
+    # Public (keras_tuner.engine.tuner), used by search.tuning for the builds of each run: no
+    # strategy enters no scope (variables go to the default strategy); a strategy enters its own
+    # scope for the block and leaves it after.
+    import tensorflow as tf
+
     with kt.engine.tuner.maybe_distribute(None):
-        pass
+        assert not tf.distribute.has_strategy()
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with kt.engine.tuner.maybe_distribute(strategy):
+        assert tf.distribute.has_strategy() and tf.distribute.get_strategy() is strategy
+    assert not tf.distribute.has_strategy()
 
 
 def test_the_record_of_values_tried(tmp_path):

@@ -30,6 +30,11 @@ KWARGS = {
 
 NAMES = keras_attn.available_attentions()
 
+# Layers without a single variable by design, from their papers (not from the code): SimAM is
+# "parameter-free" (Yang et al., ICML 2021: title, Eq. 5). Every other layer must have trainable
+# variables, and these must have none.
+PARAMETER_FREE = {"simam"}
+
 
 def _make(attention, **overrides):
     # Through the class, not get_attention: its first parameter is also called `name`.
@@ -182,6 +187,13 @@ def test_gradients_reach_every_trainable_variable(name, rank):
         return keras.ops.sum(keras.ops.cast(y, "float32") * keras.ops.convert_to_tensor(upstream))
 
     variables = layer.trainable_variables
+    if name in PARAMETER_FREE:
+        # Nothing to train: no variable at all, and the gradient flows through to the input.
+        assert not layer.weights, [v.path for v in layer.weights]
+        dx = input_gradient(lambda t: layer(t, training=True), x, upstream)
+        assert np.all(np.isfinite(dx)) and np.any(dx != 0), f"{name}: no input gradient"
+        return
+    assert variables, f"{name} has no trainable variable (parameter-free? see PARAMETER_FREE)"
     grads = gradients(loss, variables)
     for var, grad in zip(variables, grads):
         assert grad is not None, f"{name}: no gradient for {var.path}"

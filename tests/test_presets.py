@@ -124,12 +124,45 @@ def test_unsupported_rows_have_reasons():
         assert len(entry) == 4 and all(isinstance(x, str) and x for x in entry)
 
 
-def test_keras_attn_does_not_import_search():
-    import inspect
+def _imported_modules(source):
+    """Every module a Python source imports: ``import a.b``, ``from a import b`` (top-level or
+    inside a function), and ``importlib.import_module("a")`` / ``__import__("a")`` with a literal
+    name. Relative imports (``from . import x``) stay inside the package and are left out."""
+    import ast
 
-    for module in (presets, _loader):
-        assert "import search" not in inspect.getsource(module)
-        assert "from search" not in inspect.getsource(module)
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.append(node.module)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if called in ("import_module", "__import__"):
+                names.append(node.args[0].value)
+    return names
+
+
+def test_imported_modules_finds_every_form():
+    source = ("import os, search.cli\nfrom search import report\nfrom . import x\n"
+              "def f():\n    import search\n    importlib.import_module('search.space')\n")
+    assert sorted(_imported_modules(source)) == ["os", "search", "search", "search.cli",
+                                                 "search.space"]
+
+
+def test_keras_attn_does_not_import_search():
+    # The layers package must work without the search (which depends on it, not the reverse):
+    # no module of keras_attn, at any depth, imports search or one of its modules.
+    import pathlib
+
+    root = pathlib.Path(keras_attn.__file__).parent
+    files = sorted(root.rglob("*.py"))
+    assert len(files) > 20 and root / "presets" / "_loader.py" in files
+    offenders = {str(f.relative_to(root)): name for f in files
+                 for name in _imported_modules(f.read_text(encoding="utf-8"))
+                 if name == "search" or name.startswith("search.")}
+    assert not offenders, offenders
 
 
 # ---- the tables as data: what the loader reads, what it refuses -------------------------------

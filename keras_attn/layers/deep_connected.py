@@ -56,23 +56,31 @@ as PyTorch's adaptive pooling), which also covers a previous map smaller than th
 CBAM is connected along the channel gate, the spatial gate or both (``dims``), each dimension with
 its own connection and ``alpha`` (the paper's connections along each attention dimension).
 
-Departures from the official code:
+The paper form and the official code. DCANet's published numbers (Tables 1-6) were made with its
+official code, whose connection is not the paper's. ``connection_form="paper"`` (the default)
+implements the paper's equations, as above; ``connection_form="official"`` (DCA-SE and DCA-CBAM)
+implements the official code's connection, matching and initialisation, and reproduces the official
+modules' outputs from their PyTorch weights (:mod:`keras_attn.layers.dca_official`, which also
+lists its own departures, and :func:`~keras_attn.layers.dca_official.load_official_dca_weights`).
+Departures of the paper form from the official code:
 
 * Fusion of ``G`` and the previous state: the official code does not use the paper's ``G + alpha T``
   but stacks the two as a 2-channel map and fuses them with a learned 1x1 convolution (2 -> 1)
   followed by LayerNorm and ReLU (SE, CBAM channel gate), or ``ReLU(BN(p1 G + p2 P))`` for CBAM's
-  spatial gate. We implement the paper's equations, which keep ``alpha = 0`` equal to the host.
+  spatial gate. The paper form implements the paper's equations, which keep ``alpha = 0`` equal to
+  the host; no choice of its weights reproduces the official outputs.
 * Channel matching: the official code uses Linear + LayerNorm + ReLU (SE) or 1x1 conv + BN + ReLU
-  on the full previous map (CBAM); we use the paper's plain FC(s) on the state vectors.
+  on the full previous map (CBAM); the paper form uses the paper's plain FC(s) on the state vectors.
 * CBAM: the official code hands on the whole gated feature map (``x * scale``) and pools it in the
-  next block; we hand on the pooled statistics times the gate, ``(batch, 2, C)`` for the channel
-  gate (average row, maximum row) and ``(batch, H, W, 2)`` for the spatial gate (channel max,
-  channel mean; channels-last in both layouts). The gates are positive, so these equal the
-  statistics the official code takes of the gated map (``max(x * s) = s * max(x)``), without
-  carrying and re-reading a full feature map; the official code matches the channels of the full
-  map before pooling and pools the spatial map before compressing it, and its spatial matching
-  handles integer ratios only.
-* Shift-and-Balance is not in the paper; its connection follows the same recipe on its branch.
+  next block; the paper form hands on the pooled statistics times the gate, ``(batch, 2, C)`` for
+  the channel gate (average row, maximum row) and ``(batch, H, W, 2)`` for the spatial gate
+  (channel max, channel mean; channels-last in both layouts). The gates are positive, so these
+  equal the statistics the official code takes of the gated map (``max(x * s) = s * max(x)``),
+  without carrying and re-reading a full feature map; the official code matches the channels of the
+  full map before pooling and pools the spatial map before compressing it, and its spatial
+  matching handles integer ratios only.
+* Shift-and-Balance is not in the paper nor in the official code; its connection follows the
+  paper's recipe on its branch (it has no ``connection_form``).
 
 Other ranks: the paper connects 2-D attention blocks. Every host here also takes 1-D
 ``(batch, steps, channels)`` and 3-D ``(batch, depth, height, width, channels)`` maps (channels
@@ -99,8 +107,24 @@ import math
 import keras
 from keras import ops
 
-from keras_attn.layers._base import ArgumentChoices, check_choice, check_number, max_over
+from keras_attn.layers._base import (
+    ArgumentChoices,
+    check_choice,
+    check_number,
+    max_over,
+    stats_dtype,
+)
 from keras_attn.layers.cbam import CBAM
+from keras_attn.layers.dca_official import (
+    CONNECTION_FORMS,
+    MapMatch,
+    SpatialFusion,
+    VectorMatch,
+    channels_last,
+    compressed,
+    pooled_rows,
+    stack_fusion_for,
+)
 from keras_attn.layers.shift_and_balance import ShiftAndBalance
 from keras_attn.layers.squeeze_excite import SqueezeExcite
 from keras_attn.registry import register_attention
@@ -115,6 +139,13 @@ _WEIGHTED_EPS = 1e-7
 # What a search varies on every DCA layer, besides its host's own arguments: the connection of
 # Sec. 3.2, direct being the paper's.
 _CONNECTION_SEARCH = {"connection": ArgumentChoices(CONNECTIONS, "direct", "DCANet Sec. 3.2")}
+# ... and, on the two hosts the official code connects, whose connection: the paper's (Eq. 3-6)
+# or the official code's, which made the paper's tables (keras_attn.layers.dca_official).
+_FORM_SEARCH = {
+    "connection_form": ArgumentChoices(
+        CONNECTION_FORMS, "paper", "DCANet Eq. 3-6; official code 13952522076/DCANet"
+    )
+}
 
 
 def _is_shape(value):
@@ -303,22 +334,31 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
 
     Call: ``y, state = layer(x)`` or ``layer([x, previous_state])``; ``x`` is a 1-D, 2-D or 3-D
     feature map in ``data_format`` (see :class:`SqueezeExcite`), ``y`` has its shape, ``state`` is ``(batch, C)`` = ``GAP(x) * gate`` (the
-    extraction times the sigmoid gate), all in the compute dtype.
+    extraction times the sigmoid gate), all in the compute dtype (with either ``connection_form``).
 
     Args:
         reduction: SE bottleneck ratio, integer ``>= 1`` (default 16).
-        connection: ``"direct"`` (default), ``"weighted"`` or ``"softmax"`` (module docstring).
+        connection_form: ``"paper"`` (default: ``f(G, alpha * P)`` of Eq. 4-6 with
+            ``connection``) or ``"official"`` (the official code's ``ReLU(LN(k0 G + k1 P + b))``
+            with its matching ``ReLU(LN(Linear(P)))``; :mod:`keras_attn.layers.dca_official`).
+        connection: ``"direct"`` (default), ``"weighted"`` or ``"softmax"`` (module docstring);
+            no effect with ``connection_form="official"``.
         channel_matching: ``"fc"`` (default) or ``"fc2"``, used when the previous state's
-            channels differ from C.
+            channels differ from C; no effect with ``connection_form="official"``.
         matching_reduction: reduction of ``"fc2"``, integer ``>= 1`` (default 16).
         spatial_matching: ``"avg"`` (default) or ``"max"``; accepted for a uniform API, no effect
             here (the SE state has no spatial extent).
-        alpha_init: initial value of ``alpha`` (default 1.0).
+        alpha_init: initial value of ``alpha`` (default 1.0); no effect with
+            ``connection_form="official"``.
         data_format: ``"channels_last"`` (default) or ``"channels_first"``.
         **kwargs: passed to ``keras.layers.Layer``.
 
     Variables: SE's ``squeeze`` and ``excite``; with a previous state, ``alpha`` (scalar) and,
-    when channels differ, ``match_fc`` (or ``match_fc1``/``match_fc2``).
+    when channels differ, ``match_fc`` (or ``match_fc1``/``match_fc2``); with
+    ``connection_form="official"`` instead ``official_fusion`` (``kernel`` (2,), ``bias`` (),
+    ``norm``: LayerNormalization of C) and, when channels differ, ``official_match`` (``dense``
+    C' -> C, ``norm``). :func:`~keras_attn.layers.dca_official.load_official_dca_weights` loads the
+    official ``CSELayer``'s weights.
 
     Raises:
         ValueError: an invalid argument (names it, its value and the valid choices); at build, an
@@ -326,7 +366,7 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
             a call with a previous state on a layer built without one.
     """
 
-    search_space = {**SqueezeExcite.search_space, **_CONNECTION_SEARCH}
+    search_space = {**SqueezeExcite.search_space, **_CONNECTION_SEARCH, **_FORM_SEARCH}
 
     def __init__(
         self,
@@ -337,12 +377,15 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
         spatial_matching="avg",
         alpha_init=1.0,
         data_format="channels_last",
+        connection_form="paper",
         **kwargs,
     ):
         super().__init__(reduction=reduction, data_format=data_format, **kwargs)
+        self.connection_form = check_choice("connection_form", connection_form, CONNECTION_FORMS)
         self._init_connection(
             connection, channel_matching, matching_reduction, spatial_matching, alpha_init
         )
+        self.official_match = self.official_fusion = None
         self.has_previous = False
 
     def build(self, input_shape):
@@ -351,10 +394,25 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
         self._build_host()
         if prev_shape is not None:
             prev_shape = self._check_state_shape(prev_shape, 2, "(batch, channels)")
-            self._build_channel_matcher(prev_shape[-1], self.channels, 2)
-            self.alpha = self._add_alpha("alpha")
+            if self.connection_form == "official":
+                self._build_official(prev_shape)
+            else:
+                self._build_channel_matcher(prev_shape[-1], self.channels, 2)
+                self.alpha = self._add_alpha("alpha")
             self.has_previous = True
         self.built = True
+
+    def _build_official(self, prev_shape):
+        if prev_shape[-1] != self.channels:
+            self.official_match = VectorMatch(self.channels, name="official_match",
+                                              dtype=self.dtype_policy)
+            self.official_match.build(prev_shape)
+        self.official_fusion = stack_fusion_for("se", stats_dtype(self.compute_dtype))
+        self.official_fusion.build((None, self.channels))
+
+    def _connect_official(self, g, prev):
+        p = prev if self.official_match is None else self.official_match(prev)
+        return self.official_fusion(g, ops.cast(p, g.dtype))
 
     def call(self, inputs):
         x, prev = self._split_connected(inputs)
@@ -363,7 +421,10 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
         if prev is not None:
             if not self.has_previous:
                 raise self._no_previous_error()
-            z = connect(g, self._match_channels(prev, g.dtype), self.alpha, self.connection)
+            if self.connection_form == "official":
+                z = self._connect_official(g, prev)
+            else:
+                z = connect(g, self._match_channels(prev, g.dtype), self.alpha, self.connection)
         gate = self.transform(z)
         state = ops.cast(g * ops.cast(gate, g.dtype), self.compute_dtype)
         return self.fuse(x, gate), state
@@ -375,6 +436,7 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
 
     def get_config(self):
         config = super().get_config()
+        config.update({"connection_form": self.connection_form})
         config.update(self._connection_config())
         return config
 
@@ -392,32 +454,48 @@ class DCACBAM(_ConnectedMixin, CBAM):
     channel gate); ``"spatial"``: ``(batch, H, W, 2)`` (channel max and mean of the channel-gated
     map times the spatial gate; channels-last in both layouts; ``(batch, steps, 2)`` for a 1-D
     ``x``, ``(batch, D, H, W, 2)`` for a 3-D one, see :class:`CBAM` for the input forms); ``"all"``: the list of both.
-    All in the compute dtype.
+    With ``connection_form="official"`` the states are the official code's full maps, in ``x``'s
+    shape and ``data_format``: ``"channel"``: the channel-gated map ``x * Mc``; ``"spatial"``: the
+    output ``y``; ``"all"``: ``[x * Mc, y]``. All in the compute dtype. Connected layers must
+    share ``connection_form``.
 
     Args:
         reduction: CBAM MLP ratio, integer ``>= 1`` (default 16).
         kernel_size: odd spatial kernel size (default 7).
         dims: which gates are connected: ``"all"`` (default), ``"channel"`` or ``"spatial"``.
+        connection_form: ``"paper"`` (default: ``f(G, alpha * P)`` of Eq. 4-6 with
+            ``connection``) or ``"official"`` (the official code's fusions and matchings;
+            :mod:`keras_attn.layers.dca_official`).
         connection: ``"direct"`` (default), ``"weighted"`` or ``"softmax"``, for each connected
-            gate.
-        channel_matching: ``"fc"`` (default) or ``"fc2"``, for the channel state.
+            gate; no effect with ``connection_form="official"``.
+        channel_matching: ``"fc"`` (default) or ``"fc2"``, for the channel state; no effect with
+            ``connection_form="official"``.
         matching_reduction: reduction of ``"fc2"``, integer ``>= 1`` (default 16).
-        spatial_matching: ``"avg"`` (default) or ``"max"`` pooling of a larger previous spatial
-            state.
-        alpha_init: initial value of each ``alpha`` (default 1.0).
+        spatial_matching: ``"avg"`` (default, also the official code's) or ``"max"`` pooling of a
+            larger previous spatial state.
+        alpha_init: initial value of each ``alpha`` (default 1.0); no effect with
+            ``connection_form="official"``.
         data_format: ``"channels_last"`` (default) or ``"channels_first"``.
         **kwargs: passed to ``keras.layers.Layer``.
 
+    Call arguments: ``training`` for the BatchNormalizations.
+
     Variables: CBAM's; with a previous state, ``alpha_channel`` and/or ``alpha_spatial`` (scalars)
-    and, when the channel counts differ, ``match_fc`` (or ``match_fc1``/``match_fc2``).
+    and, when the channel counts differ, ``match_fc`` (or ``match_fc1``/``match_fc2``). With
+    ``connection_form="official"`` instead: ``official_fusion`` (channel: ``kernel`` (2,), ``norm``:
+    LayerNormalization of C), ``official_match`` when the channel counts differ (``conv`` C' -> C,
+    ``bn``), ``official_spatial_fusion`` (spatial: ``p1``, ``p2``, ``bn`` of 2 channels).
+    :func:`~keras_attn.layers.dca_official.load_official_dca_weights` loads the official
+    ``CBAM`` module's weights.
 
     Raises:
         ValueError: an invalid argument; at build, an input that is not 3-D, 4-D or 5-D, a previous
-            state whose structure or rank does not match ``dims``, or a spatial connection with
-            unknown spatial sizes; a call with a previous state on a layer built without one.
+            state whose structure or rank does not match ``dims`` (and ``connection_form``), or a
+            spatial connection with unknown spatial sizes; a call with a previous state on a layer
+            built without one.
     """
 
-    search_space = {**CBAM.search_space, **_CONNECTION_SEARCH}
+    search_space = {**CBAM.search_space, **_CONNECTION_SEARCH, **_FORM_SEARCH}
 
     def __init__(
         self,
@@ -430,15 +508,18 @@ class DCACBAM(_ConnectedMixin, CBAM):
         spatial_matching="avg",
         alpha_init=1.0,
         data_format="channels_last",
+        connection_form="paper",
         **kwargs,
     ):
         super().__init__(
             reduction=reduction, kernel_size=kernel_size, data_format=data_format, **kwargs
         )
         self.dims = check_choice("dims", dims, CBAM_DIMS)
+        self.connection_form = check_choice("connection_form", connection_form, CONNECTION_FORMS)
         self._init_connection(
             connection, channel_matching, matching_reduction, spatial_matching, alpha_init
         )
+        self.official_match = self.official_fusion = self.official_spatial_fusion = None
         self.has_previous = False
         self._spatial_plan = None
 
@@ -470,6 +551,14 @@ class DCACBAM(_ConnectedMixin, CBAM):
         self._set_axes(x_shape)
         self._build_host()
         channel_shape, spatial_shape = self._split_state(prev_shape)
+        if self.connection_form == "official":
+            self._build_official(x_shape, channel_shape, spatial_shape)
+        else:
+            self._build_paper(x_shape, channel_shape, spatial_shape)
+        self.has_previous = prev_shape is not None
+        self.built = True
+
+    def _build_paper(self, x_shape, channel_shape, spatial_shape):
         if channel_shape is not None:
             channel_shape = self._check_state_shape(
                 channel_shape, 3, "(batch, 2, channels)", dim1=2
@@ -482,25 +571,60 @@ class DCACBAM(_ConnectedMixin, CBAM):
                 rank, "(batch, depth, height, width, 2)"
             )
             spatial_shape = self._check_state_shape(spatial_shape, rank, what, last_dim=2)
-            source_hw = tuple(spatial_shape[1:-1])
-            target_hw = tuple(x_shape[a] for a in self.spatial_axes)
-            if None in source_hw or None in target_hw:
-                raise ValueError(
-                    f"{type(self).__name__} connects spatial gates (dims={self.dims!r}) and needs "
-                    f"static spatial sizes to match resolutions; got input shape {x_shape} and "
-                    f"previous spatial state shape {spatial_shape}. Give the model a fixed "
-                    "input size or use dims='channel'."
-                )
-            self._spatial_plan = (source_hw, target_hw)
+            self._plan_spatial(x_shape, spatial_shape, tuple(spatial_shape[1:-1]))
             self.alpha_spatial = self._add_alpha("alpha_spatial")
-        self.has_previous = prev_shape is not None
-        self.built = True
+
+    def _plan_spatial(self, x_shape, spatial_shape, source_hw):
+        target_hw = tuple(x_shape[a] for a in self.spatial_axes)
+        if None in source_hw or None in target_hw:
+            raise ValueError(
+                f"{type(self).__name__} connects spatial gates (dims={self.dims!r}) and needs "
+                f"static spatial sizes to match resolutions; got input shape {x_shape} and "
+                f"previous spatial state shape {spatial_shape}. Give the model a fixed "
+                "input size or use dims='channel'."
+            )
+        self._spatial_plan = (source_hw, target_hw)
+
+    def _check_map_state(self, shape, x_shape, which):
+        """An official state: the previous official DCACBAM's ``which`` map, ``x``'s rank."""
+        shape = tuple(shape) if _is_shape(shape) else shape
+        if not _is_shape(shape) or len(shape) != len(x_shape) or shape[self.channel_axis] is None:
+            raise ValueError(
+                f"{type(self).__name__} with connection_form='official': the previous {which} "
+                f"state must be a feature map of rank {len(x_shape)} with known channels (the "
+                f"{'channel-gated map' if which == 'channel' else 'output'} of the previous "
+                f"DCACBAM with connection_form='official', in {self.data_format}); got shape "
+                f"{shape}."
+            )
+        return shape
+
+    def _build_official(self, x_shape, channel_shape, spatial_shape):
+        stats = stats_dtype(self.compute_dtype)
+        lead = (None,) * (len(x_shape) - 1)
+        if channel_shape is not None:
+            channel_shape = self._check_map_state(channel_shape, x_shape, "channel")
+            source = channel_shape[self.channel_axis]
+            if source != self.channels:
+                self.official_match = MapMatch(self.channels, name="official_match",
+                                               dtype=self.dtype_policy)
+                self.official_match.build(lead + (source,))
+            self.official_fusion = stack_fusion_for("cbam", stats)
+            self.official_fusion.build((None, 2, self.channels))
+        if spatial_shape is not None:
+            spatial_shape = self._check_map_state(spatial_shape, x_shape, "spatial")
+            source_hw = tuple(spatial_shape[a] for a in self.spatial_axes)
+            self._plan_spatial(x_shape, spatial_shape, source_hw)
+            self.official_spatial_fusion = SpatialFusion(name="official_spatial_fusion",
+                                                         dtype=stats)
+            self.official_spatial_fusion.build(lead + (2,))
 
     def call(self, inputs, training=None):
         x, prev = self._split_connected(inputs)
         if prev is not None and not self.has_previous:
             raise self._no_previous_error()
         prev_channel, prev_spatial = self._split_state(prev)
+        if self.connection_form == "official":
+            return self._call_official(x, prev_channel, prev_spatial, training)
 
         gc = self.extract_channel(x)
         zc = gc
@@ -526,10 +650,40 @@ class DCACBAM(_ConnectedMixin, CBAM):
             states.append(ops.cast(gs * ops.cast(ts, gs.dtype), self.compute_dtype))
         return y, (states if self.dims == "all" else states[0])
 
+    def _call_official(self, x, prev_channel, prev_spatial, training):
+        """The official ``CBAM.forward`` (resnet_cbam_dca.py): the previous maps matched, pooled
+        and fused by the official modules; the state is the two maps themselves."""
+        gc = self.extract_channel(x)
+        zc = gc
+        if prev_channel is not None:
+            m = channels_last(prev_channel, self.data_format)
+            if self.official_match is not None:
+                m = self.official_match(m, training=training)
+            zc = self.official_fusion(gc, pooled_rows(m, gc.dtype))
+        x1 = self.fuse_channel(x, self.transform_channel(zc))
+
+        gs = self.extract_spatial(x1)
+        zs = gs
+        if prev_spatial is not None:
+            source_hw, target_hw = self._spatial_plan
+            if source_hw == target_hw:
+                ps = self.extract_spatial(prev_spatial)
+            else:  # pooled before it is compressed, as the official code
+                m = channels_last(prev_spatial, self.data_format)
+                ps = compressed(match_spatial(m, source_hw, target_hw, self.spatial_matching),
+                                gs.dtype)
+            zs = self.official_spatial_fusion(gs, ps, training=training)
+        y = self.fuse_spatial(x1, self.transform_spatial(zs, training=training))
+        states = [x1] * self._connect_channel + [y] * self._connect_spatial
+        return y, (states if self.dims == "all" else states[0])
+
     def compute_output_shape(self, input_shape):
         x_shape, _ = self._split_connected_shapes(input_shape)
         channel_axis, spatial_axes, channels = self._resolve_axes(x_shape)
         batch = x_shape[0]
+        if self.connection_form == "official":
+            shapes = [x_shape] * (self._connect_channel + self._connect_spatial)
+            return x_shape, (shapes if self.dims == "all" else shapes[0])
         shapes = []
         if self._connect_channel:
             shapes.append((batch, 2, channels))
@@ -539,7 +693,7 @@ class DCACBAM(_ConnectedMixin, CBAM):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"dims": self.dims})
+        config.update({"dims": self.dims, "connection_form": self.connection_form})
         config.update(self._connection_config())
         return config
 

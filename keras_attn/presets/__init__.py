@@ -36,10 +36,16 @@ Departures (see also ``UNSUPPORTED``):
   differences (SE +2,530,992, CBAM +2,532,592, ECA +86, SA +708), checked in the tests.
 * DCANet (Ma et al.): Tables 2-6 on ResNet-50/101 are encoded, all with ``paper_params=None``
   (counts given to 10k and keras ResNets carry conv biases); the paper's count is in
-  ``paper_result``. Even the overheads differ: DCA-SE (1 FC) adds 2,756,111 over SE-ResNet-50
-  here vs the paper's 30.90M - 28.09M = 2.81M; 2 FC r=16/8/4 add 520k/1.036M/2.069M here vs
-  0.56M/1.78M/4.22M in Table 4 (the paper's r=8/r=4 numbers are not even consistent with its
-  own 1 FC row); DCA-CBAM-C adds 2,756,111 over CBAM vs 2.81M (Table 6).
+  ``paper_result``. The rows use the paper's connection (the layers' default
+  ``connection_form="paper"``), whose overheads differ from the paper's: DCA-SE (1 FC) adds
+  2,756,111 over SE-ResNet-50 here vs the paper's 30.90M - 28.09M = 2.81M; 2 FC r=16/8/4 add
+  520k/1.036M/2.069M here vs 0.56M/1.78M/4.22M in Table 4 (the paper's r=8/r=4 numbers are not
+  even consistent with its own 1 FC row); DCA-CBAM-C adds 2,756,111 over CBAM vs 2.81M (Table 6).
+  The official code's connection (``attention_kwargs={"connection_form": "official"}``), which
+  made the paper's numbers, adds 2,793,005 (DCA-SE, ResNet-50), 2,827,872 (ResNet-101), 2,792,990
+  (DCA-CBAM-C) and 2,793,080 (DCA-All): less the conv biases and plus what the official modules
+  create unused in the first block, the paper's 30.90M, 52.17M, 30.90M and 30.90M to its rounding
+  (the numbers are in ``dcanet.json``'s notes). Table 4's 2 FC rows have no official form.
 * Rows whose architecture is not the paper's to the parameter (keras.applications ResNets carry
   convolution biases that torchvision's do not, so their counts differ from SA-Net Table 1) have
   ``paper_params=None``; the paper's number is kept in ``paper_result``/the row docstring instead.
