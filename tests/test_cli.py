@@ -369,6 +369,44 @@ def test_kill_9_mid_trial_then_rerun_keeps_the_finished_repeats(tmp_path, tiny_d
     assert (out / "summary.json").is_file()
 
 
+def _seed_lines(stdout):
+    return [l.split(":")[0] for l in stdout.splitlines() if l.startswith("[trial ") and " seed " in l]
+
+
+def test_a_search_grows_without_training_anything_twice(tmp_path, tiny_data):
+    out = tmp_path / "run"
+
+    def args(*extra, repeats="1", attention="none,simam"):
+        a = tiny_args(tiny_data, out, "--final-epochs", "0", "--cost-steps", "0", *extra)
+        a[a.index("--repeats") + 1] = repeats
+        a[a.index("--attention") + 1] = attention
+        a.remove("--max-trials")
+        a.remove("2")
+        return a
+
+    first = run_cli(args())
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert _seed_lines(first.stdout) == ["[trial 0] seed 0", "[trial 1] seed 0"]
+    # One more seed and a second stage: seed 1 only in 'which'; in 'where' the baseline's runs
+    # are reused, whatever it draws for SimAM is trained with both seeds.
+    grown = run_cli(args("--stages", "which,where", "--where-trials", "2", repeats="2"))
+    assert grown.returncode == 0, grown.stdout[-3000:] + grown.stderr[-3000:]
+    lines = _seed_lines(grown.stdout)
+    assert lines[:2] == ["[trial 0] seed 1", "[trial 1] seed 1"], grown.stdout[-3000:]
+    assert "[trial where-0] none (baseline): 2 of 2 run(s) in the store, reused; 0 to train" \
+        in grown.stdout
+    assert not [l for l in lines if l.startswith("[trial where-0]")]
+    assert "stage 'where'" in grown.stdout and "simam ranked highest" in grown.stdout
+    rows = read_leaderboard(str(out))
+    assert {r["stage"] for r in rows} >= {"which", "where"}
+    assert {r["repeats"] for r in rows} == {"2"}
+    # Another attention in the first stage: SA's runs only.
+    more = run_cli(args("--stages", "which", repeats="2", attention="none,simam,sa"))
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+    assert [l.split("]")[1] for l in _seed_lines(more.stdout)] == [" seed 0", " seed 1"]
+    assert "sa/block groups=64: 0 of 2 run(s) in the store, reused; 2 to train" in more.stdout
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
