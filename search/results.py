@@ -102,9 +102,13 @@ def rows(entries, keys, seeds, epochs):
         seeds: the seeds whose runs count.
         epochs: the recipe's epochs (an entry's own epochs win).
     """
-    chosen, stages, asked = {}, {}, {}
+    chosen, stages, asked, unbuilt = {}, {}, {}, set()
     for entry in entries:
-        model = keys.model_id(entry.configuration)
+        try:
+            model = keys.model_id(entry.configuration)
+        except Exception:  # noqa: BLE001  (its model cannot be built: a failed trial, no runs)
+            model = entry.digest
+            unbuilt.add(model)
         stages.setdefault(model, [])
         if entry.stage not in stages[model]:
             stages[model].append(entry.stage)
@@ -117,7 +121,8 @@ def rows(entries, keys, seeds, epochs):
             chosen[model] = entry
     out = []
     for model, entry in chosen.items():
-        records = keys.lookup(entry.configuration, seeds, int(entry.epochs or epochs))
+        records = {} if model in unbuilt else keys.lookup(entry.configuration, seeds,
+                                                          int(entry.epochs or epochs))
         row = _row(entry, model, records, stages[model])
         row["same_model_as"] = len(asked[model]) - 1
         out.append(row)

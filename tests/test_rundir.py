@@ -51,10 +51,13 @@ def copy_search(finished, tmp_path):
 
 
 def snapshot(directory):
-    """``{relative path: sha256}`` of every file under ``directory``."""
+    """``{relative path: sha256}`` of every file under ``directory`` (the lock file, which each
+    process that takes the lock rewrites with its PID, left out)."""
     files = {}
     for root, _, names in os.walk(directory):
         for name in names:
+            if name == LOCK_NAME:
+                continue
             path = os.path.join(root, name)
             with open(path, "rb") as f:
                 files[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
@@ -190,7 +193,9 @@ def test_resuming_with_a_damaged_file_is_refused_naming_it(finished, tmp_path, t
     assert cli.main(small_args(tiny_data, out)) == 2
     err = one_error_line(capsys)
     assert f"{os.path.join(str(out), name)} is damaged" in err, err
-    assert "--overwrite" in err
+    # What to do: delete the run (it is trained again), or start afresh.
+    assert ("delete it (and its .weights.h5) to train that run again" in err
+            if name.startswith(RunDir.store) else "--overwrite" in err), err
     if name != RunDir.final:  # the leaderboard is not rewritten from a damaged record
         assert (out / "leaderboard.csv").read_text() == before
 
