@@ -161,7 +161,8 @@ def _row(entry, digest, records, stages):
         "params": None if first is None else first.facts.get("params"),
         "params_added": None if first is None else first.facts.get("params_added"),
         "train_seconds": round(sum(walls), 1) if walls else None,
-        "tuner_id": next((r.worker for r in values if r.worker), None),
+        # Who trained its runs (a run kept from a dead worker and the rest by another: both).
+        "tuner_id": "+".join(sorted({r.worker for r in values if r.worker})) or None,
         "error": entry.error or "; ".join(f"seed {s} diverged: {why}"
                                           for s, why in sorted(diverged.items())),
     }

@@ -295,7 +295,7 @@ def test_end_to_end_outputs(tmp_path, tiny_data):
         test["best"]["test_accuracy"] - summary["baseline_test_accuracy"])
     assert test["paired_ci95_low"] <= test["delta_vs_baseline"] <= test["paired_ci95_high"]
     assert summary["analysis"]["residual_df"] == 1
-    assert set(summary["costs"]["configurations"]) == {r["trial"] for r in rows}
+    assert set(summary["costs"]["configurations"]) == {r["config"] for r in rows}
     assert "round-robin" in summary["costs"]["how"]
     assert "full training split" in summary["best_model"]["how"]
     assert summary["config"]["repeats"] == 2
@@ -510,7 +510,8 @@ def test_worker_killed_mid_trial_its_trial_is_run_by_another(tmp_path, tiny_data
     rows = read_leaderboard(str(out))
     assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
     redone = next(r for r in rows if r["trial"] == trial_id)
-    assert redone["tuner_id"] == "worker-1" and redone["repeats"] == "2"
+    # Seed 0 by the worker that was killed (kept), seed 1 by the other.
+    assert redone["tuner_id"] == "worker-0+worker-1" and redone["repeats"] == "2"
     # The repeat worker 0 finished was kept, not run again.
     assert f"[trial {trial_id}] seed 0:" not in logs[1].read_text()
     assert json.loads(redone["runs"])["0"] == pytest.approx(kept["0"]["val_accuracy"], abs=1e-4)
