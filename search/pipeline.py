@@ -158,11 +158,17 @@ def claim_out_dir(config, rundir, role):
             raise CLIError(f"--out {out} exists and is not a keras-attn search; use another "
                            "--out (a new or empty directory)")
         claim.lock = OutLock(out).acquire()  # before anything in --out is read or moved
-    if config.session.overwrite and role.owns_out and contents:
-        _move_aside(claim)
-    elif os.path.exists(rundir.config):
-        claim.recorded = rundir.read_config()
-        _check_identity(config, rundir, claim.recorded, role)
+    try:
+        if config.session.overwrite and role.owns_out and contents:
+            _move_aside(claim)
+        elif os.path.exists(rundir.config):
+            claim.recorded = rundir.read_config()
+            _check_identity(config, rundir, claim.recorded, role)
+    except BaseException:
+        # Refused: --out is free again, also for a later claim in this process.
+        if claim.lock is not None:
+            claim.lock.release()
+        raise
     return claim
 
 
