@@ -229,6 +229,8 @@ def test_identity_differences_name_what_changed_and_take_a_missing_field_as_its_
         "bn_momentum": (0.9, 0.99)}
     # A field only the recorded identity has (a removed option) is not a difference.
     assert config.identity_differences({**recorded, "gone": 1}) == {}
+    # The seed too: its default is 0.
+    assert config.identity_differences({k: v for k, v in recorded.items() if k != "seed"}) == {}
     changed = {**recorded, "epochs": 2, "seed": 5}
     assert config.identity_differences(changed) == {"epochs": (2, 3), "seed": (5, 0)}
 
