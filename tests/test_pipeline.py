@@ -170,6 +170,21 @@ def test_overwrite_deletes_the_search_once_the_new_run_has_started(tmp_path):
     taken.lock.release()
 
 
+def test_overwrite_that_cannot_move_the_search_aside_keeps_it(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    a_search(out)
+    before = files(out)
+
+    def rename(src, dst):
+        raise PermissionError(13, "Permission denied", src)
+
+    monkeypatch.setattr(pipeline.os, "rename", rename)
+    with pytest.raises(PermissionError):
+        claim(parse(out, "--overwrite"))
+    monkeypatch.undo()
+    assert files(out) == before and lock_is_free(out)
+
+
 @pytest.mark.parametrize("overwrite, match", [
     (True, r"is not a keras-attn search \(no .keras-attn-search or search_config.json\): "
            r"--overwrite deletes only a search"),
