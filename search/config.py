@@ -199,6 +199,7 @@ def _identity_defaults():
         for f in dataclasses.fields(part):
             if f.default is not dataclasses.MISSING:
                 defaults[f.name] = _plain(f.default)
+    defaults["seed"] = SearchConfig.seed  # the one part of the identity outside the specs
     return defaults
 
 

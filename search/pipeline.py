@@ -158,11 +158,18 @@ def claim_out_dir(config, rundir, role):
             raise CLIError(f"--out {out} exists and is not a keras-attn search; use another "
                            "--out (a new or empty directory)")
         claim.lock = OutLock(out).acquire()  # before anything in --out is read or moved
-    if config.session.overwrite and role.owns_out and contents:
-        _move_aside(claim)
-    elif os.path.exists(rundir.config):
-        claim.recorded = rundir.read_config()
-        _check_identity(config, rundir, claim.recorded, role)
+    try:
+        if config.session.overwrite and role.owns_out and contents:
+            _move_aside(claim)
+        elif os.path.exists(rundir.config):
+            claim.recorded = rundir.read_config()
+            _check_identity(config, rundir, claim.recorded, role)
+    except BaseException:
+        # Refused (nothing deleted, a search moved aside stays there): --out is free again, also
+        # for a later claim in this process.
+        if claim.lock is not None:
+            claim.lock.release()
+        raise
     return claim
 
 
@@ -172,9 +179,9 @@ def _move_aside(claim):
     from search.lock import OutLock
 
     out = claim.rundir.root
-    claim.replaced = (f"{os.path.normpath(out)}.old-{time.strftime('%Y%m%d-%H%M%S')}-"
-                      f"{os.getpid()}")
-    os.rename(out, claim.replaced)
+    aside = f"{os.path.normpath(out)}.old-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    os.rename(out, aside)
+    claim.replaced = aside  # only once moved: give_back deletes --out to put it back
     old_lock, claim.lock = claim.lock, OutLock(out).acquire()
     old_lock.release()
 
