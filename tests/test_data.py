@@ -438,3 +438,53 @@ def test_unknown_tfds_name_hint_stays_offline(monkeypatch):
     monkeypatch.setattr(tfds, "list_builders", local_only)
     with pytest.raises(ValueError, match=r"Did you mean cifar10"):
         data.load_dataset("cifar_ten")
+
+
+# ------------------------------------------------------------------------------------ pinned batches
+
+
+def _random_mnist(directory):
+    """Fake Fashion-MNIST files whose images are random (every pixel counts in a resize)."""
+    make_fake_mnist(directory, n_train=60, n_test=20)
+    rng = np.random.default_rng(11)
+    for split, n in (("train", 60), ("t10k", 20)):
+        write_idx(os.path.join(directory, f"{split}-images-idx3-ubyte.gz"),
+                  rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+
+
+def _digest(ds):
+    import hashlib
+
+    h = hashlib.sha256()
+    for x, y in ds:
+        h.update(np.ascontiguousarray(x.numpy()).tobytes())
+        h.update(np.ascontiguousarray(y.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+# The sha256 (first 16 hex digits) of every batch (images and labels, bytes) of each pipeline,
+# recorded before the resize moved from the whole split in memory into the pipeline (batch by
+# batch): the batches must stay bit-identical, with and without a resize, augmentation and
+# shuffling (a resumed search must see the batches its first runs saw).
+PINNED_BATCHES = {
+    "native": (dict(image_size=None, channels=None, augment=True),
+               ["fc0346b63e1fb004", "d482dddc288bf6f6", "82dbadcf53359832", "dba8bdd15d0e92b4",
+                "2665d317811a6d54"]),
+    "enlarge": (dict(image_size=32, channels=3, augment=True),
+                ["673074435df2a0e9", "ddd837ad149856f0", "9994b7831b12cdf5", "5ad0225bb436ef00",
+                 "19e784dca4178a65"]),
+    "shrink": (dict(image_size=(16, 20), channels=1, normalize="unit"),
+               ["e8187a8aceace5aa", "4cd3f04673bdc076", "b7172e1e623b36ed", "4c3e4bf7d1427097",
+                "732060fab84953f4"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_BATCHES))
+def test_batches_are_pinned(tmp_path, case):
+    _random_mnist(str(tmp_path))
+    splits = data.load_dataset(data_dir=str(tmp_path), validation_split=10, train_size=30,
+                               batch_size=8, seed=3, **PINNED_BATCHES[case][0])
+    digests = [_digest(splits.train), _digest(splits.train), _digest(splits.train_with_seed(7)),
+               _digest(splits.val), _digest(splits.test)]
+    # Two epochs (reshuffled, re-augmented), another seed's order, validation, test.
+    assert digests == PINNED_BATCHES[case][1]
