@@ -218,9 +218,9 @@ def _protocol_options(p):
     t.add_argument("--tuner", default="random", choices=TUNERS,
                    help="KerasTuner algorithm (random: balanced over attention x placement)")
     t.add_argument("--max-trials", type=_positive_int, default=None,
-                   help="configurations in all, the baseline included (random, bayesian; "
-                   "default: the baseline and every (attention, placement) pair once); "
-                   "Hyperband sizes itself from --epochs")
+                   help="configurations in all, the baseline included (random, bayesian, "
+                   "nsga2, tpe; default: the baseline and every (attention, placement) pair "
+                   "once); refused with hyperband, which sizes itself from --epochs (>= 2)")
     t.add_argument("--epochs", type=_positive_int, default=2, help="epochs per search run")
     t.add_argument("--final-epochs", type=_non_negative_int, default=2,
                    help="epochs to retrain the best configuration on the full training split: "

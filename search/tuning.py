@@ -33,7 +33,7 @@ from search.oracles import (AtomicSaveOracleMixin, BalancedRandomSearchOracle,  
                             ProtocolHyperbandOracle, ProtocolOracleMixin, TrialIdDisplay)
 from search.rundir import (DamagedFileError, TrialDir, atomic_path, check_free_space, is_no_space,
                            model_nbytes, read_json, write_text)
-from search.tuner_names import TUNERS
+from search.tuner_names import HYPERBAND_FACTOR, TUNERS
 
 # KerasTuner's own files in its project directory (names as KerasTuner's Oracle and BaseTuner
 # spell them): the oracle's state, each tuner's state (<tuner_id>.json), each trial's record.
@@ -581,7 +581,7 @@ def build_tuner(name, hypermodel, *, directory, project_name="tuner", max_trials
         strategy.num_replicas_in_sync > 1 else None,
         protocol=protocol, debug=debug)
     if issubclass(cls, kt.Hyperband):
-        return cls(max_epochs=epochs, factor=3, **common)
+        return cls(max_epochs=epochs, factor=HYPERBAND_FACTOR, **common)
     if getattr(cls, "minimises_cost", False):  # second objective: read from the trial's info
         from search.costs import TRIAL_COSTS
 

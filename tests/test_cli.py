@@ -138,6 +138,13 @@ def read_leaderboard(out):
         (["--learning-rate", "inf"], "--learning-rate: expected a positive number <= 10, got"),
         (["--worker-timeout", "nan"], "--worker-timeout: expected a positive number, got 'nan'"),
         (["--worker-timeout", "inf"], "--worker-timeout: expected a positive number, got 'inf'"),
+        # Issue 29, case 6: Hyperband at --epochs 1 trained the baseline alone and exited 0.
+        (["--tuner", "hyperband", "--epochs", "1"],
+         "--tuner hyperband needs --epochs >= 2: at --epochs 1 each of its brackets holds one "
+         "configuration, so only the baseline would train"),
+        (["--tuner", "hyperband", "--epochs", "9", "--max-trials", "2"],
+         "--max-trials does not apply to --tuner hyperband: at --epochs 9 it tries 17 "
+         "configurations (brackets of 9, 5, 3), set by --epochs; drop --max-trials"),
     ],
 )
 def test_bad_options_one_line_and_exit_2(argv, match, capsys, tmp_path):
