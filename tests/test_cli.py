@@ -13,12 +13,13 @@ import sys
 import time
 from importlib.util import find_spec
 
+import numpy as np
 import pytest
 
 from search import cli, pipeline
 from search.roles import role_of
 from search.rundir import RunDir
-from test_data import make_fake_mnist
+from test_data import make_fake_mnist, write_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_ONNX = all(find_spec(m) is not None for m in ("tf2onnx", "onnx", "onnxruntime"))
@@ -661,3 +662,45 @@ def test_export_onnx_without_the_extras_is_refused_before_the_search(tmp_path, t
     assert err.count("\n") == 1 and err.startswith("keras-attn-search: error: --export onnx: ")
     assert "tf2onnx and onnx" in err and "pip install keras-attn[export]" in err
     assert not out.exists()  # refused before anything was written or trained
+
+
+# ------------------------------------------------------------------------------- the loaded data
+
+
+def test_empty_splits_are_refused_before_training(tmp_path, tiny_data, capsys):
+    """Issue 29, case 10: an empty test split ran the whole search, then failed with an
+    IndexError. Every split the search needs is checked once the data are loaded."""
+    config = cli.parse_args(tiny_args(tiny_data, tmp_path / "o"))
+    pipeline.check_splits(config, {"train": 200, "val": 50, "test": 60})  # fine
+    with pytest.raises(cli.CLIError) as info:
+        pipeline.check_splits(config, {"train": 200, "val": 0, "test": 0})
+    message = str(info.value)
+    assert message.startswith("empty val split (--validation-split 50 gives none") \
+        and " and test split (the fashion_mnist data in " in message and "\n" not in message
+    # Through the command: data whose test files hold no image, refused before any trial.
+    empty = tmp_path / "no_test"
+    empty.mkdir()
+    make_fake_mnist(str(empty), n_train=300)
+    write_idx(str(empty / "t10k-images-idx3-ubyte.gz"), np.zeros((0, 28, 28), np.uint8))
+    write_idx(str(empty / "t10k-labels-idx1-ubyte.gz"), np.zeros((0,), np.uint8))
+    out = tmp_path / "out"
+    # (Without --run-eagerly, which would stay set in this process for the tests after it.)
+    assert cli.main([a for a in tiny_args(str(empty), out) if a != "--run-eagerly"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"empty test split (the fashion_mnist data in {empty} has " \
+        "no test images" in err
+    assert not (out / "tuner").exists()  # no trial started
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, tiny_data):
+    """Issue 29, case 7b: --batch-size 4096 with 256 training images scaled the learning rate
+    to 3.2 for a batch that never existed."""
+    args = tiny_args(tiny_data, tmp_path / "o")
+    args[args.index("--batch-size") + 1] = "4096"
+    config = cli.parse_args(args)
+    assert config.recipe.learning_rate == pytest.approx(3.2)  # 0.1 x 4096 / 128
+    with pytest.raises(cli.CLIError, match=r"^--batch-size 4096 is larger than the 256 training "
+                       r"images of a search run: every epoch would be one batch of 256 at a "
+                       r"learning rate set for 4096 \(3\.2\); give --batch-size 256 or less"):
+        pipeline.check_splits(config, {"train": 256, "val": 50, "test": 60})
+    pipeline.check_splits(config, {"train": 4096, "val": 50, "test": 60})  # a full batch: fine
