@@ -193,8 +193,9 @@ def from_options(options):
     model = _model_spec(options)
     space, model = _space_spec(options, model)
     recipe = _recipe(options)
+    configurations = _count_configurations(space, recipe)  # validates the space, always
     run = RunOptions(
-        max_trials=options.max_trials or _count_configurations(space, recipe),
+        max_trials=options.max_trials or configurations,
         final_epochs=options.final_epochs, final_repeats=options.final_repeats,
         strategy=options.strategy, role=options.role, run_eagerly=options.run_eagerly,
         worker_timeout=options.worker_timeout,

@@ -546,6 +546,31 @@ def test_space_file(tmp_path, capsys):
     assert "given both by --attention and in --space" in capsys.readouterr().err
 
 
+def test_a_huge_space_is_refused_at_once(tmp_path, tiny_data, capsys):
+    """Issue 29, case 9: a --space listing 10^6 values gave no trial and no message in 5 minutes
+    (every value's layers constructed, duplicates dropped in O(n^2)), and a 24 MB
+    search_config.json. Refused while the options are read, --max-trials given or not."""
+    import time
+
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"attention": ["simam"], "placement": "block",
+                                "e_lambda": [1e-9 * (i + 1) for i in range(10**6)]}))
+    def without(args, *options):  # each option and its value
+        drop = {i + k for i, a in enumerate(args) if a in options for k in (0, 1)}
+        return [a for i, a in enumerate(args) if i not in drop]
+
+    args = without(tiny_args(tiny_data, tmp_path / "o", "--space", str(path)), "--attention",
+                   "--placement")
+    for options in (args, without(args, "--max-trials")):
+        start = time.perf_counter()
+        assert cli.main(options) == 2
+        err = capsys.readouterr().err
+        assert time.perf_counter() - start < 30
+        assert err.count("\n") == 1 and "--space: space['e_lambda'] lists 1,000,000 values; at " \
+            "most 1,000 per key (a search trains each configuration --repeats times" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_final_stage_without_and_then_with_retraining(tmp_path, tiny_data):
     out = tmp_path / "final"
     args = tiny_args(tiny_data, out)
