@@ -297,7 +297,8 @@ def _distributed_options(p):
                    help="unique worker name (default: worker-<pid>)")
     g.add_argument("--worker-timeout", type=_positive_float, default=600.0,
                    help="chief: seconds without a heartbeat after which a worker's trial is "
-                   "given to another worker; worker: seconds to wait for the chief to listen")
+                   "given to another worker; worker: seconds to wait for the chief to listen, "
+                   "at the start and whenever it stops listening (then the worker stops)")
 
 
 

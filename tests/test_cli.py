@@ -462,6 +462,46 @@ def test_worker_killed_mid_trial_its_trial_is_run_by_another(tmp_path, tiny_data
     assert json.loads(redone["runs"])["0"] == pytest.approx(kept["0"]["val_accuracy"], abs=1e-4)
 
 
+@pytest.mark.slow
+def test_worker_whose_chief_is_killed_stops_in_one_line_keeping_its_runs(tmp_path, tiny_data):
+    """Issue 29, case 8, replayed: the chief killed while its one worker trains; the worker
+    stops within --worker-timeout in one line (it hung for >= 600 s), its finished runs kept.
+    (tests/test_roles.py covers the same in seconds with a fake chief and search.)"""
+    out = tmp_path / "dist"
+
+    def make_args(port):
+        return tiny_args(tiny_data, out, "--oracle", f"127.0.0.1:{port}", "--worker-timeout",
+                         "10", trials=3)
+
+    procs = []
+    try:
+        chief, port, chief_log = start_chief(make_args, tmp_path)
+        procs.append(chief)
+        log = tmp_path / "worker.log"
+        worker = spawn_cli(make_args(port) + ["--role", "worker", "--worker-id", "0"], log)
+        procs.append(worker)
+        deadline = time.time() + 300
+        while time.time() < deadline and " seed 0:" not in log.read_text():
+            assert worker.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        kill_group(chief)
+        killed = time.time()
+        worker.wait(timeout=120)
+        waited = time.time() - killed
+    finally:
+        for p in procs:
+            kill_group(p)
+    text = log.read_text()
+    assert worker.returncode == 2, text[-3000:]
+    assert 8 <= waited < 120, waited  # counted from its last poll (every 2 s) that heard it
+    assert text.splitlines()[-1] == (
+        f"keras-attn-search: error: the chief at 127.0.0.1:{port} has not listened for 10s "
+        f"(--worker-timeout): this worker stops; the runs it finished are kept in {out} (start "
+        "the chief again with the same options, then the workers, to resume)")
+    trial_id = [l for l in text.splitlines() if " seed 0:" in l][0].split("]")[0].split()[-1]
+    assert "0" in finished_repeats(out, trial_id)
+
+
 def _claim(config):
     return pipeline.claim_out_dir(config, RunDir(config.session.out), role_of(config))
 
