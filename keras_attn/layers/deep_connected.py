@@ -320,6 +320,9 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
     Variables: SE's ``squeeze`` and ``excite``; with a previous state, ``alpha`` (scalar) and,
     when channels differ, ``match_fc`` (or ``match_fc1``/``match_fc2``).
 
+    Non-finite inputs are not checked (a check would cost a reduction per call): a NaN or Inf
+    passes through to the output, within its own sample, in training and in inference mode.
+
     Raises:
         ValueError: an invalid argument (names it, its value and the valid choices); at build, an
             input that is not 3-D, 4-D or 5-D or a previous state that is not ``(batch, C_prev)``;
@@ -410,6 +413,11 @@ class DCACBAM(_ConnectedMixin, CBAM):
 
     Variables: CBAM's; with a previous state, ``alpha_channel`` and/or ``alpha_spatial`` (scalars)
     and, when the channel counts differ, ``match_fc`` (or ``match_fc1``/``match_fc2``).
+
+    Non-finite inputs are not checked (a check would cost a reduction per call). In inference mode
+    a NaN or Inf stays within its own sample's output; in training mode the spatial BatchNormalization mixes the batch:
+    one sample's NaN or Inf makes every sample's output NaN, and the moving statistics too (so
+    every later output).
 
     Raises:
         ValueError: an invalid argument; at build, an input that is not 3-D, 4-D or 5-D, a previous
@@ -574,6 +582,11 @@ class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
 
     Variables: ShiftAndBalance's; with a previous state, ``alpha`` and, when ``C_prev != C_in``,
     ``match_fc`` (or ``match_fc1``/``match_fc2``).
+
+    Non-finite inputs are not checked (a check would cost a reduction per call). In inference mode
+    a NaN or Inf stays within its own sample's output; in training mode the branch's BatchNormalization mixes the batch:
+    one sample's NaN or Inf makes every sample's output NaN, and the moving statistics too (so
+    every later output).
 
     Raises:
         ValueError: an invalid argument; at build, a feature map that is not 3-D, 4-D or 5-D or a
