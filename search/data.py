@@ -677,9 +677,10 @@ def _prepared_builder(name, data_dir):
 
 
 def _tfds_layout(name, info, channels, size):
-    """What the pipelines need from a TFDS dataset's ``info``: ``{"size", "in_channels",
-    "num_classes", "class_names", "test_split"}``; a ValueError where it is not an image
-    classification dataset the pipelines can read."""
+    """What the pipelines need from a TFDS dataset's ``info``: ``{"size", "native" (its images'
+    ``(height, width)``, None where they vary), "in_channels", "num_classes", "class_names",
+    "test_split"}``; a ValueError where it is not an image classification dataset the pipelines
+    can read."""
     if not info.supervised_keys:
         raise ValueError(f"TFDS dataset {name!r} has no supervised (image, label) keys.")
     image_key, label_key = info.supervised_keys[:2]
@@ -711,6 +712,7 @@ def _tfds_layout(name, info, channels, size):
         )
     return {
         "size": size,
+        "native": tuple(native[:2]),
         "in_channels": in_channels,
         "num_classes": num_classes,
         "class_names": list(getattr(label_feature, "names", None) or map(str, range(num_classes))),
@@ -723,8 +725,14 @@ def _load_tfds(name, options, data_dir):
     layout = _tfds_layout(name, builder.info, options.channels, options.size)
     size, in_channels, test_split = layout["size"], layout["in_channels"], layout["test_split"]
     n_train_split = builder.info.splits["train"].num_examples
+    native = layout["native"]
+    # The cache holds the smaller of the native and the resized images: images of one fixed size
+    # that are enlarged are cached as they are and resized batch by batch after the cache (as the
+    # IDX arrays are); images that vary in size or are shrunk are resized one by one before it.
+    stored = native if None not in native and native[0] * native[1] <= size[0] * size[1] \
+        else size
 
-    def decoded(split, indices=None):
+    def decoded(split, indices=None, to=stored):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
         if indices is not None:
             mask = np.zeros(n_train_split, bool)
@@ -732,7 +740,7 @@ def _load_tfds(name, options, data_dir):
             mask = tf.constant(mask)
             ds = ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
         return ds.map(
-            lambda x, y: (_resize_images(tf.cast(x, tf.uint8), size), y),
+            lambda x, y: (_resize_images(tf.cast(x, tf.uint8), to), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
@@ -742,8 +750,9 @@ def _load_tfds(name, options, data_dir):
         # again (a file cache, cache="prefix", is shared).
         cache = options.cache
         if isinstance(cache, str):
-            # The file cache must not be reused by a run with another split, subset or size.
-            key = hashlib.sha1(repr((name, split, size, data_dir)).encode())
+            # The file cache must not be reused by a run with another split, subset or size (of
+            # the images it holds).
+            key = hashlib.sha1(repr((name, split, stored, data_dir)).encode())
             if indices is not None:
                 key.update(np.ascontiguousarray(indices).tobytes())
             suffix = test_split if part == "test" else part
@@ -755,7 +764,7 @@ def _load_tfds(name, options, data_dir):
             return KNOWN_STATS[name]
         # Estimated on a sample: a full pass over a large dataset would cost more than a trial.
         sample = np.stack(
-            [x for x, _ in decoded("train").take(_STATS_SAMPLE).as_numpy_iterator()]
+            [x for x, _ in decoded("train", to=size).take(_STATS_SAMPLE).as_numpy_iterator()]
         ).astype(np.float64) / 255.0
         return (tuple(float(m) for m in sample.mean(axis=(0, 1, 2))),
                 tuple(max(float(s), 1e-3) for s in sample.std(axis=(0, 1, 2))))

@@ -586,3 +586,49 @@ def test_idx_images_are_resized_batch_by_batch(tmp_path, monkeypatch):
     # Called only inside the pipelines' batch map (traced once per pipeline, on a batch of
     # unknown size), never on a whole split up front.
     assert seen == [None, None, None], seen
+
+
+# The same for a TFDS source (tests' FakeBuilder, 8x8 RGB): enlarged (cached at 8x8, resized
+# batch by batch) and shrunk (resized one by one before the cache), digests recorded before.
+PINNED_TFDS_BATCHES = {
+    "enlarge": (dict(image_size=20, channels=3, augment=True),
+                ["64848acc083c3ded", "307b3fa23267cc11", "c0436366270a28c2", "3cfdeb50cd067e04",
+                 "f3a012ce6a9c35c7"]),
+    "shrink": (dict(image_size=(4, 6), channels=1, normalize="unit"),
+               ["e4c700d116693883", "5a71b6083cdb5801", "465945bb3bf3578e", "ab06550f363f55ae",
+                "4a488d6df7b96333"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_TFDS_BATCHES))
+def test_tfds_batches_are_pinned(monkeypatch, case):
+    builder = FakeBuilder()
+    monkeypatch.setattr(data, "_tfds_builder", lambda name, data_dir: builder)
+    splits = data.load_dataset("fake_set", validation_split=10, train_size=30, batch_size=8,
+                               seed=3, **PINNED_TFDS_BATCHES[case][0])
+    digests = [_digest(splits.train), _digest(splits.train), _digest(splits.train_with_seed(7)),
+               _digest(splits.val), _digest(splits.test)]
+    assert digests == PINNED_TFDS_BATCHES[case][1]
+
+
+@pytest.mark.parametrize("image_size, per_image", [(20, []), ((4, 6), [(4, 6)])])
+def test_tfds_cache_holds_the_smaller_images(monkeypatch, image_size, per_image):
+    """Fixed-size TFDS images are cached as they are when enlarged (resized batch by batch after
+    the cache), and resized one by one before it when shrunk."""
+    monkeypatch.setattr(data, "_tfds_builder", lambda name, data_dir: FakeBuilder())
+    calls = []
+    real = data._resize_images
+
+    def recording(images, size):
+        calls.append((images.shape.rank, tuple(images.shape[-3:-1]), tuple(size)))
+        return real(images, size)
+
+    monkeypatch.setattr(data, "_resize_images", recording)
+    splits = data.load_dataset("cifar10", image_size=image_size, validation_split=10,
+                               batch_size=8)
+    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    assert collect(splits.test)[0].shape[1:3] == size
+    resized_one_by_one = {s for rank, shape, s in calls if rank == 3 and shape != s}
+    resized_in_batches = {s for rank, shape, s in calls if rank == 4 and shape != s}
+    assert resized_one_by_one == set(per_image)
+    assert resized_in_batches == (set() if per_image else {size})
