@@ -164,8 +164,9 @@ def _data_options(p):
     d.add_argument("--dataset", default="fashion_mnist",
                    help="fashion_mnist (local IDX files, offline) or any TFDS name, e.g. cifar10")
     d.add_argument("--data-dir", default=None,
-                   help="fashion_mnist: directory with the four IDX .gz files "
-                   "(default /usr/share/datasets/fashion-mnist); TFDS: its data_dir")
+                   help="fashion_mnist: directory with the four IDX files, .gz or plain (default "
+                   "/usr/share/datasets/fashion-mnist; images as bytes 0-255 or as floats in "
+                   "[0, 1]); TFDS: its data_dir")
     d.add_argument("--image-size", type=_non_negative_int, default=0,
                    help="input height = width in pixels; 0 = the dataset's native size (28 for "
                    "Fashion-MNIST; the keras.applications backbones need >= 32)")
@@ -231,7 +232,8 @@ def _protocol_options(p):
                    help="seeds of the retraining of the best configuration (best_model.keras is "
                    "the first)")
     t.add_argument("--batch-size", type=_positive_int, default=64,
-                   help="global batch size (64: twice the steps of 128 in a short run)")
+                   help="global batch size, at most the training images of a search run (64: "
+                   "twice the steps of 128 in a short run)")
     t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                    help="SGD with momentum 0.9 and weight decay 5e-4 (the papers'), or Adam")
     t.add_argument("--learning-rate", type=_learning_rate, default=None,
