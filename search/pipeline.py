@@ -252,12 +252,11 @@ def check_splits(config, sizes):
         raise CLIError("empty " + " and ".join(f"{p} split ({fixes[p]})" for p in empty))
     batch, train = config.data.batch_size, sizes["train"]
     if batch > train:
-        rate = config.recipe.learning_rate
         raise CLIError(
             f"--batch-size {batch} is larger than the {train} training images of a search run: "
-            f"every epoch would be one batch of {train}"
-            + ("" if rate is None else f" at a learning rate set for {batch} ({rate:g})")
-            + f"; give --batch-size {train} or less, or a larger --train-size")
+            f"every epoch would be one batch of {train}, not {batch} (and the default learning "
+            f"rate scales with --batch-size); give --batch-size {train} or less, or a larger "
+            "--train-size")
 
 
 def _quiet_retracing_warning():

@@ -765,7 +765,8 @@ def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, tiny_data):
     config = cli.parse_args(args)
     assert config.recipe.learning_rate == pytest.approx(3.2)  # 0.1 x 4096 / 128
     with pytest.raises(cli.CLIError, match=r"^--batch-size 4096 is larger than the 256 training "
-                       r"images of a search run: every epoch would be one batch of 256 at a "
-                       r"learning rate set for 4096 \(3\.2\); give --batch-size 256 or less"):
+                       r"images of a search run: every epoch would be one batch of 256, not "
+                       r"4096 \(and the default learning rate scales with --batch-size\); give "
+                       r"--batch-size 256 or less"):
         pipeline.check_splits(config, {"train": 256, "val": 50, "test": 60})
     pipeline.check_splits(config, {"train": 4096, "val": 50, "test": 60})  # a full batch: fine
