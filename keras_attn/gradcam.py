@@ -11,7 +11,9 @@ Gradient-based Localization" (ICCV 2017, arXiv 1610.02391), Eq. 1-2: for a featu
 layer with a softmax activation (as :func:`keras_attn.build_model`'s head does), its logits are
 recomputed from that layer's input and weights; any other model's output is used as the score.
 The map is resized (bilinear) to the input's height and width and scaled per image to [0, 1] by
-its maximum (a map that is zero everywhere stays zero).
+its maximum (a map that is zero everywhere stays zero). A map that is not finite (a NaN or Inf in
+its image, or in the model: a diverged model's weights or statistics) cannot be scaled: rather
+than return it as NaN, :func:`grad_cam` raises a ValueError naming those images.
 
 This is the short recipe written here with a ``tf.GradientTape`` (the TensorFlow backend, the one
 the search uses): the maintained visualisation library for Keras, ``tf-keras-vis`` (0.8.7,
@@ -137,7 +139,9 @@ def grad_cam(model, images, class_index=None, layer=None):
     Raises:
         ValueError: no layer with a 4-D output in the model; an unknown ``layer`` (the message
             lists the candidate names); ``class_index`` of the wrong length or out of range;
-            ``images`` not 4-D.
+            ``images`` not 4-D; a heatmap that is not finite (the message names the images, and
+            which of them hold NaN or Inf; none: the model's scores or gradients are not finite,
+            e.g. a diverged model).
         NotImplementedError: a Keras backend other than TensorFlow.
     """
     if keras.backend.backend() != "tensorflow":
@@ -186,5 +190,21 @@ def grad_cam(model, images, class_index=None, layer=None):
     size = x.shape[2:4] if channels_first else x.shape[1:3]
     cam = tf.image.resize(cam[..., None], size, method="bilinear")[..., 0]
     peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
-    cam = tf.math.divide_no_nan(cam, peak)
-    return np.clip(cam.numpy(), 0.0, 1.0).astype("float32")
+    cam = tf.math.divide_no_nan(cam, peak).numpy()
+    _check_finite(cam, x.numpy())
+    return np.clip(cam, 0.0, 1.0).astype("float32")
+
+
+def _check_finite(cam, images):
+    """Raise a ValueError naming the images whose heatmap in ``cam`` is not finite."""
+    bad = np.flatnonzero(~np.isfinite(cam).all(axis=(1, 2)))
+    if not len(bad):
+        return
+    in_image = [int(i) for i in bad if not np.isfinite(images[i]).all()]
+    why = (f"images {in_image} hold NaN or Inf values" if in_image else "")
+    rest = [int(i) for i in bad if i not in in_image]
+    if rest:
+        why += ("; " if why else "") + (f"for images {rest} the model's scores or gradients are "
+                                        "not finite (a diverged model?)")
+    raise ValueError(f"Grad-CAM heatmaps of images {bad.tolist()} (of {len(cam)}) are not "
+                     f"finite: {why}.")

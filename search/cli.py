@@ -64,8 +64,9 @@ def _data_options(p):
     d.add_argument("--dataset", default="fashion_mnist",
                    help="fashion_mnist (local IDX files, offline) or any TFDS name, e.g. cifar10")
     d.add_argument("--data-dir", default=None,
-                   help="fashion_mnist: directory with the four IDX .gz files "
-                   "(default /usr/share/datasets/fashion-mnist); TFDS: its data_dir")
+                   help="fashion_mnist: directory with the four IDX files, .gz or plain (default "
+                   "/usr/share/datasets/fashion-mnist; images as bytes 0-255 or as floats in "
+                   "[0, 1]); TFDS: its data_dir")
     d.add_argument("--image-size", type=non_negative_int, default=0,
                    help="input height = width in pixels; 0 = the dataset's native size (28 for "
                    "Fashion-MNIST; the keras.applications backbones need >= 32)")
@@ -129,9 +130,9 @@ def _protocol_options(p):
     t.add_argument("--tuner", default="random", choices=TUNERS,
                    help="KerasTuner algorithm (random: balanced over attention x placement)")
     t.add_argument("--max-trials", type=positive_int, default=None,
-                   help="configurations in all, the baseline included (random, bayesian; "
-                   "default: the baseline and every (attention, placement) pair once); "
-                   "Hyperband sizes itself from --epochs")
+                   help="configurations in all, the baseline included (random, bayesian, "
+                   "nsga2, tpe; default: the baseline and every (attention, placement) pair "
+                   "once); refused with hyperband, which sizes itself from --epochs (>= 2)")
     t.add_argument("--epochs", type=positive_int, default=2, help="epochs per search run")
     t.add_argument("--final-epochs", type=non_negative_int, default=2,
                    help="epochs to retrain the best configuration on the full training split: "
@@ -142,7 +143,8 @@ def _protocol_options(p):
                    help="seeds of the retraining of the best configuration (best_model.keras is "
                    "the first)")
     t.add_argument("--batch-size", type=positive_int, default=64,
-                   help="global batch size (64: twice the steps of 128 in a short run)")
+                   help="global batch size, at most the training images of a search run (64: "
+                   "twice the steps of 128 in a short run)")
     t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
                    help="SGD with momentum 0.9 and weight decay 5e-4 (the papers'), or Adam")
     t.add_argument("--learning-rate", type=learning_rate, default=None,
@@ -211,7 +213,8 @@ def _distributed_options(p):
                    help="unique worker name (default: worker-<pid>)")
     g.add_argument("--worker-timeout", type=positive_float, default=600.0,
                    help="chief: seconds without a heartbeat after which a worker's trial is "
-                   "given to another worker; worker: seconds to wait for the chief to listen")
+                   "given to another worker; worker: seconds to wait for the chief to listen, "
+                   "at the start and whenever it stops listening (then the worker stops)")
 
 
 def parse_args(argv=None):

@@ -29,6 +29,7 @@ measured nor recorded.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -216,11 +217,13 @@ def from_options(options):
     """
     _check_role(options)
     _check_seeds(options)
+    _check_hyperband(options)
     model = _model_spec(options)
     space, model = _space_spec(options, model)
     recipe = _recipe(options)
+    configurations = _count_configurations(space, recipe)  # validates the space, always
     run = RunOptions(
-        max_trials=options.max_trials or _count_configurations(space, recipe),
+        max_trials=options.max_trials or configurations,
         final_epochs=options.final_epochs, final_repeats=options.final_repeats,
         strategy=options.strategy, role=options.role, run_eagerly=options.run_eagerly,
         worker_timeout=options.worker_timeout,
@@ -262,6 +265,34 @@ def _check_seeds(options):
             f"--seed: expected seed + max(--repeats, --final-repeats) - 1 <= {SEED_MAX} (the "
             f"largest seed TensorFlow and NumPy take), got {options.seed} + {runs} - 1 = {last} "
             f"(see {PROG} --help)")
+
+
+def _check_hyperband(options):
+    """``--tuner hyperband`` sizes itself from ``--epochs`` (its ``max_epochs``): refuse an
+    ``--epochs`` whose brackets hold one configuration each (only the baseline, which the
+    protocol runs first, would train) and a ``--max-trials`` it would ignore."""
+    if options.tuner != "hyperband":
+        return
+    from search.kt_private import hyperband_new_configurations
+    from search.tuner_names import HYPERBAND_FACTOR
+
+    def sizes(epochs):
+        return hyperband_new_configurations(epochs, HYPERBAND_FACTOR)
+
+    if max(sizes(options.epochs)) < 2:
+        # (2 with KerasTuner 1.4's brackets, for any factor: asked of them, not assumed.)
+        minimum = next(e for e in itertools.count(options.epochs + 1) if max(sizes(e)) > 1)
+        raise CLIError(
+            f"--tuner hyperband needs --epochs >= {minimum}: at --epochs {options.epochs} each "
+            "of its brackets holds one configuration, so only the baseline would train; give "
+            f"--epochs {minimum} or more, or use --tuner random")
+    if options.max_trials is not None:
+        brackets = sizes(options.epochs)
+        raise CLIError(
+            f"--max-trials does not apply to --tuner hyperband: at --epochs {options.epochs} it "
+            f"tries {sum(brackets)} configurations (brackets of "
+            f"{', '.join(map(str, brackets))}), set by --epochs; drop --max-trials, or use "
+            "--tuner random or bayesian")
 
 
 def _model_spec(options):

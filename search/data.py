@@ -16,15 +16,19 @@ Pipeline, in order (the per-image work that cannot be batched comes first and is
 
 1. the validation set is carved out of the training split, then the training subset is drawn
    (both from one seeded permutation, so they are disjoint; see :func:`split_indices`);
-2. per image: resize to ``image_size`` (``tf.image.resize``, bilinear, antialiased when shrinking)
-   and round back to ``uint8``, so that the cache holds one byte per pixel; cached in memory (TFDS
-   sources) or already in memory (Fashion-MNIST arrays);
-3. training only: shuffle (seeded, reshuffled every epoch; the whole set when its images fit in
-   256 MB);
-4. per batch: scale to [0, 1]; training only and if ``augment``: random crop with zero padding of
-   ``image_size // 8`` pixels and random horizontal flip (the CIFAR recipe of the SA-Net, SimAM and
-   DCANet papers), seeded per batch through ``tf.data.Dataset.random``; normalisation; channel
-   conversion (1 -> 3 by repetition, 3 -> 1 by luminance);
+2. TFDS sources, per image (their images may differ in size): resize to ``image_size``
+   (``tf.image.resize``, bilinear, antialiased when shrinking) and round back to ``uint8``, so
+   that the cache holds one byte per pixel; cached in memory. Fashion-MNIST arrays stay in memory
+   at their native size;
+3. training only: shuffle (seeded, reshuffled every epoch; the whole set when its images, at
+   ``image_size``, fit in 256 MB);
+4. per batch: Fashion-MNIST arrays: the resize of step 2 (the same per-image operation, so the
+   same values, but only the batches in flight are held at ``image_size``); scale to [0, 1]
+   (bytes divided by 255; float IDX images are already in [0, 1]); training only and if
+   ``augment``: random crop with zero padding of ``image_size // 8`` pixels and random horizontal
+   flip (the CIFAR recipe of the SA-Net, SimAM and DCANet papers), seeded per batch through
+   ``tf.data.Dataset.random``; normalisation; channel conversion (1 -> 3 by repetition, 3 -> 1 by
+   luminance);
 5. ``prefetch(tf.data.AUTOTUNE)``.
 
 Normalisation (``normalize``): ``"standardize"`` (default) subtracts the per-channel mean and divides by
@@ -218,12 +222,15 @@ def load_fashion_mnist_arrays(data_dir=None):
             default :data:`FASHION_MNIST_DIR` (the Debian package ``dataset-fashion-mnist``).
 
     Returns:
-        ``(x_train, y_train, x_test, y_test)``: images ``uint8 (N, 28, 28)``, labels ``int64 (N,)``
-        (60,000 and 10,000 for the real dataset).
+        ``(x_train, y_train, x_test, y_test)``: images ``uint8 (N, 28, 28)`` with values 0-255
+        (IDX integer types), or ``float32 (N, 28, 28)`` with values in [0, 1] (IDX float types;
+        see :func:`_pixels`), labels ``int64 (N,)`` (60,000 and 10,000 for the real dataset).
 
     Raises:
         DataNotFoundError: (a ``FileNotFoundError``) files missing; the message says how to get them.
-        ValueError: a file is not a valid IDX file, or images and labels do not match.
+        ValueError: a file is not a valid IDX file; images and labels do not match; pixel values
+            outside 0-255 (integers) or [0, 1] (floats), or not finite; labels that are not
+            integers in 0-9. The message names the file.
     """
     directory = os.fspath(data_dir) if data_dir is not None else FASHION_MNIST_DIR
     paths, missing = {}, []
@@ -248,17 +255,56 @@ def load_fashion_mnist_arrays(data_dir=None):
                 f"Fashion-MNIST {split} files in {directory} do not match: images {x.shape}, "
                 f"labels {y.shape} (expected (N, 28, 28) and (N,))."
             )
-        if len(y) and (y.min() < 0 or y.max() >= len(FASHION_MNIST_CLASSES)):
+        arrays["x_" + split] = _pixels(x, paths["x_" + split])
+        arrays["y_" + split] = _labels(y, paths["y_" + split], len(FASHION_MNIST_CLASSES))
+    return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+def _pixels(x, path):
+    """The images of an IDX file as the pipelines take them: ``uint8`` on the 0-255 scale, or
+    ``float32`` on the [0, 1] scale; any other values raise a ValueError naming ``path``.
+
+    Integer types (08, 09, 0B, 0C) hold pixel values 0-255: kept exactly as ``uint8``. Float
+    types (0D, 0E) hold intensities in [0, 1]: kept as ``float32`` (0E's float64 rounded to
+    float32), so that they are neither truncated to bytes nor divided by 255 again. Float
+    values outside [0, 1] (e.g. 0-255 stored as floats) are refused rather than guessed at.
+    """
+    if x.dtype == np.uint8:
+        return x
+    if np.issubdtype(x.dtype, np.integer):
+        low, high = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        if low < 0 or high > 255:
             raise ValueError(
-                f"Fashion-MNIST {split} labels in {directory} outside 0-9 "
-                f"(min {y.min()}, max {y.max()})."
+                f"{path}: integer pixel values {low}..{high} outside 0..255; store 8-bit "
+                "images (IDX type 08), or floats in [0, 1] (type 0D)."
             )
-    return (
-        arrays["x_train"].astype(np.uint8, copy=False),
-        arrays["y_train"].astype(np.int64),
-        arrays["x_test"].astype(np.uint8, copy=False),
-        arrays["y_test"].astype(np.int64),
-    )
+        return x.astype(np.uint8)
+    if x.size and not np.isfinite(x).all():
+        raise ValueError(f"{path}: {int(np.size(x) - np.isfinite(x).sum())} pixel values are "
+                         "NaN or infinite; images must be finite.")
+    low, high = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"{path}: float pixel values {low:g}..{high:g} outside [0, 1]; float images must be "
+            "intensities in [0, 1] (divide 0-255 values by 255, or store them as bytes, IDX "
+            "type 08)."
+        )
+    return x.astype(np.float32, copy=False)
+
+
+def _labels(y, path, num_classes):
+    """The labels of an IDX file as ``int64``; a ValueError naming ``path`` for values that are
+    not the integers ``0 .. num_classes - 1`` (e.g. 2.5 in a float label file)."""
+    if not y.size:
+        return y.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.integer) and not (np.isfinite(y).all()
+                                                      and (y == np.round(y)).all()):
+        raise ValueError(f"{path}: labels must be integers 0-{num_classes - 1}; found "
+                         f"non-integer values (e.g. {y[y != np.round(y)][:1].tolist()[0]!r}).")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"{path}: labels outside 0-{num_classes - 1} (min {y.min():g}, "
+                         f"max {y.max():g}).")
+    return y.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- splits
@@ -320,28 +366,22 @@ def _size_tuple(image_size):
                        allow_none_dims=False)
 
 
-def _resize_uint8(image, size):
-    """Resize one or many uint8 images, back to uint8 (what the cache stores)."""
+def _resize_images(image, size):
+    """Resize one or many images to ``size``, keeping their dtype: ``uint8`` rounded back to
+    bytes (what a cache stores), ``float32`` (values in [0, 1]) kept in [0, 1]. Each image is
+    resized on its own, so a batch gives the images that one at a time would."""
     if size is None or tuple(image.shape[-3:-1]) == tuple(size):
         return image
     # Antialiasing only matters when shrinking, and costs ~7x when enlarging (28 -> 32).
     h, w = image.shape[-3], image.shape[-2]
     shrink = h is None or w is None or h > size[0] or w > size[1]
     resized = tf.image.resize(image, size, method="bilinear", antialias=shrink)
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    if image.dtype == tf.uint8:
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+    return tf.clip_by_value(resized, 0.0, 1.0)
 
 
-def _resize_array(x, size, chunk=2048):
-    if size is None or x.shape[1:3] == tuple(size):
-        return x
-    if len(x) == 0:
-        return np.zeros((0, *size, x.shape[-1]), np.uint8)
-    return np.concatenate(
-        [_resize_uint8(tf.constant(x[i:i + chunk]), size).numpy() for i in range(0, len(x), chunk)]
-    )
-
-
-def _make_batch_fn(*, train, augment, size, mean, std, in_channels, out_channels):
+def _make_batch_fn(*, train, augment, size, mean, std, in_channels, out_channels, resize=False):
     pad = max(1, size[0] // 8), max(1, size[1] // 8)
     mean_t = None if mean is None else tf.constant(mean, tf.float32)
     inv_std_t = None if std is None else tf.constant([1.0 / s for s in std], tf.float32)
@@ -362,7 +402,13 @@ def _make_batch_fn(*, train, augment, size, mean, std, in_channels, out_channels
         return tf.gather(out, cols, axis=2, batch_dims=1)
 
     def batch_fn(images, labels, seed=None):
-        x = tf.cast(images, tf.float32) * (1.0 / 255.0)
+        if resize:
+            # Batch by batch: only the batches in flight are ever held at the new size.
+            images = _resize_images(images, size)
+        # Bytes are 0-255, float images (IDX float types) already on the [0, 1] scale.
+        x = tf.cast(images, tf.float32)
+        if images.dtype == tf.uint8:
+            x = x * (1.0 / 255.0)
         if train and augment:
             x = augment_batch(x, seed)
         if mean_t is not None:
@@ -377,15 +423,17 @@ def _make_batch_fn(*, train, augment, size, mean, std, in_channels, out_channels
     return batch_fn
 
 
-def _finish(ds, *, train, shuffle, n, batch_size, seed, batch_fn, cache):
+def _finish(ds, *, train, shuffle, n, batch_size, seed, batch_fn, cache, size):
     # Known cardinality (lost by the TFDS index filter) gives Keras its progress bar totals and
     # lets the hypermodel derive steps per epoch from the dataset.
     ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     if cache:
         ds = ds.cache(cache if isinstance(cache, str) else "")
     if train and shuffle:
-        # A full shuffle when it fits in ~256 MB of uint8 images, else as many as fit.
-        image_bytes = max(1, int(np.prod(ds.element_spec[0].shape.as_list())))
+        # A full shuffle when it fits in ~256 MB of uint8 images, else as many as fit; counted
+        # at the output size (``size``) whether the images are resized before or after the
+        # shuffle, so that one seed gives one order either way.
+        image_bytes = max(1, int(np.prod([*size, *ds.element_spec[0].shape.as_list()[2:]])))
         buffer = min(n, max(1024, _SHUFFLE_BYTES // image_bytes))
         ds = ds.shuffle(max(1, buffer), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
@@ -502,10 +550,11 @@ def _build_splits(options, source, *, name, n_train_split, n_test, size, in_chan
 
     Args:
         options: the :class:`_LoadOptions`.
-        source: ``source(part, indices) -> (dataset, cache)``: the unbatched ``(uint8 image
-            (H, W, C) resized to size, label)`` dataset of ``part`` (``"train"`` and ``"val"``:
-            those ``indices`` of the training split; ``"test"``: ``indices`` is None), and the
-            ``cache`` argument of :func:`_finish` for it.
+        source: ``source(part, indices) -> (dataset, cache)``: the unbatched ``(image (H, W, C),
+            label)`` dataset of ``part`` (``"train"`` and ``"val"``: those ``indices`` of the
+            training split; ``"test"``: ``indices`` is None), and the ``cache`` argument of
+            :func:`_finish` for it. Images are ``uint8`` (0-255) or ``float32`` ([0, 1]); those
+            not already at ``size`` (a fixed shape) are resized batch by batch.
         n_train_split, n_test: the number of images in the training and test splits.
         size: ``(height, width)`` of the images; in_channels: their (native) channels.
         stats: ``stats() -> (mean, std)``, the per-channel constants of ``"standardize"``.
@@ -522,10 +571,11 @@ def _build_splits(options, source, *, name, n_train_split, n_test, size, in_chan
         train = part == "train"
         ds, cache = source(part, indices[part])
         batch_fn = _make_batch_fn(train=train, augment=options.augment, size=size, mean=mean,
-                                  std=std, in_channels=in_channels, out_channels=out_channels)
+                                  std=std, in_channels=in_channels, out_channels=out_channels,
+                                  resize=tuple(ds.element_spec[0].shape[:2]) != tuple(size))
         return _finish(ds, train=train, shuffle=options.shuffle, n=sizes[part],
                        batch_size=options.batch_size, seed=order_seed, batch_fn=batch_fn,
-                       cache=cache)
+                       cache=cache, size=size)
 
     return DataSplits(
         _train_factory=lambda order_seed: pipeline("train", order_seed),
@@ -544,13 +594,19 @@ def _build_splits(options, source, *, name, n_train_split, n_test, size, in_chan
     )
 
 
-def _histogram_stats(images):
-    """Exact ``((mean,), (std,))`` of uint8 grey ``images`` on the [0, 1] scale, from the 256-bin
-    histogram: no float copy of (for Fashion-MNIST) 47M pixels."""
-    counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
-    levels = np.arange(256, dtype=np.float64) / 255.0
-    m = float((counts * levels).sum() / counts.sum())
-    return (m,), (float(np.sqrt((counts * (levels - m) ** 2).sum() / counts.sum())),)
+def _pixel_stats(images, chunk=4096):
+    """Exact ``((mean,), (std,))`` of grey ``images`` on the [0, 1] scale: for ``uint8`` from the
+    256-bin histogram, for ``float32`` (already [0, 1]) in float64 over chunks of images; no
+    float64 copy of (for Fashion-MNIST) 47M pixels either way."""
+    if images.dtype == np.uint8:
+        counts = np.bincount(images.reshape(-1), minlength=256).astype(np.float64)
+        levels = np.arange(256, dtype=np.float64) / 255.0
+        m = float((counts * levels).sum() / counts.sum())
+        return (m,), (float(np.sqrt((counts * (levels - m) ** 2).sum() / counts.sum())),)
+    parts = range(0, len(images), chunk)
+    m = sum(float(images[i:i + chunk].sum(dtype=np.float64)) for i in parts) / images.size
+    square = sum(float(((images[i:i + chunk].astype(np.float64) - m) ** 2).sum()) for i in parts)
+    return (m,), (float(np.sqrt(square / images.size)),)
 
 
 def _load_fashion_mnist(options, data_dir):
@@ -559,16 +615,16 @@ def _load_fashion_mnist(options, data_dir):
 
     def source(part, indices):
         x, y = (x_test, y_test) if part == "test" else (x_train[indices], y_train[indices])
-        ds = tf.data.Dataset.from_tensor_slices(
-            (_resize_array(x[..., None], size), y.astype(np.int32))
-        )
+        # At the native size: the batches are resized as they are drawn (a whole split resized
+        # in memory took 4.6 GB at 256 px, whatever --train-size).
+        ds = tf.data.Dataset.from_tensor_slices((x[..., None], y.astype(np.int32)))
         return ds, False  # arrays are already in memory: a cache would only copy them
 
     return _build_splits(
         options, source, name="fashion_mnist", n_train_split=len(x_train), n_test=len(x_test),
         size=size, in_channels=1,
         # Over the full official training split, so the constants do not move with train_size.
-        stats=lambda: _histogram_stats(x_train),
+        stats=lambda: _pixel_stats(x_train),
         num_classes=len(FASHION_MNIST_CLASSES), class_names=list(FASHION_MNIST_CLASSES),
     )
 
@@ -624,9 +680,10 @@ def _prepared_builder(name, data_dir):
 
 
 def _tfds_layout(name, info, channels, size):
-    """What the pipelines need from a TFDS dataset's ``info``: ``{"size", "in_channels",
-    "num_classes", "class_names", "test_split"}``; a ValueError where it is not an image
-    classification dataset the pipelines can read."""
+    """What the pipelines need from a TFDS dataset's ``info``: ``{"size", "native" (its images'
+    ``(height, width)``, None where they vary), "in_channels", "num_classes", "class_names",
+    "test_split"}``; a ValueError where it is not an image classification dataset the pipelines
+    can read."""
     if not info.supervised_keys:
         raise ValueError(f"TFDS dataset {name!r} has no supervised (image, label) keys.")
     image_key, label_key = info.supervised_keys[:2]
@@ -658,6 +715,7 @@ def _tfds_layout(name, info, channels, size):
         )
     return {
         "size": size,
+        "native": tuple(native[:2]),
         "in_channels": in_channels,
         "num_classes": num_classes,
         "class_names": list(getattr(label_feature, "names", None) or map(str, range(num_classes))),
@@ -670,8 +728,14 @@ def _load_tfds(name, options, data_dir):
     layout = _tfds_layout(name, builder.info, options.channels, options.size)
     size, in_channels, test_split = layout["size"], layout["in_channels"], layout["test_split"]
     n_train_split = builder.info.splits["train"].num_examples
+    native = layout["native"]
+    # The cache holds the smaller of the native and the resized images: images of one fixed size
+    # that are enlarged are cached as they are and resized batch by batch after the cache (as the
+    # IDX arrays are); images that vary in size or are shrunk are resized one by one before it.
+    stored = native if None not in native and native[0] * native[1] <= size[0] * size[1] \
+        else size
 
-    def decoded(split, indices=None):
+    def decoded(split, indices=None, to=stored):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
         if indices is not None:
             mask = np.zeros(n_train_split, bool)
@@ -679,7 +743,7 @@ def _load_tfds(name, options, data_dir):
             mask = tf.constant(mask)
             ds = ds.enumerate().filter(lambda i, ex: tf.gather(mask, i)).map(lambda i, ex: ex)
         return ds.map(
-            lambda x, y: (_resize_uint8(tf.cast(x, tf.uint8), size), y),
+            lambda x, y: (_resize_images(tf.cast(x, tf.uint8), to), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
 
@@ -689,8 +753,9 @@ def _load_tfds(name, options, data_dir):
         # again (a file cache, cache="prefix", is shared).
         cache = options.cache
         if isinstance(cache, str):
-            # The file cache must not be reused by a run with another split, subset or size.
-            key = hashlib.sha1(repr((name, split, size, data_dir)).encode())
+            # The file cache must not be reused by a run with another split, subset or size (of
+            # the images it holds).
+            key = hashlib.sha1(repr((name, split, stored, data_dir)).encode())
             if indices is not None:
                 key.update(np.ascontiguousarray(indices).tobytes())
             suffix = test_split if part == "test" else part
@@ -702,7 +767,7 @@ def _load_tfds(name, options, data_dir):
             return KNOWN_STATS[name]
         # Estimated on a sample: a full pass over a large dataset would cost more than a trial.
         sample = np.stack(
-            [x for x, _ in decoded("train").take(_STATS_SAMPLE).as_numpy_iterator()]
+            [x for x, _ in decoded("train", to=size).take(_STATS_SAMPLE).as_numpy_iterator()]
         ).astype(np.float64) / 255.0
         return (tuple(float(m) for m in sample.mean(axis=(0, 1, 2))),
                 tuple(max(float(s), 1e-3) for s in sample.std(axis=(0, 1, 2))))

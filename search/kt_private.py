@@ -93,6 +93,21 @@ def queue_again(oracle, trial_id):
     oracle._retry_queue.append(trial_id)
 
 
+def hyperband_new_configurations(max_epochs, factor):
+    """The number of new configurations in each bracket of KerasTuner's Hyperband with these
+    arguments (one iteration), in the order it runs them: each bracket's first-round size
+    (``HyperbandOracle._get_num_brackets`` and ``_get_size``). KerasTuner documents that
+    Hyperband sizes itself from ``max_epochs`` and ``factor`` but exports no way to count its
+    configurations, which a search must know before it starts (at ``max_epochs=1`` there is one
+    bracket of one configuration)."""
+    import keras_tuner as kt
+
+    oracle = kt.oracles.HyperbandOracle(objective=kt.Objective("score", "max"),
+                                        max_epochs=max_epochs, factor=factor)
+    return [oracle._get_size(bracket, 0)
+            for bracket in reversed(range(oracle._get_num_brackets()))]
+
+
 @contextlib.contextmanager
 def failed_trial_tracebacks(show):
     """Within the block, KerasTuner prints a failed trial's traceback to stderr only if ``show``

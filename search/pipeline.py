@@ -299,9 +299,45 @@ def start(config, role):
     t0 = time.time()
     splits = data_mod.load_dataset(**load_kwargs(config))
     log(f"data: {splits.sizes} images of {splits.input_shape} in {time.time() - t0:.1f}s")
-    if role.trains and not splits.sizes.get("val"):
-        raise CLIError("the comparison needs a validation set: --validation-split must be > 0")
+    check_splits(config, splits.sizes)
     return Started(splits, precision, strategy)
+
+
+def check_splits(config, sizes):
+    """Refuse, before anything trains, data the search cannot use: an empty split it needs
+    (every role checks all three: one search, one answer) or a batch larger than the training
+    set.
+
+    Such a batch is refused rather than run at the size it would really have: the learning rate
+    is scaled for the batch given (``search.config``), the final retraining on the full training
+    split would use the batch given, and the search's record would name a batch no step saw.
+
+    Args:
+        sizes: ``{"train", "val", "test"}``: the number of images of each split.
+
+    Raises:
+        CLIError: one line naming every empty split and how to fill it, or the batch size and
+            the largest that fits.
+    """
+    fixes = {
+        "train": "give a larger --train-size (0: all)",
+        "val": f"--validation-split {config.data.validation_split!r} gives none: the comparison "
+               "needs validation images (give a number of images, e.g. --validation-split 1000)",
+        "test": f"the {config.data.dataset} data"
+                + (f" in {config.data.data_dir}" if config.data.data_dir else "")
+                + " has no test images, on which the best configuration and the baseline are "
+                "tested: use data whose test split holds images",
+    }
+    empty = [part for part in ("train", "val", "test") if not sizes.get(part)]
+    if empty:
+        raise CLIError("empty " + " and ".join(f"{p} split ({fixes[p]})" for p in empty))
+    batch, train = config.data.batch_size, sizes["train"]
+    if batch > train:
+        raise CLIError(
+            f"--batch-size {batch} is larger than the {train} training images of a search run: "
+            f"every epoch would be one batch of {train}, not {batch} (and the default learning "
+            f"rate scales with --batch-size); give --batch-size {train} or less, or a larger "
+            "--train-size")
 
 
 def _quiet_retracing_warning():

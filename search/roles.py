@@ -5,7 +5,8 @@
   serves the oracle to the workers, then analyses, tests, reports and exports, like a single
   process.
 * :class:`Worker`: runs the trials the chief gives it, in the chief's ``--out`` (a shared
-  directory); it writes no report.
+  directory); it writes no report. While it searches, a :class:`ChiefWatchdog` checks that the
+  chief still listens: KerasTuner's client waits up to an hour for a chief that is gone.
 
 ``search.pipeline`` asks the role what differs (``role.serves``, ``role.reports``, ...) instead of
 testing its name.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import threading
 import time
 
 from search.config import PROG, CLIError
@@ -143,19 +146,79 @@ class Worker(_Distributed):
         """Wait (bounded by --worker-timeout) until the chief listens: it has then also written
         the search's options for the worker to compare its own with."""
         address = config.session.oracle
-        host, _, port = address.rpartition(":")
         deadline = time.time() + config.run.worker_timeout
-        while True:
-            try:
-                with socket.create_connection((host, int(port)), timeout=2):
-                    return
-            except OSError:
-                if time.time() > deadline:
-                    raise CLIError(
-                        f"no chief is listening at {address} (waited "
-                        f"{config.run.worker_timeout:.0f}s): start one with --role chief and the "
-                        "same options") from None
-                time.sleep(1)
+        while not chief_listens(address):
+            if time.time() > deadline:
+                raise CLIError(
+                    f"no chief is listening at {address} (waited "
+                    f"{config.run.worker_timeout:.0f}s): start one with --role chief and the "
+                    "same options")
+            time.sleep(1)
+
+    def search(self, tuner, splits, config, callbacks, verbose):
+        """KerasTuner's ``search``, stopped by a :class:`ChiefWatchdog` if the chief goes."""
+        address, timeout = config.session.oracle, config.run.worker_timeout
+        message = (
+            f"{PROG}: error: the chief at {address} has not listened for {timeout:.0f}s "
+            f"(--worker-timeout): this worker stops; the runs it finished are kept in "
+            f"{config.session.out} (start the chief again with the same options, then the "
+            "workers, to resume)")
+        with ChiefWatchdog(address, timeout, lambda: stop_worker(message)):
+            super().search(tuner, splits, config, callbacks, verbose)
+
+
+def chief_listens(address, timeout=2.0):
+    """Whether a process accepts TCP connections at ``address`` (``HOST:PORT``)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def stop_worker(message, status=2):
+    """End this worker process now: ``message`` (one line) on stderr, exit ``status``.
+
+    From the watchdog's thread, while the main thread may be inside KerasTuner's client (which
+    waits for the chief) or inside a training step: ``os._exit``, as a kill would. Every file of
+    the search is written atomically (``search.rundir``), so the runs finished are whole and a
+    resumed search keeps them; only the run in progress is lost.
+    """
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+    os._exit(status)
+
+
+class ChiefWatchdog:
+    """``with ChiefWatchdog(address, timeout, on_gone):`` checks, every ``poll`` seconds (default
+    2, or half of a shorter ``timeout``) in a daemon thread, that the chief at ``address``
+    (``HOST:PORT``) accepts connections, and calls ``on_gone()`` once it has not for ``timeout``
+    seconds (``--worker-timeout``). A chief that comes back within ``timeout`` (a resumed chief
+    on the same address) is waited for."""
+
+    def __init__(self, address, timeout, on_gone, poll=None):
+        self.address, self.timeout, self.on_gone = address, timeout, on_gone
+        self.poll = min(2.0, timeout / 2) if poll is None else poll
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="chief-watchdog", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self):
+        last_heard = time.monotonic()
+        while not self._done.wait(self.poll):
+            if chief_listens(self.address, timeout=min(2.0, self.timeout)):
+                last_heard = time.monotonic()
+            elif time.monotonic() - last_heard >= self.timeout and not self._done.is_set():
+                self.on_gone()
+                return
 
 
 ROLES = {role.name: role for role in (Single(), Chief(), Worker())}

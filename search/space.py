@@ -63,6 +63,13 @@ DEFAULT_PLACEMENT = "block"
 PAPER_PLACEMENT = "paper"
 KINDS = ("choice", "fixed", "range")
 
+#: The most values one key of a space may list. Each configuration trains ``--repeats`` times, so
+#: a search tries a few dozen at most; KerasTuner stores every value of the space in
+#: ``oracle.json`` and in each trial's ``trial.json``; and each value is checked by constructing
+#: its layers (milliseconds each). A list of 10^6 values took more than 5 minutes before the
+#: first trial; 1,000 take about a second.
+MAX_VALUES = 1000
+
 # Constructor arguments that are not search dimensions.
 _NOT_SEARCHED = {"self", "kwargs", "name", "dtype", "data_format", "trainable"}
 _LISTS = (list, tuple, set, frozenset)
@@ -283,11 +290,13 @@ def _user_spec(name, value, check, default, attentions=None):
     if among them, else the first) or fixed (a scalar, or a list of one)."""
     if not isinstance(value, _LISTS):
         return HyperparameterSpec.fixed(name, check(value), attentions)
-    values = []
-    for v in value:
-        v = check(v)
-        if v not in values:
-            values.append(v)
+    if len(value) > MAX_VALUES:
+        raise ValueError(
+            f"space[{name!r}] lists {len(value):,} values; at most {MAX_VALUES:,} per key (a "
+            "search trains each configuration --repeats times, so it tries a few dozen at most, "
+            "and KerasTuner stores every value in each trial's record): give fewer values")
+    # In order, duplicates dropped (by ==, as KerasTuner's Choice compares them).
+    values = list(dict.fromkeys(check(v) for v in value))
     if not values:
         raise ValueError(f"space[{name!r}] is an empty list: give at least one value.")
     if len(values) == 1:
@@ -406,8 +415,9 @@ def normalize_space(space, optimizer="sgd", search_learning_rate=False, learning
 
     Raises:
         ValueError: ``space`` not a dict, an unknown key (the message lists the valid ones), an
-            invalid or empty value (the message names it and the valid ones), or a layer's key
-            none of whose attentions is selectable.
+            invalid or empty value (the message names it and the valid ones), a list of more
+            than :data:`MAX_VALUES` values, or a layer's key none of whose attentions is
+            selectable.
     """
     space = {} if space is None else space
     if not isinstance(space, dict):

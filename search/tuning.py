@@ -34,7 +34,7 @@ from search.oracles import (AtomicSaveOracleMixin, BalancedRandomSearchOracle,  
 from search.rundir import DamagedFileError, TrialDir, is_no_space, read_json, write_text
 from search.results import entries_of
 from search.store import RunStore
-from search.tuner_names import TUNERS
+from search.tuner_names import HYPERBAND_FACTOR, TUNERS
 
 # KerasTuner's own files in its project directory (names as KerasTuner's Oracle and BaseTuner
 # spell them): the oracle's state, each tuner's state (<tuner_id>.json), each trial's record.
@@ -591,7 +591,7 @@ def build_tuner(name, hypermodel, *, directory, project_name="tuner", max_trials
         protocol=protocol, debug=debug, store=store, measured=measured, stage=stage,
         validate_every_epoch=validate_every_epoch)
     if issubclass(cls, kt.Hyperband):
-        return cls(max_epochs=epochs, factor=3, **common)
+        return cls(max_epochs=epochs, factor=HYPERBAND_FACTOR, **common)
     if getattr(cls, "minimises_cost", False):  # second objective: read from the trial's info
         from search.costs import TRIAL_COSTS
 

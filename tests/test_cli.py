@@ -13,12 +13,13 @@ import sys
 import time
 from importlib.util import find_spec
 
+import numpy as np
 import pytest
 
 from search import cli, pipeline
 from search.roles import role_of
 from search.rundir import RunDir
-from test_data import make_fake_mnist
+from test_data import make_fake_mnist, write_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_ONNX = all(find_spec(m) is not None for m in ("tf2onnx", "onnx", "onnxruntime"))
@@ -145,6 +146,13 @@ def read_leaderboard(out):
         (["--learning-rate", "inf"], "--learning-rate: expected a positive number <= 10, got"),
         (["--worker-timeout", "nan"], "--worker-timeout: expected a positive number, got 'nan'"),
         (["--worker-timeout", "inf"], "--worker-timeout: expected a positive number, got 'inf'"),
+        # Issue 29, case 6: Hyperband at --epochs 1 trained the baseline alone and exited 0.
+        (["--tuner", "hyperband", "--epochs", "1"],
+         "--tuner hyperband needs --epochs >= 2: at --epochs 1 each of its brackets holds one "
+         "configuration, so only the baseline would train"),
+        (["--tuner", "hyperband", "--epochs", "9", "--max-trials", "2"],
+         "--max-trials does not apply to --tuner hyperband: at --epochs 9 it tries 17 "
+         "configurations (brackets of 9, 5, 3), set by --epochs; drop --max-trials"),
     ],
 )
 def test_bad_options_one_line_and_exit_2(argv, match, capsys, tmp_path):
@@ -517,6 +525,46 @@ def test_worker_killed_mid_trial_its_trial_is_run_by_another(tmp_path, tiny_data
     assert json.loads(redone["runs"])["0"] == pytest.approx(kept["0"]["val_accuracy"], abs=1e-4)
 
 
+@pytest.mark.slow
+def test_worker_whose_chief_is_killed_stops_in_one_line_keeping_its_runs(tmp_path, tiny_data):
+    """Issue 29, case 8, replayed: the chief killed while its one worker trains; the worker
+    stops within --worker-timeout in one line (it hung for >= 600 s), its finished runs kept.
+    (tests/test_roles.py covers the same in seconds with a fake chief and search.)"""
+    out = tmp_path / "dist"
+
+    def make_args(port):
+        return tiny_args(tiny_data, out, "--oracle", f"127.0.0.1:{port}", "--worker-timeout",
+                         "10", trials=3)
+
+    procs = []
+    try:
+        chief, port, chief_log = start_chief(make_args, tmp_path)
+        procs.append(chief)
+        log = tmp_path / "worker.log"
+        worker = spawn_cli(make_args(port) + ["--role", "worker", "--worker-id", "0"], log)
+        procs.append(worker)
+        deadline = time.time() + 300
+        while time.time() < deadline and " seed 0:" not in log.read_text():
+            assert worker.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.05)
+        kill_group(chief)
+        killed = time.time()
+        worker.wait(timeout=120)
+        waited = time.time() - killed
+    finally:
+        for p in procs:
+            kill_group(p)
+    text = log.read_text()
+    assert worker.returncode == 2, text[-3000:]
+    assert 8 <= waited < 120, waited  # counted from its last poll (every 2 s) that heard it
+    assert text.splitlines()[-1] == (
+        f"keras-attn-search: error: the chief at 127.0.0.1:{port} has not listened for 10s "
+        f"(--worker-timeout): this worker stops; the runs it finished are kept in {out} (start "
+        "the chief again with the same options, then the workers, to resume)")
+    trial_id = [l for l in text.splitlines() if " seed 0:" in l][0].split("]")[0].split()[-1]
+    assert "0" in finished_repeats(out, trial_id)
+
+
 class _Started:
     """What pipeline.start would have made, as far as the claim reads it."""
 
@@ -617,6 +665,31 @@ def test_space_file(tmp_path, capsys):
     both = ["--space", str(good), "--attention", "sb", "--out", str(tmp_path / "o")]
     assert cli.main(both) == 2
     assert "given both by --attention and in --space" in capsys.readouterr().err
+
+
+def test_a_huge_space_is_refused_at_once(tmp_path, tiny_data, capsys):
+    """Issue 29, case 9: a --space listing 10^6 values gave no trial and no message in 5 minutes
+    (every value's layers constructed, duplicates dropped in O(n^2)), and a 24 MB
+    search_config.json. Refused while the options are read, --max-trials given or not."""
+    import time
+
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"attention": ["simam"], "placement": "block",
+                                "e_lambda": [1e-9 * (i + 1) for i in range(10**6)]}))
+    def without(args, *options):  # each option and its value
+        drop = {i + k for i, a in enumerate(args) if a in options for k in (0, 1)}
+        return [a for i, a in enumerate(args) if i not in drop]
+
+    args = without(tiny_args(tiny_data, tmp_path / "o", "--space", str(path)), "--attention",
+                   "--placement")
+    for options in (args, without(args, "--max-trials")):
+        start = time.perf_counter()
+        assert cli.main(options) == 2
+        err = capsys.readouterr().err
+        assert time.perf_counter() - start < 30
+        assert err.count("\n") == 1 and "--space: space['e_lambda'] lists 1,000,000 values; at " \
+            "most 1,000 per key (a search trains each configuration --repeats times" in err, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_final_stage_without_and_then_with_retraining(tmp_path, tiny_data):
@@ -735,3 +808,46 @@ def test_export_onnx_without_the_extras_is_refused_before_the_search(tmp_path, t
     assert err.count("\n") == 1 and err.startswith("keras-attn-search: error: --export onnx: ")
     assert "tf2onnx and onnx" in err and "pip install keras-attn[export]" in err
     assert not out.exists()  # refused before anything was written or trained
+
+
+# ------------------------------------------------------------------------------- the loaded data
+
+
+def test_empty_splits_are_refused_before_training(tmp_path, tiny_data, capsys):
+    """Issue 29, case 10: an empty test split ran the whole search, then failed with an
+    IndexError. Every split the search needs is checked once the data are loaded."""
+    config = cli.parse_args(tiny_args(tiny_data, tmp_path / "o"))
+    pipeline.check_splits(config, {"train": 200, "val": 50, "test": 60})  # fine
+    with pytest.raises(cli.CLIError) as info:
+        pipeline.check_splits(config, {"train": 200, "val": 0, "test": 0})
+    message = str(info.value)
+    assert message.startswith("empty val split (--validation-split 50 gives none") \
+        and " and test split (the fashion_mnist data in " in message and "\n" not in message
+    # Through the command: data whose test files hold no image, refused before any trial.
+    empty = tmp_path / "no_test"
+    empty.mkdir()
+    make_fake_mnist(str(empty), n_train=300)
+    write_idx(str(empty / "t10k-images-idx3-ubyte.gz"), np.zeros((0, 28, 28), np.uint8))
+    write_idx(str(empty / "t10k-labels-idx1-ubyte.gz"), np.zeros((0,), np.uint8))
+    out = tmp_path / "out"
+    # (Without --run-eagerly, which would stay set in this process for the tests after it.)
+    assert cli.main([a for a in tiny_args(str(empty), out) if a != "--run-eagerly"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"empty test split (the fashion_mnist data in {empty} has " \
+        "no test images" in err
+    assert not (out / "tuner").exists()  # no trial started
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tmp_path, tiny_data):
+    """Issue 29, case 7b: --batch-size 4096 with 256 training images scaled the learning rate
+    to 3.2 for a batch that never existed."""
+    args = tiny_args(tiny_data, tmp_path / "o")
+    args[args.index("--batch-size") + 1] = "4096"
+    config = cli.parse_args(args)
+    assert config.recipe.learning_rate == pytest.approx(3.2)  # 0.1 x 4096 / 128
+    with pytest.raises(cli.CLIError, match=r"^--batch-size 4096 is larger than the 256 training "
+                       r"images of a search run: every epoch would be one batch of 256, not "
+                       r"4096 \(and the default learning rate scales with --batch-size\); give "
+                       r"--batch-size 256 or less"):
+        pipeline.check_splits(config, {"train": 256, "val": 50, "test": 60})
+    pipeline.check_splits(config, {"train": 4096, "val": 50, "test": 60})  # a full batch: fine

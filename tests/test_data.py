@@ -134,7 +134,84 @@ def test_mismatched_files(tmp_path):
     with pytest.raises(ValueError, match=r"train files .* do not match: images \(60, 28, 28\), labels \(59,\)"):
         data.load_fashion_mnist_arrays(str(tmp_path))
     write_idx(str(tmp_path / "train-labels-idx1-ubyte.gz"), np.full(60, 12, np.uint8))
-    with pytest.raises(ValueError, match="labels .* outside 0-9"):
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte\.gz: labels outside 0-9 \(min 12"):
+        data.load_fashion_mnist_arrays(str(tmp_path))
+
+
+# The IDX element types (the third byte of the magic number), as the pipelines must read them:
+# integers are pixel values 0-255, floats intensities in [0, 1] (issue 29, case 5: float images
+# were cast to uint8, 99.2% of the pixels 0, and the search trained on blank images).
+def _replace_images(directory, split, images, code):
+    write_idx(os.path.join(directory, f"{split}-images-idx3-ubyte.gz"), images, code)
+
+
+@pytest.mark.parametrize("code", [0x09, 0x0B, 0x0C])
+def test_integer_idx_images_are_pixel_values(tmp_path, code):
+    arrays = make_fake_mnist(str(tmp_path))
+    images = np.random.default_rng(3).integers(0, 128 if code == 0x09 else 256, (20, 28, 28))
+    _replace_images(str(tmp_path), "t10k", images, code)
+    x_test = data.load_fashion_mnist_arrays(str(tmp_path))[2]
+    assert x_test.dtype == np.uint8
+    np.testing.assert_array_equal(x_test, images)
+    splits = data.load_dataset(data_dir=str(tmp_path), image_size=None, channels=None,
+                               normalize="unit", batch_size=32)
+    np.testing.assert_allclose(collect(splits.test)[0][..., 0], images / 255.0, atol=1e-6)
+    _replace_images(str(tmp_path), "t10k", images - 1, code)  # -1 where a pixel was 0
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: integer pixel values -1\.\."):
+        data.load_fashion_mnist_arrays(str(tmp_path))
+    assert arrays  # (the labels stay the fake ones)
+
+
+@pytest.mark.parametrize("code", [0x0D, 0x0E])
+def test_float_idx_images_in_unit_range_are_not_divided_again(tmp_path, code):
+    make_fake_mnist(str(tmp_path))
+    rng = np.random.default_rng(4)
+    train = rng.uniform(0, 1, (60, 28, 28))
+    test = rng.uniform(0, 1, (20, 28, 28))
+    _replace_images(str(tmp_path), "train", train, code)
+    _replace_images(str(tmp_path), "t10k", test, code)
+    x_train, _, x_test, _ = data.load_fashion_mnist_arrays(str(tmp_path))
+    assert x_train.dtype == x_test.dtype == np.float32
+    np.testing.assert_allclose(x_test, test, rtol=1e-6)
+    # Native size: the batches are the intensities themselves (standardised by their own
+    # statistics, computed here independently in float64).
+    splits = data.load_dataset(data_dir=str(tmp_path), image_size=None, channels=None,
+                               batch_size=16)
+    assert splits.mean[0] == pytest.approx(train.mean(), abs=1e-6)
+    assert splits.std[0] == pytest.approx(train.std(), abs=1e-6)
+    x, _ = collect(splits.test)
+    np.testing.assert_allclose(x[..., 0], (test - train.mean()) / train.std(), atol=1e-4)
+    # Resized: tf.image.resize of the [0, 1] floats, not of bytes.
+    resized = data.load_dataset(data_dir=str(tmp_path), image_size=(16, 20), channels=1,
+                                normalize="unit", batch_size=8)
+    reference = tf.image.resize(test[..., None].astype(np.float32), (16, 20), antialias=True)
+    np.testing.assert_allclose(collect(resized.test)[0], reference.numpy(), atol=1e-6)
+    assert 0.4 < collect(resized.test)[0].mean() < 0.6  # not blank, not divided by 255
+
+
+@pytest.mark.parametrize("values, match", [
+    (255.0, r"float pixel values 0\.\.255 outside \[0, 1\]; .*divide 0-255 values by 255"),
+    (-0.5, r"float pixel values -0\.5\.\.0 outside \[0, 1\]"),
+    (np.nan, r"1 pixel values are NaN or infinite"),
+])
+def test_float_idx_images_outside_unit_range_are_refused(tmp_path, values, match):
+    make_fake_mnist(str(tmp_path))
+    images = np.zeros((20, 28, 28))
+    images[3, 4, 5] = values
+    _replace_images(str(tmp_path), "t10k", images, 0x0D)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte\.gz: " + match):
+        data.load_fashion_mnist_arrays(str(tmp_path))
+
+
+def test_float_idx_labels_must_be_whole_classes(tmp_path):
+    arrays = make_fake_mnist(str(tmp_path))
+    labels = arrays["t10k"][1].astype(np.float64)
+    write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), labels, 0x0D)
+    np.testing.assert_array_equal(data.load_fashion_mnist_arrays(str(tmp_path))[3], labels)
+    labels[2] = 2.5
+    write_idx(str(tmp_path / "t10k-labels-idx1-ubyte.gz"), labels, 0x0D)
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz: labels must be integers "
+                                         r"0-9; found non-integer values \(e\.g\. 2\.5\)"):
         data.load_fashion_mnist_arrays(str(tmp_path))
 
 
@@ -438,3 +515,120 @@ def test_unknown_tfds_name_hint_stays_offline(monkeypatch):
     monkeypatch.setattr(tfds, "list_builders", local_only)
     with pytest.raises(ValueError, match=r"Did you mean cifar10"):
         data.load_dataset("cifar_ten")
+
+
+# ------------------------------------------------------------------------------------ pinned batches
+
+
+def _random_mnist(directory):
+    """Fake Fashion-MNIST files whose images are random (every pixel counts in a resize)."""
+    make_fake_mnist(directory, n_train=60, n_test=20)
+    rng = np.random.default_rng(11)
+    for split, n in (("train", 60), ("t10k", 20)):
+        write_idx(os.path.join(directory, f"{split}-images-idx3-ubyte.gz"),
+                  rng.integers(0, 256, (n, 28, 28)).astype(np.uint8))
+
+
+def _digest(ds):
+    import hashlib
+
+    h = hashlib.sha256()
+    for x, y in ds:
+        h.update(np.ascontiguousarray(x.numpy()).tobytes())
+        h.update(np.ascontiguousarray(y.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+# The sha256 (first 16 hex digits) of every batch (images and labels, bytes) of each pipeline,
+# recorded before the resize moved from the whole split in memory into the pipeline (batch by
+# batch): the batches must stay bit-identical, with and without a resize, augmentation and
+# shuffling (a resumed search must see the batches its first runs saw).
+PINNED_BATCHES = {
+    "native": (dict(image_size=None, channels=None, augment=True),
+               ["fc0346b63e1fb004", "d482dddc288bf6f6", "82dbadcf53359832", "dba8bdd15d0e92b4",
+                "2665d317811a6d54"]),
+    "enlarge": (dict(image_size=32, channels=3, augment=True),
+                ["673074435df2a0e9", "ddd837ad149856f0", "9994b7831b12cdf5", "5ad0225bb436ef00",
+                 "19e784dca4178a65"]),
+    "shrink": (dict(image_size=(16, 20), channels=1, normalize="unit"),
+               ["e8187a8aceace5aa", "4cd3f04673bdc076", "b7172e1e623b36ed", "4c3e4bf7d1427097",
+                "732060fab84953f4"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_BATCHES))
+def test_batches_are_pinned(tmp_path, case):
+    _random_mnist(str(tmp_path))
+    splits = data.load_dataset(data_dir=str(tmp_path), validation_split=10, train_size=30,
+                               batch_size=8, seed=3, **PINNED_BATCHES[case][0])
+    digests = [_digest(splits.train), _digest(splits.train), _digest(splits.train_with_seed(7)),
+               _digest(splits.val), _digest(splits.test)]
+    # Two epochs (reshuffled, re-augmented), another seed's order, validation, test.
+    assert digests == PINNED_BATCHES[case][1]
+
+
+def test_idx_images_are_resized_batch_by_batch(tmp_path, monkeypatch):
+    """Issue 29, case 11: the whole test split was resized in memory whatever --train-size (4.6 GB
+    at 256 px), and a large --image-size was OOM-killed. Every resize now sees one batch."""
+    make_fake_mnist(str(tmp_path))
+    seen = []
+    real = data._resize_images
+
+    def recording(images, size):
+        seen.append(images.shape[0])
+        return real(images, size)
+
+    monkeypatch.setattr(data, "_resize_images", recording)
+    splits = data.load_dataset(data_dir=str(tmp_path), image_size=64, validation_split=10,
+                               batch_size=8)
+    assert collect(splits.test)[0].shape == (20, 64, 64, 3)
+    assert collect(splits.train)[0].shape == (50, 64, 64, 3)
+    # Called only inside the pipelines' batch map (traced once per pipeline, on a batch of
+    # unknown size), never on a whole split up front.
+    assert seen == [None, None, None], seen
+
+
+# The same for a TFDS source (tests' FakeBuilder, 8x8 RGB): enlarged (cached at 8x8, resized
+# batch by batch) and shrunk (resized one by one before the cache), digests recorded before.
+PINNED_TFDS_BATCHES = {
+    "enlarge": (dict(image_size=20, channels=3, augment=True),
+                ["64848acc083c3ded", "307b3fa23267cc11", "c0436366270a28c2", "3cfdeb50cd067e04",
+                 "f3a012ce6a9c35c7"]),
+    "shrink": (dict(image_size=(4, 6), channels=1, normalize="unit"),
+               ["e4c700d116693883", "5a71b6083cdb5801", "465945bb3bf3578e", "ab06550f363f55ae",
+                "4a488d6df7b96333"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_TFDS_BATCHES))
+def test_tfds_batches_are_pinned(monkeypatch, case):
+    builder = FakeBuilder()
+    monkeypatch.setattr(data, "_tfds_builder", lambda name, data_dir: builder)
+    splits = data.load_dataset("fake_set", validation_split=10, train_size=30, batch_size=8,
+                               seed=3, **PINNED_TFDS_BATCHES[case][0])
+    digests = [_digest(splits.train), _digest(splits.train), _digest(splits.train_with_seed(7)),
+               _digest(splits.val), _digest(splits.test)]
+    assert digests == PINNED_TFDS_BATCHES[case][1]
+
+
+@pytest.mark.parametrize("image_size, per_image", [(20, []), ((4, 6), [(4, 6)])])
+def test_tfds_cache_holds_the_smaller_images(monkeypatch, image_size, per_image):
+    """Fixed-size TFDS images are cached as they are when enlarged (resized batch by batch after
+    the cache), and resized one by one before it when shrunk."""
+    monkeypatch.setattr(data, "_tfds_builder", lambda name, data_dir: FakeBuilder())
+    calls = []
+    real = data._resize_images
+
+    def recording(images, size):
+        calls.append((images.shape.rank, tuple(images.shape[-3:-1]), tuple(size)))
+        return real(images, size)
+
+    monkeypatch.setattr(data, "_resize_images", recording)
+    splits = data.load_dataset("cifar10", image_size=image_size, validation_split=10,
+                               batch_size=8)
+    size = (image_size, image_size) if isinstance(image_size, int) else image_size
+    assert collect(splits.test)[0].shape[1:3] == size
+    resized_one_by_one = {s for rank, shape, s in calls if rank == 3 and shape != s}
+    resized_in_batches = {s for rank, shape, s in calls if rank == 4 and shape != s}
+    assert resized_one_by_one == set(per_image)
+    assert resized_in_batches == (set() if per_image else {size})

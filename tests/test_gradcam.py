@@ -51,6 +51,23 @@ def test_heatmap_mass_is_where_the_evidence_is():
     np.testing.assert_array_equal(grad_cam(model, x, class_index=1), np.zeros((4, 8, 8)))
 
 
+def test_heatmaps_that_are_not_finite_are_refused_naming_the_images():
+    """Issue 29, case 16: a NaN image gave a NaN heatmap, though the docstring promises [0, 1]."""
+    model = top_left_model()
+    x = images(4)
+    x[2, 1, 1, 0] = np.nan
+    x[3, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^Grad-CAM heatmaps of images \[2, 3\] \(of 4\) are not "
+                                         r"finite: images \[2, 3\] hold NaN or Inf values\.$"):
+        grad_cam(model, x)
+    assert np.isfinite(grad_cam(model, x[:2])).all()  # the others, on their own, are fine
+    # A diverged model: finite images, NaN weights.
+    model.get_layer("conv").kernel.assign(np.full((3, 3, 1, 3), np.nan, "float32"))
+    with pytest.raises(ValueError, match=r"images \[0, 1\] \(of 2\) are not finite: for images "
+                                         r"\[0, 1\] the model's scores or gradients are not finite"):
+        grad_cam(model, x[:2])
+
+
 def test_class_index_int_sequence_and_default():
     model = top_left_model()
     x = images(3)

@@ -238,6 +238,19 @@ def test_space_errors(space, match):
         AttentionHyperModel(space=space)
 
 
+def test_a_key_lists_at_most_max_values_and_duplicates_are_dropped_in_order():
+    from search.space import MAX_VALUES, normalize_space
+
+    rates = [0.001 * (i + 1) for i in range(MAX_VALUES)]
+    spec = normalize_space({"learning_rate": rates[:995] + rates[:5]})["learning_rate"]
+    assert spec.values == tuple(rates[:995])  # 1,000 listed, 995 distinct, in the order given
+    with pytest.raises(ValueError, match=r"space\['learning_rate'\] lists 1,001 values; at most "
+                                         r"1,000 per key"):
+        normalize_space({"learning_rate": rates + rates[:1]})
+    # Equal values are one value (as KerasTuner's Choice compares them): 1 and 1.0, True and 1.
+    assert normalize_space({"attention": "sa", "groups": [8, 8, 16, 8]})["groups"].values == (8, 16)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -22,6 +22,36 @@ def _random_search(tmp_path, **kwargs):
                            directory=str(tmp_path), project_name="p", seed=1, **kwargs)
 
 
+@pytest.mark.parametrize("max_epochs, factor, expected", [
+    (1, 3, [1]), (2, 3, [2]), (3, 3, [3, 2]), (9, 3, [9, 5, 3]), (4, 2, [4, 3, 3]),
+])
+def test_hyperband_new_configurations_are_what_its_oracle_creates(tmp_path, max_epochs, factor,
+                                                                  expected):
+    # ``expected`` by hand from KerasTuner's sizes: bracket b of B = floor(log_f E) + 1 starts
+    # ceil(ceil(1 + log_f E) / (b + 1) * f^b) configurations, the most aggressive bracket first.
+    assert kt_private.hyperband_new_configurations(max_epochs, factor) == expected
+
+    def hypermodel(hp):
+        hp.Int("x", 0, 10**6)
+        return _hypermodel(hp)
+
+    tuner = kt.Hyperband(hypermodel=hypermodel, objective="loss", max_epochs=max_epochs,
+                         factor=factor, hyperband_iterations=1, seed=0,
+                         directory=str(tmp_path), project_name="hb")
+    oracle, new = tuner.oracle, {}
+    while True:  # KerasTuner's oracle run to its end, every trial finishing at once
+        trial = oracle.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            break
+        values = trial.hyperparameters.values
+        if values["tuner/round"] == 0:
+            new[values["tuner/bracket"]] = new.get(values["tuner/bracket"], 0) + 1
+        oracle.update_trial(trial.trial_id, {"loss": float(values["x"])})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    assert [new[b] for b in sorted(new, reverse=True)] == expected
+
+
 def test_the_display_class_is_the_oracles_and_set_display_replaces_it(tmp_path, capsys):
     display_class = kt_private.trial_display_class()
     oracle = _random_search(tmp_path).oracle

@@ -399,3 +399,28 @@ def test_empty_batch(name, rank, data_format):
             assert tuple(y2.shape) == shape
             for t in keras.tree.flatten(state2):
                 assert t.shape[0] == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_inputs_go_where_the_docstring_says(name, bad):
+    """Issue 29, case 16: no layer checks its input for NaN or Inf. Each says where one goes: within
+    its own sample, or, in training mode, through a BatchNormalization to the whole batch and its
+    moving statistics. That sentence is checked against what the layer does."""
+    doc = " ".join(get_attention_class(name).__doc__.split())
+    mixes = "in training mode" in doc and "mixes the batch" in doc
+    assert mixes or "within its own sample, in training and in inference mode" in doc, doc
+    layer = _make(name)
+    x = _input((4, 8, 8, CHANNELS))
+    clean = x.copy()
+    x[1, 2, 3, 4] = bad
+
+    def non_finite(inputs, training):
+        y = _np(_first(layer(inputs, training=training), name))
+        return [i for i in range(len(y)) if not np.isfinite(y[i]).all()]
+
+    assert non_finite(x, training=False) == [1]
+    assert non_finite(x, training=True) == ([0, 1, 2, 3] if mixes else [1])
+    # Afterwards, a clean batch in inference mode: NaN throughout where the moving statistics
+    # took the NaN in.
+    assert non_finite(clean, training=False) == ([0, 1, 2, 3] if mixes else [])

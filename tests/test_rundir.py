@@ -358,7 +358,7 @@ def test_a_run_that_cannot_start_records_nothing(tmp_path, tiny_data, capsys):
     out = tmp_path / "out"
     # No validation split: refused once the data are loaded, before any record is written.
     assert cli.main(small_args(tiny_data, out, "--validation-split", "0")) == 2
-    assert "needs a validation set" in one_error_line(capsys)
+    assert "needs validation images" in one_error_line(capsys)
     assert not out.exists()  # made by this run, removed again
     # The corrected command (any options) is a new search, not "a different search".
     config = cli.parse_args(small_args(tiny_data, out, "--epochs", "2"))

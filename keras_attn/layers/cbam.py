@@ -68,6 +68,11 @@ class CBAM(AttentionLayer):
     bias); ``spatial_bn`` (gamma, beta and moving
     statistics of one channel).
 
+    Non-finite inputs are not checked (a check would cost a reduction per call). In inference mode
+    a NaN or Inf stays within its own sample's output; in training mode the spatial BatchNormalization mixes the batch:
+    one sample's NaN or Inf makes every sample's output NaN, and the moving statistics too (so
+    every later output).
+
     Raises:
         ValueError: ``reduction`` or ``kernel_size`` not a positive integer, an even
             ``kernel_size``; unknown ``data_format``; at build, an input that is not 3-D, 4-D or

@@ -360,6 +360,9 @@ class DCASqueezeExcite(_ConnectedMixin, SqueezeExcite):
     C' -> C, ``norm``). :func:`~keras_attn.layers.dca_official.load_official_dca_weights` loads the
     official ``CSELayer``'s weights.
 
+    Non-finite inputs are not checked (a check would cost a reduction per call): a NaN or Inf
+    passes through to the output, within its own sample, in training and in inference mode.
+
     Raises:
         ValueError: an invalid argument (names it, its value and the valid choices); at build, an
             input that is not 3-D, 4-D or 5-D or a previous state that is not ``(batch, C_prev)``;
@@ -487,6 +490,11 @@ class DCACBAM(_ConnectedMixin, CBAM):
     ``bn``), ``official_spatial_fusion`` (spatial: ``p1``, ``p2``, ``bn`` of 2 channels).
     :func:`~keras_attn.layers.dca_official.load_official_dca_weights` loads the official
     ``CBAM`` module's weights.
+
+    Non-finite inputs are not checked (a check would cost a reduction per call). In inference mode
+    a NaN or Inf stays within its own sample's output; in training mode the spatial BatchNormalization mixes the batch:
+    one sample's NaN or Inf makes every sample's output NaN, and the moving statistics too (so
+    every later output).
 
     Raises:
         ValueError: an invalid argument; at build, an input that is not 3-D, 4-D or 5-D, a previous
@@ -728,6 +736,11 @@ class DCAShiftAndBalance(_ConnectedMixin, ShiftAndBalance):
 
     Variables: ShiftAndBalance's; with a previous state, ``alpha`` and, when ``C_prev != C_in``,
     ``match_fc`` (or ``match_fc1``/``match_fc2``).
+
+    Non-finite inputs are not checked (a check would cost a reduction per call). In inference mode
+    a NaN or Inf stays within its own sample's output; in training mode the branch's BatchNormalization mixes the batch:
+    one sample's NaN or Inf makes every sample's output NaN, and the moving statistics too (so
+    every later output).
 
     Raises:
         ValueError: an invalid argument; at build, a feature map that is not 3-D, 4-D or 5-D or a

@@ -70,6 +70,9 @@ class ECA(AttentionLayer):
     Variables: ``kernel`` of shape ``(k,)``, no bias. After build, ``effective_kernel_size``
     holds ``k``.
 
+    Non-finite inputs are not checked (a check would cost a reduction per call): a NaN or Inf
+    passes through to the output, within its own sample, in training and in inference mode.
+
     Raises:
         ValueError: at construction, ``kernel_size`` even, ``< 1`` or not an integer,
             ``gamma <= 0``, non-numeric ``b``, unknown ``data_format``; at build, an input that

@@ -89,6 +89,11 @@ class ShiftAndBalance(AttentionLayer):
     Variables: ``control_factor`` ``(C_out,)`` (``fusion="add"`` only); ``fc1`` (C_in x hidden), ``bn1`` (hidden),
     ``fc2`` (hidden x C_out), ``bn2`` (C_out), Dense layers without bias.
 
+    Non-finite inputs are not checked (a check would cost a reduction per call). In inference mode
+    a NaN or Inf stays within its own sample's output; in training mode the branch's BatchNormalization mixes the batch:
+    one sample's NaN or Inf makes every sample's output NaN, and the moving statistics too (so
+    every later output).
+
     Raises:
         ValueError: non-positive ``hidden_ratio`` or ``hidden_multiplier``, unknown ``gate`` or
             ``fusion``, a gate other than ``"sigmoid"`` with ``fusion="multiply"``, non-numeric or non-finite ``lambda_init`` (every numeric argument must be finite),

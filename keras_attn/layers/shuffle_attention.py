@@ -116,6 +116,9 @@ class ShuffleAttention(AttentionLayer):
     kernels (init 0); with ``transform="none"`` the four weight/bias vectors do not exist, nor
     do the norm vectors with ``use_norm=False``. Absent variables are ``None`` attributes.
 
+    Non-finite inputs are not checked (a check would cost a reduction per call): a NaN or Inf
+    passes through to the output, within its own sample, in training and in inference mode.
+
     Raises:
         ValueError: at construction, ``groups`` not a positive integer, ``epsilon <= 0``,
             ``use_norm``/``shuffle`` not booleans, unknown ``transform`` or ``data_format``; at

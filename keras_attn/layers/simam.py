@@ -71,6 +71,9 @@ class SimAM(AttentionLayer):
         data_format: ``"channels_last"`` (default) or ``"channels_first"``.
         **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
 
+    Non-finite inputs are not checked (a check would cost a reduction per call): a NaN or Inf
+    passes through to the output, within its own sample, in training and in inference mode.
+
     Raises:
         ValueError: negative, non-finite or non-numeric ``e_lambda``; unknown ``data_format``; an input that is not 3-D, 4-D or 5-D (the message names its rank).
 

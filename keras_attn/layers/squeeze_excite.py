@@ -50,6 +50,9 @@ class SqueezeExcite(AttentionLayer):
     Variables: two Dense layers with bias, ``squeeze`` (C -> hidden, ReLU) and ``excite``
     (hidden -> C, sigmoid): ``2 * C * hidden + hidden + C`` parameters.
 
+    Non-finite inputs are not checked (a check would cost a reduction per call): a NaN or Inf
+    passes through to the output, within its own sample, in training and in inference mode.
+
     Raises:
         ValueError: ``reduction`` not an integer ``>= 1``; unknown ``data_format``; at build, an
             input that is not 3-D, 4-D or 5-D (the message names its rank) or has an unknown
