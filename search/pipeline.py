@@ -346,7 +346,8 @@ def finalize(config, rundir, searched, analysed, started):
         baseline=analysed.baseline, seeds=list(config.seeds),
         final_seeds=list(config.final_seeds), final_epochs=config.run.final_epochs,
         strategy=started.strategy, full_train=None if full is None else full.train_with_seed,
-        test_data=started.splits.test, verbose=training.fit_verbosity(config.session.quiet))
+        test_data=started.splits.test, verbose=training.fit_verbosity(config.session.quiet),
+        board=analysed.board)
 
 
 # ------------------------------------------------------------------ 6. report
