@@ -20,11 +20,11 @@ A pure function of the runs (no training, no TensorFlow), so that it can be simu
 * :func:`race`: which configurations of a racing schedule get more seeds and which are dropped.
 
 **Departures from the textbook analysis** (Dunnett 1955, the previous version of this package):
-the critical value is Dunnett's only when ``noise_ratio=1``; the default is larger (4.3 instead
-of 3.0 at 5 configurations x 3 seeds, at the first look's alpha 0.04: 4.6), the price of a
-family-wise error that holds when the noise differs. The minimum detectable effect is exact for
-equal noise (non-central t, :func:`search.calibration.mde_factor`), not the normal approximation
-``(q + t(0.80, df)) * se`` (which gave 0.78-0.79 power).
+the critical value is Dunnett's only when ``noise_ratio=1``; the default is larger (at 5
+configurations x 3 seeds and the first look's alpha 0.04, 4.54 instead of Dunnett's 3.19), the
+price of a family-wise error that holds when the noise differs. The minimum detectable effect
+is exact for equal noise (non-central t, :func:`search.calibration.mde_factor`), not the normal
+approximation ``(q + t(0.80, df)) * se`` (which gave 0.78-0.79 power).
 
 **The best configuration** is the highest estimate among the configurations with the most seeds
 shared with the baseline: a configuration cut off after one seed has a noisier estimate and would

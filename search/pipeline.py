@@ -10,7 +10,7 @@ process, a distributed search's chief and its workers is asked of the role
 2. :func:`start`: devices, precision, seeds, the data.
 3. :func:`search`: the tuner over the hypermodel, trained under the comparison protocol
    (:mod:`search.tuning`, :mod:`search.protocol`).
-4. :func:`analyse`: the leaderboard (:mod:`search.report`, :mod:`search.analysis`) and the cost of
+4. :func:`analyse`: the leaderboard (:mod:`search.report`, :mod:`search.decision`) and the cost of
    each configuration (:mod:`search.costs`).
 5. :func:`finalize`: the test split and the kept model (:mod:`search.final`).
 6. :func:`grad_cam_figure` and :func:`write_summary`: the report.

@@ -104,7 +104,7 @@ def configuration_rows(trial_rows, num_classes=None, ledger=None):
     epochs, then the most repeats. Each row adds to the trial's fields:
 
     * ``repeats``: finished runs; ``val_accuracy_mean``, ``val_accuracy_std`` (ddof=1, None for
-      one run), computed over the runs' last-epoch values;
+      one run), computed over the runs' finite last-epoch values;
     * the comparison with the baseline (:func:`search.decision.decide`: seeds as blocks, one
       pooled variance, a simultaneous interval whose critical value holds for noise differing
       up to 3x and over every look): ``delta_vs_baseline`` (the blocked estimate; with every
@@ -120,9 +120,11 @@ def configuration_rows(trial_rows, num_classes=None, ledger=None):
       (``num_classes`` given): such a score is not a measurement of the attention.
 
     The baseline is the configuration with ``attention == "none"``. Sorted by the blocked
-    estimate, best first (the baseline at 0; rows without one after, by mean; rows without runs
-    last); ``rank`` numbers them. ``ledger``: the looks so far (:mod:`search.looks`; None: this
-    is the first). Returns a :class:`Leaderboard` (a list of the rows) whose ``analysis`` is the
+    estimate, best first: the configurations that can be best (the analysis' ``ranking``) and
+    the baseline (at 0), then those with fewer seeds shared with the baseline, then those
+    without an estimate (by mean), rows without runs last; ``rank`` numbers them. ``ledger``:
+    the looks so far (:mod:`search.looks`; None: this is the first). Returns a
+    :class:`Leaderboard` (a list of the rows) whose ``analysis`` is the
     :class:`search.decision.Decision` (its ``ledger`` has this look: store it), or None without
     a baseline run.
     """
@@ -139,7 +141,9 @@ def configuration_rows(trial_rows, num_classes=None, ledger=None):
         runs = row["runs"]
         if not runs and row[OBJECTIVE] is not None and row["status"] == "COMPLETED":
             runs = {None: row[OBJECTIVE]}  # a trial run without the protocol: one value
-        mean, std = stats.mean_std(runs.values()) if runs else (None, None)
+        # A NaN or infinite run (a diverged training) is no accuracy: the mean is over the rest.
+        finite = [v for v in runs.values() if v is not None and math.isfinite(v)]
+        mean, std = stats.mean_std(finite) if finite else (None, None)
         row.update({"repeats": len(runs), f"{OBJECTIVE}_mean": mean, f"{OBJECTIVE}_std": std,
                     "runs": runs})
         train = [a for a in (row.get("train_accuracy") or {}).values() if a is not None]
@@ -151,9 +155,15 @@ def configuration_rows(trial_rows, num_classes=None, ledger=None):
     board.analysis = _analyse(board, ledger)
     rows = board
     mean_key = f"{OBJECTIVE}_mean"
-    rows.sort(key=lambda r: (r[mean_key] is None, r["delta_vs_baseline"] is None,
-                             -(r["delta_vs_baseline"] or 0.0), -(r[mean_key] or 0.0),
-                             str(r["trial"])))
+    ranked = set(board.analysis.ranking) if board.analysis is not None else set()
+
+    def group(row):  # the ranked and the baseline, then fewer seeds, then no estimate
+        if row["verdict"] == "baseline" or configuration_key(row) in ranked:
+            return 0
+        return 1 if row["delta_vs_baseline"] is not None else 2
+
+    rows.sort(key=lambda r: (r[mean_key] is None, group(r), -(r["delta_vs_baseline"] or 0.0),
+                             -(r[mean_key] or 0.0), str(r["trial"])))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows
@@ -459,7 +469,7 @@ def projection_line(board, configurations, seeds, seconds_left=None, ledger=None
     from search.decision import plan
 
     analysis = getattr(board, "analysis", None)
-    if analysis is None or not analysis.residual_sd or configurations < 2 or seeds < 2:
+    if analysis is None or analysis.critical_value is None or configurations < 2 or seeds < 2:
         return None
     planned = plan(analysis.residual_sd, configurations, seeds, ledger=ledger)
     left = "" if seconds_left is None else f"; about {seconds_left / 60:.0f} min of search left"
@@ -533,7 +543,7 @@ def plot_configurations(rows, out_dir):
         paths.append(_save_rows_plot(
             plt, fig, ax, ys, [configuration_label(r) for r in others],
             rundir.delta_plot, "Attention vs no attention, same seeds",
-            "difference to the baseline, validation accuracy: simultaneous 95% CI (Dunnett); "
+            "difference to the baseline, validation accuracy: simultaneous 95% CI; "
             "gray: own paired CI" + ("" if mde is None else f"; band: +-MDE {mde:.3f}")))
     return paths
 
@@ -727,7 +737,7 @@ def add_costs(rows, costs):
 def leaderboard_text(rows):
     """The leaderboard as aligned plain text, for the terminal, after the analysis paragraph."""
     lines = [f"{'rank':>4}  {'configuration':<40} {'n':>2}  {'val acc mean +- std':<19}  "
-             f"{'delta [simultaneous 95% CI]':<29} {'Holm p':>7} {'wins':>5}  verdict"]
+             f"{'delta [simultaneous 95% CI]':<29} {'adj. p':>7} {'wins':>5}  verdict"]
     for r in rows:
         verdict = r["verdict"] + (f" ({r['note']})" if r["note"] else "")
         if r["verdict"] == "" and r.get("verdict_reason"):
@@ -738,7 +748,7 @@ def leaderboard_text(rows):
             verdict += f" [{r['status']}]"
         lines.append(f"{r['rank']:>4}  {configuration_label(r)[:40]:<40} {r['repeats']:>2}  "
                      f"{_accuracy_text(r):<19}  {_delta_text(r, 'sim_ci95'):<29} "
-                     f"{_fmt(r['p_holm'], '.3f'):>7} {r['wins'] or '':>5}  {verdict}")
+                     f"{_fmt(r['p_adjusted'], '.3f'):>7} {r['wins'] or '':>5}  {verdict}")
     return "\n".join(lines)
 
 
@@ -769,10 +779,11 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
     """Write ``summary.json``: the answer of the search, and how it was obtained.
 
     Holds the best configuration with attention and the baseline (validation statistics over
-    the repeats, the blocked model's contrast with its simultaneous interval, Holm p, minimum
+    the repeats, the blocked model's contrast with its simultaneous interval, adjusted p, minimum
     detectable effect, the own paired interval), the analysis itself (``analysis``), the test
-    split's answer from ``final`` (:func:`search.final.finalize`: the search runs of both
-    tested, ``test``; the kept model, ``best_model``), the overhead per run, timings, the
+    split's answer from ``final`` (:func:`search.final.finalize`: the search runs of the
+    baseline and of every candidate for the best tested, ``test``; the kept model,
+    ``best_model``), the overhead per run, timings, the
     configuration and versions, and the files written (``exports``: the exported best model's
     artifacts, relative to ``out_dir``). Returns the dict.
     """
