@@ -118,9 +118,10 @@ def power_at_mde(k, seeds):
 
 def stages(baseline_noise, look_after_stage_1):
     """Stage 1: the baseline and 4 attentions x 3 seeds (the baseline ``baseline_noise`` times
-    noisier); the attention with the highest blocked estimate gets 4 variants in stage 2, with
-    the same seeds and that attention's noise; the stage-1 runs are reused. One look at the end,
-    or one after each stage (a ledger)."""
+    noisier, one attention 2x, so that the noisier one is chosen more often); the attention with
+    the highest blocked estimate gets 4 variants in stage 2, with the same seeds and that
+    attention's noise; the stage-1 runs are reused. One look at the end, or one after each stage
+    (a ledger)."""
     def case(rng, args):
         noise = noise_of(5, baseline=baseline_noise, a1=2.0)
         runs, _ = draw(rng, noise, range(3))

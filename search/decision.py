@@ -481,8 +481,8 @@ def test_answer(test_runs, validation, *, best=None, ledger=None, notes=None):
                       noise_ratio=validation.noise_ratio, notes=notes)
     how = (f"the search runs of the {len(validation.ranking)} configuration(s) that could have "
            f"been chosen and of the baseline, evaluated on the test split, paired by seed; "
-           f"{decision.method}, simultaneous over all of them, so that the interval holds for "
-           f"the chosen one whatever chose it")
+           f"{decision.method}: the intervals cover all the candidates at once, so the chosen "
+           f"one's holds whatever chose it")
     return TestAnswer(best, decision.comparisons[best], decision, how)
 
 

@@ -420,6 +420,10 @@ def _delta_text(row, prefix):
     return _signed(row["delta_vs_baseline"]) + (f" {interval}" if interval else "")
 
 
+def _count(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def analysis_text(board):
     """A paragraph saying how the leaderboard's comparison was obtained and what it could find
     (:class:`search.decision.Decision`): the method, this look and the error it has spent, the
@@ -448,7 +452,8 @@ def analysis_text(board):
                f"only while its noise is within {analysis.noise_ratio:g}x of the others'.")
     return (head + f" This run: look {analysis.look} of the validation comparisons "
             f"(family-wise error spent so far {analysis.alpha:.4f} of {alpha:g}), "
-            f"{len(analysis.comparisons)} comparisons over {len(analysis.seeds)} seeds, "
+            f"{_count(len(analysis.comparisons), 'comparison')} over "
+            f"{_count(len(analysis.seeds), 'seed')}, "
             f"{analysis.residual_df} residual df, pooled sd of one run "
             f"{analysis.residual_sd:.4f} (of a paired difference "
             f"{analysis.residual_sd * math.sqrt(2):.4f}), critical value "
@@ -514,7 +519,8 @@ def plot_configurations(rows, out_dir):
         color = "gray" if r["attention"] == NO_ATTENTION else "C0"
         ax.errorbar(r["val_accuracy_mean"], y, xerr=r["val_accuracy_std"] or 0, fmt="o",
                     color=color, capsize=4)
-        ax.scatter(list(r["runs"].values()), [y] * len(r["runs"]), s=12, color=color, alpha=0.5)
+        shown = [v for v in r["runs"].values() if v is not None and math.isfinite(v)]
+        ax.scatter(shown, [y] * len(shown), s=12, color=color, alpha=0.5)
     paths.append(_save_rows_plot(
         plt, fig, ax, ys, labels, rundir.accuracy_plot, "Configurations",
         "validation accuracy (mean +- std over seeds; dots: single runs)"))
@@ -857,8 +863,8 @@ def summary_lines(summary):
             f"what this budget could find: simultaneous half-width up to "
             f"{analysis['half_width']:.4f}, minimum detectable effect {analysis['mde']:.4f} "
             f"(80% power; pooled sd of a run {analysis['residual_sd']:.4f}, "
-            f"{analysis['residual_df']} residual df, {analysis['comparisons']} comparisons, "
-            f"critical value {analysis['critical_value']:.2f} at look {analysis['look']}, "
+            f"{analysis['residual_df']} residual df, "
+            f"{_count(analysis['comparisons'], 'comparison')}, critical value {analysis['critical_value']:.2f} at look {analysis['look']}, "
             f"family-wise error spent {analysis['alpha_spent']:.3f})")
     test = summary.get("test") or {}
     for name in ("best", "baseline"):
@@ -870,7 +876,7 @@ def summary_lines(summary):
                          + f" over {len(entry['runs'])} seed(s)")
     if test.get("delta_vs_baseline") is not None:
         if test.get("sim_ci95_low") is not None:
-            ci = (f"simultaneous 95% CI over the {test['candidates_tested']} candidates "
+            ci = (f"simultaneous 95% CI over {_count(test['candidates_tested'], 'candidate')} "
                   f"[{test['sim_ci95_low']:+.4f}, {test['sim_ci95_high']:+.4f}]: "
                   f"{test['verdict']}")
         elif test.get("verdict_reason"):
