@@ -181,7 +181,7 @@ class Decision:
             "seeds": [s if isinstance(s, (int, float, str)) else repr(s) for s in self.seeds],
             "runs": self.runs, "left_out": self.left_out, "residual_df": self.residual_df,
             "residual_sd": self.residual_sd, "half_width": self.half_width, "mde": self.mde,
-            "best": None if self.best is None else looks._text(self.best),
+            "best": None if self.best is None else looks.name_of(self.best),
             "best_reason": self.best_reason, "reason": self.reason,
             "confidence": self.confidence, "power": self.power,
             "noise_ratio": self.noise_ratio,
@@ -340,7 +340,7 @@ def _compare(c, runs, model, look, notes):
     own = _verdict(paired["low"], paired["high"])
     if own and own != verdict:
         flags.append("intervals disagree")
-    before = look.earlier.get(looks._text(c))
+    before = look.earlier.get(looks.name_of(c))
     if before and before[1] != verdict:
         flags.append(f"{before[1]} at look {before[0]}")
     return Comparison(**fields, se=se, low=low, high=high,
@@ -392,7 +392,7 @@ def decide(runs, baseline, *, ledger=None, family="validation", confidence=CONFI
             settings or another baseline.
     """
     _check_settings(confidence, power, noise_ratio)
-    names = [looks._text(c) for c in runs]
+    names = [looks.name_of(c) for c in runs]
     if len(set(names)) != len(names):
         raise ValueError(f"Two configurations have the same name: {names}.")
     ledger = looks.checked_ledger(ledger, confidence, noise_ratio, family)

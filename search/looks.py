@@ -51,15 +51,16 @@ def cumulative_alpha(look, alpha, share=FIRST_LOOK_SHARE):
     return alpha * (1.0 - (1.0 - share) / 2 ** (look - 1))
 
 
-def _text(value):
-    """A configuration's or a seed's name in the ledger (JSON keys are strings)."""
+def name_of(value):
+    """A configuration's or a seed's name in the ledger (JSON keys are strings): a string
+    itself, anything else its ``repr``."""
     return value if isinstance(value, str) else repr(value)
 
 
 def fingerprint(cells):
     """A hex digest of a :class:`search.analysis.ModelCells`'s runs (configuration, seed and
     value of every cell)."""
-    rows = sorted([_text(c), _text(s), float(v).hex()] for c, s, v in cells.cells)
+    rows = sorted([name_of(c), name_of(s), float(v).hex()] for c, s, v in cells.cells)
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
@@ -118,9 +119,9 @@ def earlier_designs(ledger, family, baseline, upto=None):
     entry = ledger["families"].get(family)
     if entry is None:
         return []
-    if entry["baseline"] != _text(baseline):
+    if entry["baseline"] != name_of(baseline):
         raise ValueError(f"The ledger's {family} looks compare with the baseline "
-                         f"{entry['baseline']!r}, not {_text(baseline)!r}.")
+                         f"{entry['baseline']!r}, not {name_of(baseline)!r}.")
     out = []
     for look in entry["looks"][: None if upto is None else upto - 1]:
         key = tuple((c, s) for c, seeds in look["cells"].items() for s in seeds)
@@ -130,17 +131,17 @@ def earlier_designs(ledger, family, baseline, upto=None):
 
 def record(ledger, family, baseline, cells, digest, alpha, critical_value, verdicts):
     """Append a look to ``ledger`` (in place) and return it."""
-    entry = ledger["families"].setdefault(family, {"baseline": _text(baseline), "looks": []})
+    entry = ledger["families"].setdefault(family, {"baseline": name_of(baseline), "looks": []})
     by_configuration = {}
     for c, s, _ in cells.cells:
-        by_configuration.setdefault(_text(c), []).append(_text(s))
+        by_configuration.setdefault(name_of(c), []).append(name_of(s))
     look = {"look": len(entry["looks"]) + 1, "fingerprint": digest, "runs": len(cells.cells),
             "cells": by_configuration, "alpha": alpha, "critical_value": critical_value,
-            "verdicts": {_text(c): v for c, v in verdicts.items()}}
+            "verdicts": {name_of(c): v for c, v in verdicts.items()}}
     entry["looks"].append(look)
     return look
 
 
 def text_key(cells):
     """``((configuration, seed), ...)`` of ``cells`` with the ledger's text names."""
-    return tuple((_text(c), _text(s)) for c, s, _ in cells.cells)
+    return tuple((name_of(c), name_of(s)) for c, s, _ in cells.cells)
