@@ -5,7 +5,8 @@ The data flows one way (the README's Development section draws it): :mod:`search
 over a :class:`search.rundir.RunDir`) -> :mod:`search.tuning` (KerasTuner's tuners with the
 comparison protocol of :mod:`search.protocol`) over :mod:`search.hypermodel` (a trial's model),
 :mod:`search.space` (the space, from the layers) and :mod:`search.recipe` (the training recipe)
--> :mod:`search.report` with :mod:`search.analysis` and :mod:`search.stats` (the leaderboard),
+-> :mod:`search.report` with :mod:`search.decision` (the verdicts; over :mod:`search.analysis`,
+:mod:`search.calibration`, :mod:`search.looks`) and :mod:`search.stats` (the leaderboard),
 :mod:`search.costs` and :mod:`search.final` (the test split, the kept model). Importing
 ``search`` itself is cheap: the names below load their module (and TensorFlow) on first use.
 """
@@ -35,9 +36,10 @@ _LAZY = {
     "Protocol": "search.protocol",
     "make_tuner": "search.tuning",
     "paired_difference": "search.stats",
-    "blocked_analysis": "search.analysis",
-    "dunnett_critical_value": "search.analysis",
-    "plan": "search.analysis",
+    "decide": "search.decision",
+    "plan": "search.decision",
+    "race": "search.decision",
+    "test_answer": "search.decision",
     "mean_std": "search.stats",
 }
 

@@ -1,328 +1,298 @@
-"""The leaderboard's statistics: a randomized complete block design, seeds as blocks.
+"""The blocked model of a search's runs: a randomized complete block design, seeds as blocks.
 
 Every configuration of a search is trained with the same seeds; one seed fixes the backbone's
 initial weights, the data order and the augmentation for all of them. The seeds are therefore
-*blocks* and the configurations *treatments* of a randomized complete block design, and the
-accuracies are analysed with the two-way additive model (ordinary least squares, ``statsmodels``)
+*blocks* and the configurations *treatments*, and the accuracies follow the two-way additive model
 
-    accuracy[c, s] = mu + tau[c] + beta[s] + e[c, s],    e ~ N(0, sigma^2)
+    accuracy[c, s] = mu + tau[c] + beta[s] + e[c, s]
 
-with the baseline (no attention) as the reference level of ``tau``. Its benefits over one paired
-t interval per configuration (:mod:`search.stats`, kept beside it):
+with the baseline (no attention) as the reference level of ``tau``. Ordinary least squares gives
+each configuration's contrast ``tau[c] - tau[baseline]`` (with every seed shared: the mean per-seed
+difference to the baseline), its standard error from one pooled residual variance, and
+``residual_df = N - k - n + 1`` residual degrees of freedom (``(k - 1)(n - 1)`` when all ``k``
+configurations ran all ``n`` seeds). What the verdicts make of these numbers (critical values
+that hold when the noise differs between configurations, looks, selection) is
+:mod:`search.decision`'s job; this module is only the model, for one table or for a batch of
+simulated tables with the same cells (:meth:`BlockedDesign.fit`), so that the procedure can be
+simulated at the cost of a matrix product.
 
-* ``sigma`` is estimated from every configuration's runs at once: ``residual_df = N - k - n + 1``
-  degrees of freedom (``(k - 1)(n - 1)`` when every one of ``k`` configurations ran all ``n``
-  seeds) instead of ``n - 1`` per configuration. With 3 seeds and 5 configurations that is 8
-  degrees of freedom instead of 2 (a t quantile of 2.31 instead of 4.30).
-* All ``k - 1`` contrasts ``tau[c] - tau[baseline]`` get *simultaneous* 95% intervals (Dunnett's
-  many-to-one procedure, Dunnett 1955, J. Am. Stat. Assoc. 50:1096): with probability 0.95 every
-  interval covers its true difference at once, so that comparing 8 configurations with one
-  baseline does not find a "significant" one by chance one time in three. The critical value is
-  the 95% quantile of ``max_c |T_c|``, ``T`` multivariate t with the contrasts' correlation and
-  ``residual_df`` degrees of freedom (``scipy.stats.multivariate_t``; ``scipy.stats.dunnett``
-  assumes independent groups, which blocked runs are not). Unbalanced data (a configuration with
-  fewer seeds, a failed repeat) only change the covariance the critical value is computed from.
-* Holm's step-down adjustment of the contrasts' p-values
-  (``statsmodels.stats.multitest.multipletests(method="holm")``) controls the same family-wise
-  error for the yes/no question.
+Only runs the model can use enter it (:func:`model_cells`): a finite value, at a seed the
+baseline also has a finite run for. A run that is None, NaN or infinite is left out and said
+so; so is a run at a seed the baseline lacks (it cannot be paired with the baseline), and a
+configuration without a seed shared with the baseline is not in the model at all (its contrast
+would not be estimable; statsmodels' pseudo-inverse would give it an arbitrary value).
 
-The verdicts (``better`` / ``worse`` / ``no significant difference``) come from the simultaneous
-interval. Beside it each configuration keeps its own paired interval (``n - 1`` degrees of
-freedom, unadjusted), the standard deviation of its own per-seed differences next to the pooled
-one, its wins over the seeds, and flags where the two intervals disagree or where Levene's test
-(Brown-Forsythe form, ``scipy.stats.levene(center="median")``) on the model's residuals by
-configuration says that pooling one variance is doubtful.
+The least squares are numpy's QR of the design matrix, checked against
+``statsmodels.OLS`` in ``tests/test_analysis.py``; statsmodels itself is not used here because
+the simulations fit tens of thousands of tables at once.
 
-The minimum detectable effect (MDE) says what the budget could have found: the true difference
-that a contrast declares at the simultaneous level with 80% power,
-``MDE = (q_dunnett + t(0.80, residual_df)) * SE``, ``SE`` the contrast's standard error (the usual
-normal-theory approximation, e.g. Montgomery, Design and Analysis of Experiments, Sec. 2.4). A
-"no significant difference" means "smaller than about the MDE, if anything", not "no effect".
-:func:`plan` gives the same numbers for a planned budget from a standard deviation measured on the
-first runs.
+:func:`noise_check` is the per-configuration check of the model's one-variance assumption: an F
+test of the residual variance a configuration adds to the model of the others (exact under
+normal errors; it has power at 3 seeds, where Levene's test on the residuals had none).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
 
-CONFIDENCE = 0.95
-POWER = 0.80
-# Monte Carlo points of scipy's multivariate t CDF per dimension; with the fixed seed below the
-# critical value is reproducible to 4 digits and within 0.005 of Dunnett's tables.
-_MVT_POINTS = 20000
-_MVT_SEED = 12345
-LEVENE_ALPHA = 0.05
+import numpy as np
 
 
-@dataclasses.dataclass(frozen=True)
-class Contrast:
-    """One configuration against the baseline.
+def seed_order(seed):
+    """Sort key of a seed: numbers in numeric order, then anything else by its text."""
+    if isinstance(seed, numbers.Real) and not isinstance(seed, bool):
+        return (0, float(seed), "")
+    return (1, 0.0, str(seed))
 
-    Attributes:
-        configuration: its key in the table.
-        estimate: the blocked model's ``tau[c] - tau[baseline]`` (accuracy units, e.g. 0.012 = 1.2
-            points); with every seed shared it equals the mean paired difference.
-        se: its standard error from the pooled residual variance.
-        low, high: Dunnett's simultaneous ``confidence`` interval (None without residual df).
-        p_value, p_holm: the two-sided t-test of ``estimate = 0`` and its Holm-adjusted value.
-        verdict: ``"better"``, ``"worse"``, ``"no significant difference"`` (from ``low``/``high``)
-            or ``""`` (no interval).
-        paired_low, paired_high: the configuration's own paired Student-t interval (unpooled,
-            unadjusted; None with fewer than 2 shared seeds).
-        paired_sd: standard deviation (ddof=1) of its own per-seed differences; pooled_paired_sd:
-            the same quantity from the pooled model, ``sigma * sqrt(2)``.
-        wins, pairs: seeds on which it beat the baseline, of the seeds both ran.
-        mde: minimum detectable effect of this contrast (see the module docstring).
-        flags: ``"intervals disagree"`` when the unpooled interval's verdict differs from the
-            simultaneous one; ``"unequal variances"`` when Levene's test rejects equal variances
-            (then the pooled interval may be too narrow for the noisier configurations).
+
+def _bad_run(value):
+    """None when ``value`` is a usable run, else the text saying why it is not (None, nan, inf).
+
+    Raises:
+        ValueError: ``value`` is not a number at all (a string, a bool, a list).
     """
-
-    configuration: object
-    estimate: float
-    se: float | None
-    low: float | None
-    high: float | None
-    p_value: float | None
-    p_holm: float | None
-    verdict: str
-    paired_low: float | None
-    paired_high: float | None
-    paired_sd: float | None
-    pooled_paired_sd: float | None
-    wins: int
-    pairs: int
-    mde: float | None
-    flags: tuple = ()
+    if value is None:
+        return "None"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"a run's value must be a number, None, NaN or inf; got {value!r}.")
+    value = float(value)
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
-class BlockedAnalysis:
-    """The blocked model of a search's runs (see the module docstring).
+class ModelCells:
+    """The runs the blocked model uses and those it leaves out.
 
     Attributes:
         baseline: the reference configuration's key.
-        contrasts: ``{configuration: Contrast}`` for every other configuration with a run in a
-            seed the model can use.
-        residual_df: residual degrees of freedom of the two-way model (0: no interval).
-        residual_sd: the pooled ``sigma`` (None when ``residual_df == 0``).
-        critical_value: Dunnett's two-sided critical value (None when ``residual_df == 0``).
-        levene_p: p-value of Levene's test of equal residual variances over configurations
-            (None when fewer than two configurations have 2+ runs).
-        seeds: the seeds (blocks) in the model; runs: number of runs (observations).
-        confidence, power: of the intervals and of the MDE.
+        configurations: the keys in the model, the baseline first (each with at least one seed
+            shared with the baseline).
+        seeds: the seeds in the model, in :func:`seed_order`.
+        cells: ``((configuration, seed, value), ...)``, configurations then seeds in order.
+        excluded: ``{configuration: {seed: why}}`` for every run left out ("nan", "None",
+            "inf", "no baseline run with this seed").
+        unpaired: the configurations with at least one finite run but no seed shared with the
+            baseline (not in the model).
+        empty: the configurations without a finite run.
     """
 
     baseline: object
-    contrasts: dict
-    residual_df: int
-    residual_sd: float | None
-    critical_value: float | None
-    levene_p: float | None
+    configurations: tuple
     seeds: tuple
-    runs: int
-    confidence: float = CONFIDENCE
-    power: float = POWER
+    cells: tuple
+    excluded: dict
+    unpaired: tuple
+    empty: tuple
 
-    @property
-    def half_width(self):
-        """The largest simultaneous half-width over the contrasts (None without intervals)."""
-        widths = [c.high - c.estimate for c in self.contrasts.values() if c.high is not None]
-        return max(widths) if widths else None
+    def key(self):
+        """The cells without their values: ``((configuration, seed), ...)``."""
+        return tuple((c, s) for c, s, _ in self.cells)
 
-    @property
-    def mde(self):
-        """The largest minimum detectable effect over the contrasts (None without intervals)."""
-        values = [c.mde for c in self.contrasts.values() if c.mde is not None]
-        return max(values) if values else None
+    def values(self):
+        """The cells' values as a float64 vector."""
+        return np.array([v for *_, v in self.cells], dtype="float64")
+
+    def runs_of(self, configuration):
+        """``{seed: value}`` of one configuration in the model."""
+        return {s: v for c, s, v in self.cells if c == configuration}
 
 
-def dunnett_critical_value(correlation, df, confidence=CONFIDENCE):
-    """Two-sided critical value ``q`` of Dunnett's many-to-one procedure:
-    ``P(max_i |T_i| <= q) = confidence`` for ``T`` multivariate t with ``df`` degrees of freedom
-    and the given correlation matrix (``scipy.stats.multivariate_t``, Monte Carlo with a fixed
-    seed). One contrast gives the Student-t quantile exactly; ``df=inf`` the normal one.
+def model_cells(runs, baseline):
+    """Sort a table of runs into the cells of the blocked model (see the module docstring).
 
     Args:
-        correlation: ``(m, m)`` correlation matrix of the ``m`` contrasts (or a number of
-            contrasts ``m``, meaning the balanced design's correlation 0.5).
-        df: degrees of freedom, > 0.
-        confidence: in (0, 1) (default 0.95).
-
-    Raises:
-        ValueError: ``df <= 0``, ``confidence`` outside (0, 1) or a non-square matrix.
-    """
-    import numpy as np
-    from scipy import optimize, stats
-
-    if not 0 < confidence < 1:
-        raise ValueError(f"`confidence` must be in (0, 1); got {confidence!r}.")
-    if not df > 0:
-        raise ValueError(f"`df` must be > 0; got {df!r}.")
-    if np.ndim(correlation) == 0:
-        m = int(correlation)
-        correlation = np.full((m, m), 0.5) + 0.5 * np.eye(m)
-    corr = np.asarray(correlation, dtype="float64")
-    if corr.ndim != 2 or corr.shape[0] != corr.shape[1] or corr.shape[0] < 1:
-        raise ValueError(f"`correlation` must be a square matrix; got shape {corr.shape}.")
-    m = corr.shape[0]
-    if m == 1:
-        return float(stats.t.ppf(0.5 + confidence / 2, df))
-    if math.isinf(df):
-        dist = stats.multivariate_normal(mean=np.zeros(m), cov=corr, allow_singular=True)
-
-        def coverage(q):
-            return dist.cdf(np.full(m, q), lower_limit=np.full(m, -q)) - confidence
-    else:
-        dist = stats.multivariate_t(loc=np.zeros(m), shape=corr, df=df, allow_singular=True)
-
-        def coverage(q):
-            return dist.cdf(np.full(m, q), lower_limit=np.full(m, -q),
-                            maxpts=_MVT_POINTS * m, random_state=_MVT_SEED) - confidence
-    # Bonferroni's value is an upper bound of Dunnett's, Student's single-comparison one a lower.
-    low = float(stats.t.ppf(0.5 + confidence / 2, df))
-    high = float(stats.t.ppf(1 - (1 - confidence) / (2 * m), df)) + 1e-6
-    return float(optimize.brentq(coverage, low, high, xtol=1e-4))
-
-
-def _model_table(runs, baseline):
-    """Long table ``(configuration id, seed id, value)`` of the runs whose seed the model can use,
-    and the id of each configuration (the baseline first, as ``c0``)."""
-    keys = [baseline] + [c for c in runs if c != baseline]
-    ids = {c: f"c{i}" for i, c in enumerate(keys)}
-    rows = [(ids[c], f"s{s}", float(v)) for c in keys for s, v in sorted(runs[c].items(),
-                                                                            key=lambda i: str(i[0]))
-            if v is not None and math.isfinite(float(v))]
-    return rows, ids
-
-
-def blocked_analysis(runs, baseline, confidence=CONFIDENCE, power=POWER):
-    """Fit the blocked model to a search's runs and compare every configuration with the baseline.
-
-    Args:
-        runs: ``{configuration: {seed: value}}``, e.g. each leaderboard row's ``runs``; values
-            in accuracy units. Non-finite values are left out.
+        runs: ``{configuration: {seed: value}}``; values in accuracy units, None/NaN/inf allowed.
         baseline: the key of the reference configuration in ``runs``.
-        confidence: of the simultaneous and the paired intervals (default 0.95).
-        power: of the minimum detectable effect (default 0.80).
 
     Returns:
-        a :class:`BlockedAnalysis`.
+        a :class:`ModelCells`. The model holds the seeds at which the baseline and at least one
+        other configuration have finite runs.
 
     Raises:
-        ValueError: ``baseline`` not in ``runs`` or without runs.
+        ValueError: ``baseline`` not in ``runs``, a configuration's runs not a mapping, or a value
+            that is not a number (see :func:`_bad_run`).
     """
-    import numpy as np
-    import pandas as pd
-    import statsmodels.formula.api as smf
-    from scipy import stats as sps
-    from statsmodels.stats.multitest import multipletests
-
-    from search import stats
-
-    if baseline not in runs or not runs[baseline]:
-        raise ValueError(f"The baseline {baseline!r} has no runs; configurations: "
-                         f"{', '.join(map(str, runs))}.")
-    rows, ids = _model_table(runs, baseline)
-    frame = pd.DataFrame(rows, columns=["configuration", "seed", "accuracy"])
-    present = [c for c in ids if ids[c] in set(frame["configuration"])]
-    seeds = tuple(sorted({s for c in present for s in runs[c]}, key=str))
-    n_conf, n_seed = frame["configuration"].nunique(), frame["seed"].nunique()
-    residual_df = len(frame) - n_conf - n_seed + 1
-    formula = "accuracy ~ C(configuration, Treatment('c0'))"
-    if n_seed > 1:
-        formula += " + C(seed)"
-    fit = smf.ols(formula, data=frame).fit() if n_conf > 1 else None
-    names = {c: f"C(configuration, Treatment('c0'))[T.{ids[c]}]" for c in present
-             if c != baseline}
-    if fit is not None:  # a configuration whose only runs share no seed is not estimable
-        names = {c: n for c, n in names.items() if n in fit.params.index}
-    residual_df = int(round(fit.df_resid)) if fit is not None else 0
-    sigma = math.sqrt(fit.scale) if fit is not None and residual_df > 0 else None
-    contrasts_list = list(names)
-    crit = None
-    if sigma is not None and sigma > 0 and contrasts_list:
-        cov = fit.cov_params().loc[list(names.values()), list(names.values())].to_numpy()
-        se = np.sqrt(np.diag(cov))
-        crit = dunnett_critical_value(cov / np.outer(se, se), residual_df, confidence)
-    p_raw = {c: float(fit.pvalues[n]) for c, n in names.items()} if sigma else {}
-    p_holm = {}
-    if p_raw:
-        adjusted = multipletests(list(p_raw.values()), alpha=1 - confidence, method="holm")[1]
-        p_holm = dict(zip(p_raw, (float(p) for p in adjusted)))
-    levene_p = _levene(fit, frame) if sigma else None
-    t_power = float(sps.t.ppf(power, residual_df)) if residual_df > 0 else None
-    contrasts = {}
-    for c in contrasts_list:
-        estimate = float(fit.params[names[c]])
-        se_c = float(fit.bse[names[c]]) if sigma else None
-        low = high = mde = None
-        if crit is not None:
-            low, high = estimate - crit * se_c, estimate + crit * se_c
-            mde = (crit + t_power) * se_c
-        paired = stats.paired_difference(runs[c], runs[baseline], confidence)
-        shared = sorted(set(runs[c]) & set(runs[baseline]), key=str)
-        diffs = [float(runs[c][s]) - float(runs[baseline][s]) for s in shared]
-        verdict = stats.verdict(low, high)
-        own = stats.verdict(paired["low"], paired["high"])
-        flags = []
-        if verdict and own and own != verdict:
-            flags.append("intervals disagree")
-        if levene_p is not None and levene_p < LEVENE_ALPHA:
-            flags.append("unequal variances")
-        contrasts[c] = Contrast(
-            configuration=c, estimate=estimate, se=se_c, low=low, high=high,
-            p_value=p_raw.get(c), p_holm=p_holm.get(c), verdict=verdict,
-            paired_low=paired["low"], paired_high=paired["high"],
-            paired_sd=stats.mean_std(diffs)[1] if len(diffs) > 1 else None,
-            pooled_paired_sd=None if sigma is None else sigma * math.sqrt(2),
-            wins=sum(d > 0 for d in diffs), pairs=len(diffs), mde=mde, flags=tuple(flags))
-    return BlockedAnalysis(baseline=baseline, contrasts=contrasts, residual_df=residual_df,
-                           residual_sd=sigma, critical_value=crit, levene_p=levene_p,
-                           seeds=seeds, runs=len(frame), confidence=confidence, power=power)
+    if baseline not in runs:
+        raise ValueError(f"The baseline {baseline!r} is not among the configurations: "
+                         f"{', '.join(map(repr, runs)) or 'none'}.")
+    finite, excluded = {}, {}
+    for configuration, by_seed in runs.items():
+        if not hasattr(by_seed, "items"):
+            raise ValueError(f"The runs of {configuration!r} must be a mapping seed -> value; "
+                             f"got {type(by_seed).__name__}.")
+        finite[configuration] = {}
+        for seed, value in by_seed.items():
+            why = _bad_run(value)
+            if why is None:
+                finite[configuration][seed] = float(value)
+            else:
+                excluded.setdefault(configuration, {})[seed] = why
+    base_seeds = set(finite[baseline])
+    others = [c for c in runs if c != baseline]
+    empty = tuple(c for c in runs if not finite[c])
+    unpaired = tuple(c for c in others if finite[c] and not set(finite[c]) & base_seeds)
+    in_model = [c for c in others if set(finite[c]) & base_seeds]
+    for c in in_model:
+        for seed in sorted(set(finite[c]) - base_seeds, key=seed_order):
+            excluded.setdefault(c, {})[seed] = "no baseline run with this seed"
+    seeds = tuple(sorted({s for c in in_model for s in finite[c] if s in base_seeds},
+                         key=seed_order))
+    configurations = (baseline, *in_model) if in_model else ()
+    cells = tuple((c, s, finite[c][s]) for c in configurations for s in seeds if s in finite[c])
+    return ModelCells(baseline=baseline, configurations=configurations, seeds=seeds, cells=cells,
+                      excluded=excluded, unpaired=unpaired, empty=empty)
 
 
-def _levene(fit, frame):
-    """Levene's (Brown-Forsythe) test of equal residual variance over the configurations with at
-    least three runs (with two, both absolute deviations from the median are equal and the test
-    degenerates); None when fewer than two such configurations exist or it is undefined."""
-    import warnings
-
-    from scipy import stats as sps
-
-    groups = [g.to_numpy() for _, g in fit.resid.groupby(frame["configuration"]) if len(g) > 2]
-    if len(groups) < 2:
-        return None
-    with warnings.catch_warnings():  # constant deviations: a 0/0 the NaN check below catches
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(sps.levene(*groups, center="median").pvalue)
-    return None if math.isnan(p) else p
+def _design_matrix(key, configurations, seeds):
+    """Treatment-coded design matrix: intercept, one column per non-baseline configuration, one
+    per seed after the first."""
+    col_c = {c: 1 + i for i, c in enumerate(configurations[1:])}
+    col_s = {s: 1 + len(col_c) + i for i, s in enumerate(seeds[1:])}
+    x = np.zeros((len(key), 1 + len(col_c) + len(col_s)))
+    x[:, 0] = 1.0
+    for row, (c, s) in enumerate(key):
+        if c in col_c:
+            x[row, col_c[c]] = 1.0
+        if s in col_s:
+            x[row, col_s[s]] = 1.0
+    return x
 
 
-def plan(sd, configurations, seeds, confidence=CONFIDENCE, power=POWER):
-    """The simultaneous half-width and MDE a balanced search would reach.
+class BlockedDesign:
+    """The blocked model's matrices for one set of cells, to fit any number of tables at once.
 
     Args:
-        sd: the residual standard deviation ``sigma`` of one run (e.g. ``residual_sd`` of the
-            runs so far); the paired difference of two runs then has ``sigma * sqrt(2)``.
-        configurations: ``k``, the baseline included (>= 2).
-        seeds: ``n`` per configuration (>= 2).
+        key: ``((configuration, seed), ...)``, e.g. :meth:`ModelCells.key`; the first cell's
+            configuration is the baseline; every other configuration must share a seed with
+            it.
+
+    Attributes:
+        key, configurations (the baseline first), seeds, contrasts (the non-baseline
+        configurations), residual_df, weights (``(m, N)``: each contrast as a linear function of
+        the cells), factor (``(m,)``: its variance over ``sigma**2``).
+    """
+
+    def __init__(self, key):
+        self.key = tuple(key)
+        configurations = []
+        for c, _ in self.key:
+            if c not in configurations:
+                configurations.append(c)
+        self.configurations = tuple(configurations)
+        self.seeds = tuple(sorted({s for _, s in self.key}, key=seed_order))
+        self.contrasts = self.configurations[1:]
+        x = _design_matrix(self.key, self.configurations, self.seeds)
+        q, r = np.linalg.qr(x, mode="complete")
+        p = x.shape[1]
+        diag = np.abs(np.diag(r[:p]))
+        if np.sum(diag > 1e-10 * max(1.0, diag.max())) < p:
+            raise ValueError("The blocked model's contrasts are not estimable from these cells: "
+                             "every configuration needs a seed shared with the baseline "
+                             f"{self.configurations[0]!r}.")
+        self.residual_df = len(self.key) - p
+        m = len(self.contrasts)
+        self.weights = np.linalg.solve(r[:p], q[:, :p].T)[1:1 + m]
+        self.factor = (self.weights ** 2).sum(axis=1)
+        self._residual_basis = q[:, p:]
+        # One product gives the contrasts and the coordinates of the residual in an orthonormal
+        # basis of the residual space (their squared norm is the residual sum of squares).
+        self._projection = np.hstack([self.weights.T, q[:, p:]])
+
+    def fit(self, y):
+        """Fit tables with these cells.
+
+        Args:
+            y: ``(N,)`` or ``(B, N)`` values in the order of ``key`` (computed in float64,
+                or in float32 if given float32).
+
+        Returns:
+            ``(estimate, sigma)``: ``(..., m)`` contrasts and ``(...)`` residual standard
+            deviations (zeros when ``residual_df == 0``).
+        """
+        y = np.asarray(y)
+        if y.dtype != np.float32:  # float32 only for simulated tables (see calibration)
+            y = y.astype("float64")
+        z = y @ self._projection.astype(y.dtype, copy=False)
+        m = len(self.contrasts)
+        estimate, rss = z[..., :m], (z[..., m:] ** 2).sum(axis=-1)
+        sigma = np.sqrt(rss / self.residual_df) if self.residual_df > 0 else np.zeros_like(rss)
+        return estimate, sigma
+
+    def t_statistics(self, y):
+        """``estimate / se`` of every contrast, ``(B, m)`` for ``(B, N)`` tables (needs
+        ``residual_df > 0``)."""
+        estimate, sigma = self.fit(y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return estimate / (sigma[..., None] * np.sqrt(self.factor))
+
+
+    @functools.cached_property
+    def _deletions(self):
+        """Per configuration: its cells' rows, the pseudo-inverse of the residual-maker ``I - H``
+        restricted to them, and that block's rank."""
+        out = {}
+        for configuration in self.configurations:
+            rows = [i for i, (c, _) in enumerate(self.key) if c == configuration]
+            basis = self._residual_basis[rows]
+            block = basis @ basis.T
+            out[configuration] = (rows, np.linalg.pinv(block, rcond=1e-10, hermitian=True),
+                                  int(np.linalg.matrix_rank(block, tol=1e-10, hermitian=True)))
+        return out
+
+    def noise_p(self, y):
+        """The noise check of every configuration for one table ``y`` (see
+        :func:`noise_check`): ``{configuration: p-value}``."""
+        from scipy import special
+
+        y = np.asarray(y, dtype="float64")
+        residual = self._residual_basis @ (self._residual_basis.T @ y)
+        rss = float(residual @ residual)
+        out = {}
+        for configuration, (rows, inverse, added) in self._deletions.items():
+            rest = self.residual_df - added
+            # Deleting a configuration's runs = a dummy per run: the sum of squares they
+            # explain is r_G' (I - H)_GG^+ r_G (the F test of added regressors).
+            explained = float(residual[rows] @ inverse @ residual[rows])
+            if added <= 0 or rest <= 0 or rss - explained <= 0:
+                continue
+            f = (explained / added) / ((rss - explained) / rest)
+            out[configuration] = float(special.fdtrc(added, rest, max(f, 0.0)))
+        return out
+
+
+@functools.lru_cache(maxsize=256)
+def design_for(key):
+    """The :class:`BlockedDesign` of ``key`` (a tuple of cells), cached: simulations and
+    repeated analyses meet the same cells again and again."""
+    return BlockedDesign(key)
+
+
+def noise_check(cells):
+    """For each configuration, the one-sided F test that its runs are noisier than the others'.
+
+    The residual sum of squares the configuration's runs add to the additive model of the other
+    configurations' runs, per degree of freedom they add, over the others' residual mean
+    square. Under the model (one variance, normal errors) the two are independent and the ratio
+    is ``F(df_added, df_others)`` (the F test of one dummy regressor per deleted run; Chow 1960,
+    Econometrica 28:591): exact, for balanced and unbalanced tables. For a balanced table it is
+    Shukla's (1972, Heredity 29:237) test of one configuration's variance. At 5 configurations x
+    3 seeds it has 2 and 6 degrees of freedom and flags a 3x noisier configuration about half
+    the time (``benchmarks/error_rates.py``).
+
+    Args:
+        cells: a :class:`ModelCells` with at least one configuration besides the baseline.
 
     Returns:
-        ``{"half_width", "mde", "residual_df", "critical_value"}`` of the ``k - 1`` contrasts.
-
-    Raises:
-        ValueError: ``configurations < 2``, ``seeds < 2`` or ``sd < 0``.
+        ``{configuration: p-value}`` for every configuration where both df are positive (a
+        configuration without such a test is left out).
     """
-    from scipy import stats as sps
-
-    if configurations < 2 or seeds < 2 or not sd >= 0:
-        raise ValueError(f"plan needs configurations >= 2, seeds >= 2 and sd >= 0; got "
-                         f"{configurations}, {seeds}, {sd}.")
-    df = (configurations - 1) * (seeds - 1)
-    crit = dunnett_critical_value(configurations - 1, df, confidence)
-    se = sd * math.sqrt(2.0 / seeds)
-    return {"half_width": crit * se, "mde": (crit + float(sps.t.ppf(power, df))) * se,
-            "residual_df": df, "critical_value": crit}
+    if not cells.configurations:
+        return {}
+    return design_for(cells.key()).noise_p(cells.values())

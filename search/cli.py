@@ -5,11 +5,12 @@ With no options it runs the embedded main job on the real Fashion-MNIST (offline
 attention) and SA, SimAM, SB and DCA-SE, each at its paper placement with its paper
 hyperparameters, every configuration trained with the same recipe and the same seeds
 (``--repeats``; shared initial backbone weights and data order per seed) on a training subset;
-a leaderboard from the blocked model of all runs (seeds as blocks, one pooled variance, Dunnett's
-simultaneous 95% intervals against the baseline, Holm p-values, the minimum detectable effect:
-:mod:`search.analysis`) and the cost of each configuration (:mod:`search.costs`); then the search
-runs of the best configuration and the baseline tested on the test split, and the best
-configuration retrained on the full training split (``best_model.keras``).
+a leaderboard from the blocked model of all runs (seeds as blocks, one pooled variance,
+simultaneous 95% intervals against the baseline that hold when the noise differs and over every
+look, the minimum detectable effect: :mod:`search.decision`) and the cost of each configuration
+(:mod:`search.costs`); then the search runs of the baseline and of every configuration that
+could have been the best tested on the test split, and the best configuration retrained on the
+full training split (``best_model.keras``).
 
 Re-running the same command resumes (KerasTuner reloads its project; an unfinished trial runs
 again without the repeats it had finished). ``--role chief|worker --oracle HOST:PORT`` runs

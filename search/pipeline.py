@@ -16,7 +16,7 @@ process, a distributed search's chief and its workers is asked of the role
    store (:mod:`search.store`, :mod:`search.runner`); ``--schedule race`` adds the later seeds
    race by race (:mod:`search.schedule`).
 4. :func:`analyse`: the leaderboard of every stage's configurations from the store
-   (:mod:`search.results`, :mod:`search.report`, :mod:`search.analysis`) and the cost of each
+   (:mod:`search.results`, :mod:`search.report`, :mod:`search.decision`) and the cost of each
    configuration (:mod:`search.costs`).
 5. :func:`finalize`: the test split and the kept model (:mod:`search.final`).
 6. :func:`grad_cam_figure` and :func:`write_summary`: the report.
@@ -577,7 +577,10 @@ def analyse(config, rundir, searched, started):
     from search.costs import measure_costs
 
     board = report.configuration_rows(searched.rows(config),
-                                      num_classes=started.splits.num_classes)
+                                      num_classes=started.splits.num_classes,
+                                      ledger=rundir.read_looks())
+    if board.analysis is not None and board.analysis.ledger:
+        rundir.save_looks(board.analysis.ledger)  # this look, before anyone sees a verdict
     costs = measure_costs(board, searched.hypermodel,
                           batch_size=config.data.batch_size, out=rundir,
                           n_steps=config.run.cost_steps, strategy=started.strategy)
@@ -615,7 +618,8 @@ def finalize(config, rundir, searched, analysed, started):
         baseline=analysed.baseline, seeds=list(config.seeds),
         final_seeds=list(config.final_seeds), final_epochs=config.run.final_epochs,
         strategy=started.strategy, full_train=None if full is None else full.train_with_seed,
-        test_data=started.splits.test, verbose=training.fit_verbosity(config.session.quiet))
+        test_data=started.splits.test, verbose=training.fit_verbosity(config.session.quiet),
+        board=analysed.board, save_ledger=rundir.save_looks)
 
 
 # ------------------------------------------------------------------ 6. report

@@ -7,9 +7,10 @@ after a resumed or a distributed search. Every file is written where
 :class:`search.rundir.RunDir` says.
 
 The leaderboard has one row per configuration (:func:`configuration_rows`): the mean and standard
-deviation of its runs, and its paired difference to the baseline with a Student-t 95% interval
-(:mod:`search.stats`). :func:`write_summary` writes the answer (the best attention configuration
-against the baseline, on validation and test) with how each number was obtained.
+deviation of its runs, and the decision procedure's comparison with the baseline
+(:func:`search.decision.decide`: the blocked estimate, its simultaneous interval, the verdict
+and why there is none). :func:`write_summary` writes the answer (the best attention
+configuration against the baseline, on validation and test) with how each number was obtained.
 """
 
 from __future__ import annotations
@@ -65,29 +66,36 @@ def _config_key(row):
             tuple(sorted((k, repr(v)) for k, v in row["hyperparameters"].items())))
 
 
-def configuration_rows(trial_rows, num_classes=None):
+def configuration_rows(trial_rows, num_classes=None, ledger=None):
     """The leaderboard: one row per configuration, with the statistics of its repeats.
 
     Trials of one configuration (Hyperband's rounds) are represented by the one with the most
     epochs, then the most repeats. Each row adds to the trial's fields:
 
     * ``repeats``: finished runs; ``val_accuracy_mean``, ``val_accuracy_std`` (ddof=1, None for
-      one run), computed over the runs' last-epoch values;
-    * the blocked model's comparison with the baseline (:mod:`search.analysis`; seeds as
-      blocks, one pooled variance, Dunnett's simultaneous 95% intervals): ``delta_vs_baseline``
-      (the contrast; with every seed shared, the mean per-seed difference), ``delta_se``,
-      ``sim_ci95_low``/``sim_ci95_high``, ``p_value``, ``p_holm``, ``mde`` and ``verdict``
-      (better / worse / no significant difference, from the simultaneous interval); beside it
-      the configuration's own paired Student-t interval ``paired_ci95_low``/``paired_ci95_high``
+      one run), computed over the runs' finite last-epoch values;
+    * the comparison with the baseline (:func:`search.decision.decide`: seeds as blocks, one
+      pooled variance, a simultaneous interval whose critical value holds for noise differing
+      up to 3x and over every look): ``delta_vs_baseline`` (the blocked estimate; with every
+      seed shared, the mean per-seed difference), ``delta_se``, ``sim_ci95_low``/
+      ``sim_ci95_high``, ``p_value`` (unadjusted), ``p_adjusted`` (family-wise, this look),
+      ``mde`` and ``verdict`` (better / worse / no significant difference, from the
+      simultaneous interval; empty with ``verdict_reason`` saying why); beside it the
+      configuration's own paired Student-t interval ``paired_ci95_low``/``paired_ci95_high``
       (unpooled, unadjusted), ``paired_sd`` and ``pooled_paired_sd``, ``wins`` (``"k/n"`` seeds
-      on which it beat the baseline) and ``flags``;
+      on which it beat the baseline), ``noise_p`` (the check that its runs are noisier than
+      the others'), ``flags`` and ``left_out`` (runs the analysis left out, and why);
     * ``note``: ``"did not train"`` when the mean final training accuracy is below twice chance
       (``num_classes`` given): such a score is not a measurement of the attention.
 
-    The baseline is the configuration with ``attention == "none"``. Sorted by mean, best first
-    (rows without runs last); ``rank`` numbers them. Returns a :class:`Leaderboard` (a list of
-    the rows) whose ``analysis`` is the :class:`search.analysis.BlockedAnalysis`, or None
-    without a baseline run.
+    The baseline is the configuration with ``attention == "none"``. Sorted by the blocked
+    estimate, best first: the configurations that can be best (the analysis' ``ranking``) and
+    the baseline (at 0), then those with fewer seeds shared with the baseline, then those
+    without an estimate (by mean), rows without runs last; ``rank`` numbers them. ``ledger``:
+    the looks so far (:mod:`search.looks`; None: this is the first). Returns a
+    :class:`Leaderboard` (a list of the rows) whose ``analysis`` is the
+    :class:`search.decision.Decision` (its ``ledger`` has this look: store it), or None without
+    a baseline run.
     """
     from search import stats
 
@@ -102,7 +110,9 @@ def configuration_rows(trial_rows, num_classes=None):
         runs = row["runs"]
         if not runs and row[OBJECTIVE] is not None and row["status"] == "COMPLETED":
             runs = {None: row[OBJECTIVE]}  # a trial run without the protocol: one value
-        mean, std = stats.mean_std(runs.values()) if runs else (None, None)
+        # A NaN or infinite run (a diverged training) is no accuracy: the mean is over the rest.
+        finite = [v for v in runs.values() if v is not None and math.isfinite(v)]
+        mean, std = stats.mean_std(finite) if finite else (None, None)
         row.update({"repeats": len(runs), f"{OBJECTIVE}_mean": mean, f"{OBJECTIVE}_std": std,
                     "runs": runs})
         train = [a for a in (row.get("train_accuracy") or {}).values() if a is not None]
@@ -111,51 +121,70 @@ def configuration_rows(trial_rows, num_classes=None):
             row["note"] = "did not train"
         rows.append(row)
     board = Leaderboard(rows)
-    board.analysis = _analyse(board)
+    board.analysis = _analyse(board, ledger)
     rows = board
     mean_key = f"{OBJECTIVE}_mean"
-    rows.sort(key=lambda r: (r[mean_key] is None, -(r[mean_key] or 0.0), str(r["trial"])))
+    ranked = set(board.analysis.ranking) if board.analysis is not None else set()
+
+    def group(row):  # the ranked and the baseline, then fewer seeds, then no estimate
+        if row["verdict"] == "baseline" or configuration_key(row) in ranked:
+            return 0
+        return 1 if row["delta_vs_baseline"] is not None else 2
+
+    rows.sort(key=lambda r: (r[mean_key] is None, group(r), -(r["delta_vs_baseline"] or 0.0),
+                             -(r[mean_key] or 0.0), str(r["trial"])))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows
 
 
 class Leaderboard(list):
-    """The rows of :func:`configuration_rows`, with the blocked ``analysis`` of their runs."""
+    """The rows of :func:`configuration_rows`, with the ``analysis`` of their runs (a
+    :class:`search.decision.Decision`)."""
 
     analysis = None
 
 
 _CONTRAST_FIELDS = ("delta_vs_baseline", "delta_se", "sim_ci95_low", "sim_ci95_high", "p_value",
-                    "p_holm", "mde", "paired_ci95_low", "paired_ci95_high", "paired_sd",
-                    "pooled_paired_sd", "wins", "flags")
+                    "p_adjusted", "mde", "paired_ci95_low", "paired_ci95_high", "paired_sd",
+                    "pooled_paired_sd", "wins", "noise_p", "flags", "verdict_reason", "left_out")
 
 
-def _analyse(rows):
-    """Fit :func:`search.analysis.blocked_analysis` to the rows' runs (keyed by seed) and write
-    each row's comparison with the baseline into it; returns the analysis (None when the
-    baseline has no run with a seed)."""
-    from search.analysis import blocked_analysis
+def configuration_key(row):
+    """The name of a leaderboard row's configuration in the analysis and its ledger of looks:
+    its attention, placement and hyperparameters (stable across runs of the search)."""
+    return _config_key(row)
+
+
+def _analyse(rows, ledger=None):
+    """Run :func:`search.decision.decide` on the rows' runs (keyed by seed; a run without a
+    seed is left out) and write each row's comparison with the baseline into it; returns the
+    decision (None when the baseline has no run with a seed)."""
+    from search.decision import decide
 
     baseline = next((r for r in rows if r["attention"] == NO_ATTENTION), None)
     for row in rows:
-        row.update(dict.fromkeys(_CONTRAST_FIELDS), flags="",
+        row.update(dict.fromkeys(_CONTRAST_FIELDS), flags="", verdict_reason="", left_out="",
                    verdict="baseline" if row is baseline else "")
-    seeded = {id(r): {s: v for s, v in r["runs"].items() if s is not None} for r in rows}
-    if baseline is None or not seeded[id(baseline)]:
+    if baseline is None or not any(s is not None for s in baseline["runs"]):
         return None
-    baseline["delta_vs_baseline"] = 0.0
-    analysis = blocked_analysis({k: v for k, v in seeded.items() if v}, id(baseline))
-    for row in rows:
-        c = analysis.contrasts.get(id(row))
-        if c is None:
-            continue
-        row.update(delta_vs_baseline=c.estimate, delta_se=c.se, sim_ci95_low=c.low,
-                   sim_ci95_high=c.high, p_value=c.p_value, p_holm=c.p_holm, mde=c.mde,
-                   paired_ci95_low=c.paired_low, paired_ci95_high=c.paired_high,
-                   paired_sd=c.paired_sd, pooled_paired_sd=c.pooled_paired_sd,
-                   wins=f"{c.wins}/{c.pairs}", flags="; ".join(c.flags), verdict=c.verdict)
-    return analysis
+    keys = {configuration_key(r): r for r in rows}
+    runs = {k: {s: v for s, v in r["runs"].items() if s is not None} for k, r in keys.items()}
+    base = configuration_key(baseline)
+    decision = decide(runs, base, ledger=ledger,
+                      notes={k: r["note"] for k, r in keys.items() if r.get("note")})
+    baseline.update(delta_vs_baseline=0.0, noise_p=decision.baseline_noise_p,
+                    flags="; ".join(decision.baseline_flags), left_out=decision.baseline_note)
+    for key, c in decision.comparisons.items():
+        keys[key].update(
+            delta_vs_baseline=c.estimate, delta_se=c.se, sim_ci95_low=c.low,
+            sim_ci95_high=c.high, p_value=c.p_value, p_adjusted=c.p_adjusted, mde=c.mde,
+            paired_ci95_low=c.paired_low, paired_ci95_high=c.paired_high,
+            paired_sd=c.paired_sd, pooled_paired_sd=c.pooled_paired_sd,
+            wins=f"{c.wins}/{c.pairs}" if c.pairs else None, noise_p=c.noise_p,
+            flags="; ".join(c.flags), verdict=c.verdict, verdict_reason=c.reason,
+            left_out=c.note)
+    return decision
 
 
 def _hp_text(hp):
@@ -181,7 +210,8 @@ LEADERBOARD_COLUMNS = (
     "sim_ci95_low",
     "sim_ci95_high",
     "verdict",
-    "p_holm",
+    "verdict_reason",
+    "p_adjusted",
     "p_value",
     "delta_se",
     "mde",
@@ -190,7 +220,9 @@ LEADERBOARD_COLUMNS = (
     "paired_sd",
     "pooled_paired_sd",
     "wins",
+    "noise_p",
     "flags",
+    "left_out",
     "runs",
     "config",
     "trial",
@@ -249,7 +281,8 @@ def _csv_cells(row):
         _fmt(row["sim_ci95_low"]),
         _fmt(row["sim_ci95_high"]),
         row["verdict"],
-        _fmt(row["p_holm"], ".4g"),
+        row["verdict_reason"],
+        _fmt(row["p_adjusted"], ".4g"),
         _fmt(row["p_value"], ".4g"),
         _fmt(row["delta_se"]),
         _fmt(row["mde"]),
@@ -258,8 +291,10 @@ def _csv_cells(row):
         _fmt(row["paired_sd"]),
         _fmt(row["pooled_paired_sd"]),
         row["wins"] or "",
+        _fmt(row["noise_p"], ".3g"),
         row["flags"],
-        json.dumps({str(k): round(v, 4) for k, v in row["runs"].items()}),
+        row["left_out"],
+        json.dumps({str(k): _json_run(v) for k, v in row["runs"].items()}),
         row.get("config", ""),
         row["trial"],
         row["status"],
@@ -276,11 +311,20 @@ def _csv_cells(row):
     ]
 
 
+def _json_run(value):
+    """A run's value for the CSV's JSON cell: rounded, or its text when it is not a finite
+    number (JSON has no NaN)."""
+    try:
+        return round(value, 4) if math.isfinite(value) else str(value)
+    except TypeError:
+        return str(value)
+
+
 def _markdown_lines(rows):
     """``leaderboard.md``: the analysis paragraph, then the table."""
     md = [analysis_text(rows), "",
           "| rank | stage | attention | placement | hyperparameters | repeats | val accuracy "
-          "| delta vs baseline [simultaneous 95% CI] | verdict | Holm p | own paired 95% CI "
+          "| delta vs baseline [simultaneous 95% CI] | verdict | adjusted p | own paired 95% CI "
           "| wins | flags | params added | FLOPs added | train step | inference step "
           "| trial | status |",
           "| ---: | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- "
@@ -291,13 +335,27 @@ def _markdown_lines(rows):
             f"| {row['rank']} | {row.get('stage', '')} | {row['attention']} | {row['placement']} "
             f"| {_hp_text(row['hyperparameters']).replace('|', chr(92) + '|')} "
             f"| {row['repeats']} | {_accuracy_text(row)} "
-            f"| {_delta_text(row, 'sim_ci95')} | {row['verdict']} | {_fmt(row['p_holm'], '.3g')} "
-            f"| {_interval_text(row, 'paired_ci95')} | {row['wins'] or ''} | {row['flags']} "
+            f"| {_delta_text(row, 'sim_ci95')} | {_verdict_text(row)} "
+            f"| {_fmt(row['p_adjusted'], '.3g')} "
+            f"| {_interval_text(row, 'paired_ci95')} | {row['wins'] or ''} | {_flags_text(row)} "
             f"| {'' if row['params_added'] is None else format(row['params_added'], ',')} "
             f"| {_cost_cell(row.get('flops_added'))} | {_ratio_text(row, 'train_step')} "
             f"| {_ratio_text(row, 'inference_step')} | {row['trial']} | {status} |"
         )
     return md
+
+
+def _flags_text(row):
+    """The flags and the runs left out, in one cell."""
+    left = f"left out: {row['left_out']}" if row.get("left_out") else ""
+    return "; ".join(filter(None, [row["flags"], left]))
+
+
+def _verdict_text(row):
+    """The verdict, or why there is none, for the Markdown table."""
+    if row["verdict"]:
+        return row["verdict"]
+    return f"no verdict: {row['verdict_reason']}" if row.get("verdict_reason") else ""
 
 
 def write_leaderboard(rows, out_dir):
@@ -335,54 +393,74 @@ def _delta_text(row, prefix):
     return _signed(row["delta_vs_baseline"]) + (f" {interval}" if interval else "")
 
 
+def _count(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def analysis_text(board):
-    """A paragraph saying how the leaderboard's comparison was obtained and what it could find:
-    the blocked model's residual degrees of freedom and pooled standard deviation, Dunnett's
-    critical value, the largest simultaneous half-width and the minimum detectable effect."""
+    """A paragraph saying how the leaderboard's comparison was obtained and what it could find
+    (:class:`search.decision.Decision`): the method, this look and the error it has spent, the
+    residual degrees of freedom and pooled standard deviation, the critical value, the largest
+    simultaneous half-width and the minimum detectable effect; or the true reason there is no
+    interval."""
     analysis = getattr(board, "analysis", None)
     head = ("Validation accuracy over the repeats (mean +- std, ddof=1). The difference to the "
             "baseline comes from a two-way model (configuration + seed; the seeds are blocks: "
             "the same initial weights and data order for every configuration) with one pooled "
-            "variance; its interval is Dunnett's simultaneous 95% interval over all the "
-            "comparisons with the baseline, and the verdict is read from it. Holm p: the "
-            "contrast's p-value adjusted for the number of comparisons. Own paired CI: the "
-            "configuration's Student-t interval from its own seeds only, unadjusted.")
-    if analysis is None or analysis.residual_sd is None:
-        return head + " No interval: the runs leave no residual degrees of freedom (one seed)."
-    levene = ("" if analysis.levene_p is None else
-              f"; Levene's test of equal variances p = {analysis.levene_p:.3g}")
-    return (head + f" This run: {len(analysis.contrasts)} comparisons over "
-            f"{len(analysis.seeds)} seeds, {analysis.residual_df} residual df, pooled sd of one "
-            f"run {analysis.residual_sd:.4f} (of a paired difference "
-            f"{analysis.residual_sd * math.sqrt(2):.4f}), Dunnett critical value "
+            "variance. Its interval is simultaneous over all the comparisons with the baseline "
+            "and over every look at these runs, with a critical value that keeps the 5% "
+            "family-wise error when configurations differ in noise up to 3x (the baseline "
+            "included), found by simulating this design; the verdict is read from it. Adjusted "
+            "p: the family-wise p-value at this look. Own paired CI: the configuration's "
+            "Student-t interval from its own seeds only, unadjusted.")
+    if analysis is None:
+        return head + " No interval: the baseline has no run with a seed."
+    if analysis.critical_value is None:
+        return head + f" No interval: {analysis.reason}."
+    alpha = 1 - analysis.confidence
+    noisy = [configuration_label(r) for r in board if r.get("noise_p") is not None
+             and "noisier than the others" in (r.get("flags") or "")]
+    flagged = ("" if not noisy else
+               f" Flagged noisier than the others: {', '.join(noisy)}; its comparisons hold "
+               f"only while its noise is within {analysis.noise_ratio:g}x of the others'.")
+    return (head + f" This run: look {analysis.look} of the validation comparisons "
+            f"(family-wise error spent so far {analysis.alpha:.4f} of {alpha:g}), "
+            f"{_count(len(analysis.comparisons), 'comparison')} over "
+            f"{_count(len(analysis.seeds), 'seed')}, "
+            f"{analysis.residual_df} residual df, pooled sd of one run "
+            f"{analysis.residual_sd:.4f} (of a paired difference "
+            f"{analysis.residual_sd * math.sqrt(2):.4f}), critical value "
             f"{analysis.critical_value:.3f}: simultaneous half-width up to "
-            f"{analysis.half_width:.4f}; minimum detectable effect (80% power) "
-            f"{analysis.mde:.4f}{levene}. An interval that contains 0 means that these runs "
-            "cannot tell the configuration from the baseline: a true difference smaller than "
-            "about the minimum detectable effect would usually go unseen.")
+            f"{analysis.half_width:.4f}; minimum detectable effect ({analysis.power:.0%} power, "
+            f"equal noise) {analysis.mde:.4f}.{flagged} An interval that contains 0 means that "
+            "these runs cannot tell the configuration from the baseline: a true difference "
+            "smaller than about the minimum detectable effect would usually go unseen.")
 
 
-def projection_line(board, configurations, seeds, seconds_left=None, total_seconds=None):
-    """One line, once the first runs are in, saying what the planned budget can find: the
-    simultaneous half-width and minimum detectable effect that ``configurations`` configurations
-    x ``seeds`` seeds would reach if the runs keep the pooled sd measured so far
-    (:func:`search.analysis.plan`), and the time left. None while the runs leave no residual
-    degrees of freedom (fewer than two configurations with two shared seeds)."""
-    from search.analysis import plan
+def projection_line(board, configurations, seeds, seconds_left=None, ledger=None,
+                    total_seconds=None):
+    """One line, once the first runs are in, saying what the planned budget can resolve: the
+    minimum detectable effect and simultaneous half-width that ``configurations``
+    configurations x ``seeds`` seeds would reach at the search's next look if the runs keep the
+    pooled sd measured so far (:func:`search.decision.plan`; ``ledger``: the looks so far), and
+    the time left of the whole job (``seconds_left``; ``total_seconds``: projected in all,
+    :mod:`search.projection`). It shows no estimate and no verdict: there is nothing in it to
+    stop on. None while the runs leave no residual degrees of freedom."""
+    from search.decision import plan
 
     analysis = getattr(board, "analysis", None)
-    if analysis is None or not analysis.residual_sd or configurations < 2 or seeds < 2:
+    if analysis is None or analysis.critical_value is None or configurations < 2 or seeds < 2:
         return None
-    planned = plan(analysis.residual_sd, configurations, seeds)
+    planned = plan(analysis.residual_sd, configurations, seeds, ledger=ledger)
     left = "" if seconds_left is None else (
         f"; about {seconds_left / 60:.0f} min of the whole job left"
         + ("" if total_seconds is None else f" (about {total_seconds / 60:.0f} min in all)"))
     return (f"[plan] pooled sd of a run so far {analysis.residual_sd:.4f} "
             f"({analysis.residual_df} residual df): {configurations} configurations x {seeds} "
-            f"seeds would give a simultaneous 95% half-width of about "
-            f"{planned['half_width']:.4f} and a minimum detectable effect of about "
-            f"{planned['mde']:.4f}{left}. Too wide? Stop (Ctrl-C keeps every finished run) "
-            "and re-plan: more --repeats, fewer configurations, a larger --validation-split.")
+            f"seeds can resolve a difference of about {planned['mde']:.4f} (minimum detectable "
+            f"effect, {analysis.power:.0%} power) with simultaneous 95% intervals of about "
+            f"+-{planned['half_width']:.4f}{left}. Verdicts come with the report at the end; "
+            "a report before then is a look and spends part of the 5% error.")
 
 
 def configuration_label(row):
@@ -417,7 +495,8 @@ def plot_configurations(rows, out_dir):
         color = "gray" if r["attention"] == NO_ATTENTION else "C0"
         ax.errorbar(r["val_accuracy_mean"], y, xerr=r["val_accuracy_std"] or 0, fmt="o",
                     color=color, capsize=4)
-        ax.scatter(list(r["runs"].values()), [y] * len(r["runs"]), s=12, color=color, alpha=0.5)
+        shown = [v for v in r["runs"].values() if v is not None and math.isfinite(v)]
+        ax.scatter(shown, [y] * len(shown), s=12, color=color, alpha=0.5)
     paths.append(_save_rows_plot(
         plt, fig, ax, ys, labels, rundir.accuracy_plot, "Configurations",
         "validation accuracy (mean +- std over seeds; dots: single runs)"))
@@ -446,7 +525,7 @@ def plot_configurations(rows, out_dir):
             ax.axvspan(-mde, mde, color="gray", alpha=0.08, lw=0)
         paths.append(_save_rows_plot(
             plt, fig, ax, ys, labels, rundir.delta_plot, "Attention vs no attention, same seeds",
-            "difference to the baseline, validation accuracy: simultaneous 95% CI (Dunnett); "
+            "difference to the baseline, validation accuracy: simultaneous 95% CI; "
             "gray: own paired CI" + ("" if mde is None else f"; band: +-MDE {mde:.3f}")))
     return paths
 
@@ -612,9 +691,12 @@ def _save_rows_plot(plt, fig, ax, ys, labels, path, title, xlabel):
 
 
 def best_and_baseline(rows, max_cost=None):
-    """``(best, baseline)`` rows of :func:`configuration_rows`: the best-ranked configuration with
-    attention that finished a run (None if none did), and the baseline (None if absent).
+    """``(best, baseline)`` rows of :func:`configuration_rows`: the best configuration with
+    attention (None if none finished a run), and the baseline (None if absent).
 
+    The best is the first of the analysis' ranking (:attr:`search.decision.Decision.ranking`:
+    the highest blocked estimate among the configurations with the most seeds shared with the
+    baseline); without an analysis (no baseline run), the first row with attention and a run.
     ``max_cost``: ``[(measure, limit), ...]`` (:func:`search.costs.parse_max_cost`): only
     configurations whose measured costs are at most every limit can be best (a missing cost
     cannot).
@@ -625,8 +707,13 @@ def best_and_baseline(rows, max_cost=None):
         return all(row.get(m) is not None and row[m] <= v for m, v in limits)
 
     baseline = next((r for r in rows if r["attention"] == NO_ATTENTION), None)
-    best = next((r for r in rows if r["attention"] != NO_ATTENTION and r["repeats"]
-                 and affordable(r)), None)
+    analysis = getattr(rows, "analysis", None)
+    if analysis is not None:
+        by_key = {configuration_key(r): r for r in rows}
+        ranked = [by_key[k] for k in analysis.ranking]
+    else:
+        ranked = [r for r in rows if r["attention"] != NO_ATTENTION and r["repeats"]]
+    best = next((r for r in ranked if affordable(r)), None)
     return best, baseline
 
 
@@ -657,16 +744,18 @@ def add_costs(rows, costs):
 def leaderboard_text(rows):
     """The leaderboard as aligned plain text, for the terminal, after the analysis paragraph."""
     lines = [f"{'rank':>4}  {'configuration':<40} {'n':>2}  {'val acc mean +- std':<19}  "
-             f"{'delta [simultaneous 95% CI]':<29} {'Holm p':>7} {'wins':>5}  verdict"]
+             f"{'delta [simultaneous 95% CI]':<29} {'adj. p':>7} {'wins':>5}  verdict"]
     for r in rows:
         verdict = r["verdict"] + (f" ({r['note']})" if r["note"] else "")
-        if r["flags"]:
-            verdict += f" ({r['flags']})"
+        if r["verdict"] == "" and r.get("verdict_reason"):
+            verdict = f"no verdict: {r['verdict_reason']}"
+        if _flags_text(r):
+            verdict += f" ({_flags_text(r)})"
         if r["status"] != "COMPLETED":
             verdict += f" [{r['status']}]"
         lines.append(f"{r['rank']:>4}  {configuration_label(r)[:40]:<40} {r['repeats']:>2}  "
                      f"{_accuracy_text(r):<19}  {_delta_text(r, 'sim_ci95'):<29} "
-                     f"{_fmt(r['p_holm'], '.3f'):>7} {r['wins'] or '':>5}  {verdict}")
+                     f"{_fmt(r['p_adjusted'], '.3f'):>7} {r['wins'] or '':>5}  {verdict}")
     return "\n".join(lines)
 
 
@@ -682,22 +771,14 @@ def _configuration_summary(row):
 
 
 def analysis_summary(analysis):
-    """The blocked analysis as a JSON-ready dict (None without one)."""
+    """The analysis (a :class:`search.decision.Decision`) as a JSON-ready dict (None without
+    one)."""
     if analysis is None:
         return None
-    return {
-        "how": "OLS of val_accuracy ~ configuration + seed (statsmodels; the baseline is the "
-               "reference level, the seeds are blocks), one pooled residual variance; "
-               "Dunnett's simultaneous 95% intervals for every configuration vs the baseline "
-               "(critical value from the multivariate t of the contrasts, scipy); Holm-adjusted "
-               "p-values; minimum detectable effect = (critical value + t(0.80, residual_df)) "
-               "x standard error; Levene's (Brown-Forsythe) test of equal residual variances",
-        "comparisons": len(analysis.contrasts), "seeds": list(analysis.seeds),
-        "runs": analysis.runs, "residual_df": analysis.residual_df,
-        "residual_sd": analysis.residual_sd, "critical_value": analysis.critical_value,
-        "half_width": analysis.half_width, "mde": analysis.mde, "levene_p": analysis.levene_p,
-        "confidence": analysis.confidence, "power": analysis.power,
-    }
+    return {"how": analysis.method + "; the verdicts are read from those intervals; adjusted "
+            "p-values are family-wise at this look; the minimum detectable effect is exact "
+            "for equal noise (non-central t); a per-configuration F test flags runs noisier "
+            "than the others' (search/decision.py)", **analysis.summary()}
 
 
 def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None, versions=None,
@@ -705,10 +786,11 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
     """Write ``summary.json``: the answer of the search, and how it was obtained.
 
     Holds the best configuration with attention and the baseline (validation statistics over
-    the repeats, the blocked model's contrast with its simultaneous interval, Holm p, minimum
+    the repeats, the blocked model's contrast with its simultaneous interval, adjusted p, minimum
     detectable effect, the own paired interval), the analysis itself (``analysis``), the test
-    split's answer from ``final`` (:func:`search.final.finalize`: the search runs of both
-    tested, ``test``; the kept model, ``best_model``), the overhead per run, timings, the
+    split's answer from ``final`` (:func:`search.final.finalize`: the search runs of the
+    baseline and of every candidate for the best tested, ``test``; the kept model,
+    ``best_model``), the overhead per run, timings, the
     configuration and versions, and the files written (``exports``: the exported best model's
     artifacts, relative to ``out_dir``). Returns the dict.
     """
@@ -720,10 +802,13 @@ def write_summary(out_dir, *, board, final, plots=(), timings=None, config=None,
         "how": "Every configuration is trained with the same recipe and, for each seed, the same "
         "initial backbone and head weights and data order as the baseline (no attention); "
         "val_accuracy is the last epoch's, averaged over the seeds (std with ddof=1); "
-        "delta_vs_baseline is the blocked model's contrast with Dunnett's simultaneous 95% "
-        "interval (analysis.how). The test split answers twice: every search run of the best "
-        "configuration and the baseline tested, paired by seed (test); and the kept model, "
-        "the best configuration retrained on the full training split (best_model.how).",
+        "delta_vs_baseline is the blocked model's contrast with its simultaneous 95% interval "
+        "(analysis.how); the best is the highest of those among the configurations with the "
+        "most seeds (analysis.best_reason). The test split answers twice: the search runs of "
+        "the baseline and of every configuration that could have been chosen tested, with an "
+        "interval simultaneous over all of them so that it holds for the chosen one (test.how); "
+        "and the kept model, the best configuration retrained on the full training split "
+        "(best_model.how).",
         "best": None if best is None else _configuration_summary(best),
         "baseline": None if baseline is None else _configuration_summary(baseline),
         "analysis": analysis_summary(getattr(board, "analysis", None)),
@@ -765,9 +850,10 @@ def summary_lines(summary):
     lines = []
     best, analysis = summary["best"], summary.get("analysis")
     if best is not None:
-        ci = ("no interval (one seed)" if best["sim_ci95_low"] is None else
+        ci = (f"no interval: {best.get('verdict_reason') or 'no residual df'}"
+              if best["sim_ci95_low"] is None else
               f"simultaneous 95% CI [{best['sim_ci95_low']:+.4f}, {best['sim_ci95_high']:+.4f}]"
-              f", Holm p {best['p_holm']:.3g}, wins {best['wins']}")
+              f", adjusted p {best['p_adjusted']:.3g}, wins {best['wins']}")
         lines.append(
             f"best attention: {configuration_label(best)}: val_accuracy "
             f"{best['val_accuracy_mean']:.4f} over {best['repeats']} seed(s), "
@@ -778,7 +864,9 @@ def summary_lines(summary):
             f"what this budget could find: simultaneous half-width up to "
             f"{analysis['half_width']:.4f}, minimum detectable effect {analysis['mde']:.4f} "
             f"(80% power; pooled sd of a run {analysis['residual_sd']:.4f}, "
-            f"{analysis['residual_df']} residual df, {analysis['comparisons']} comparisons)")
+            f"{analysis['residual_df']} residual df, "
+            f"{_count(analysis['comparisons'], 'comparison')}, critical value {analysis['critical_value']:.2f} at look {analysis['look']}, "
+            f"family-wise error spent {analysis['alpha_spent']:.3f})")
     test = summary.get("test") or {}
     for name in ("best", "baseline"):
         entry = test.get(name)
@@ -788,8 +876,16 @@ def summary_lines(summary):
                          + ("" if std is None else f" +- {std:.4f}")
                          + f" over {len(entry['runs'])} seed(s)")
     if test.get("delta_vs_baseline") is not None:
-        ci = ("no interval with one seed" if test["paired_ci95_low"] is None else
-              f"paired 95% CI [{test['paired_ci95_low']:+.4f}, {test['paired_ci95_high']:+.4f}]")
+        if test.get("sim_ci95_low") is not None:
+            ci = (f"simultaneous 95% CI over {_count(test['candidates_tested'], 'candidate')} "
+                  f"[{test['sim_ci95_low']:+.4f}, {test['sim_ci95_high']:+.4f}]: "
+                  f"{test['verdict']}")
+        elif test.get("verdict_reason"):
+            ci = f"no interval: {test['verdict_reason']}"
+        else:
+            ci = ("no interval with one seed" if test["paired_ci95_low"] is None else
+                  f"own paired 95% CI [{test['paired_ci95_low']:+.4f}, "
+                  f"{test['paired_ci95_high']:+.4f}], not adjusted for the choice")
         lines.append(f"test difference best - baseline: {test['delta_vs_baseline']:+.4f} ({ci})")
     kept = summary.get("best_model") or {}
     if kept.get("test_accuracy") is not None:

@@ -253,6 +253,8 @@ class RunDir:
     leaderboard_csv = _File("leaderboard.csv")
     leaderboard_md = _File("leaderboard.md")
     summary = _File("summary.json")
+    #: The looks at the search's runs and the error each spent (:mod:`search.looks`).
+    looks = _File("looks.json")
     costs = _File("costs.json")
     final = _File("final.json")
     best_model = _File("best_model.keras")
@@ -276,6 +278,28 @@ class RunDir:
     def path(self, name):
         """``name`` (a relative path) inside the directory."""
         return os.path.join(self.root, name)
+
+    def read_looks(self):
+        """The ledger of looks (:mod:`search.looks`), or None before the first.
+
+        Raises:
+            DamagedFileError: the file exists but is not a ledger.
+        """
+        from search.looks import checked_ledger
+
+        fix = ("restore it; deleting it would let the next analysis spend the error again "
+               "(--overwrite starts afresh)")
+        ledger = read_json(self.looks, missing=None, kind=dict, fix=fix)
+        if ledger is not None:
+            try:
+                checked_ledger(ledger, ledger.get("confidence"), ledger.get("noise_ratio"),
+                               "validation")
+            except ValueError as err:
+                raise DamagedFileError(self.looks, str(err).splitlines()[0], fix) from None
+        return ledger
+
+    def save_looks(self, ledger):
+        write_json(self.looks, ledger)
 
     def stage_record(self, project):
         """The record of the stage plan whose KerasTuner project is ``project``."""

@@ -40,7 +40,7 @@ def mean_std(values):
 def t_interval(values, confidence=CONFIDENCE):
     """Student-t confidence interval ``(low, high)`` of the mean of ``values``; ``None`` for n < 2.
 
-    Uses ``scipy.stats.t.ppf`` for the quantile.
+    Uses ``scipy.special.stdtrit`` for the quantile.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"`confidence` must be in (0, 1); got {confidence!r}.")
@@ -48,9 +48,11 @@ def t_interval(values, confidence=CONFIDENCE):
     n = len(values)
     if std is None:
         return None
-    from scipy import stats
+    from scipy import special
 
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    # scipy.special's Student-t quantile: the same value as scipy.stats.t.ppf, without the
+    # distribution object's overhead (the decision procedure is simulated thousands of times).
+    half = float(special.stdtrit(n - 1, 0.5 + confidence / 2)) * std / math.sqrt(n)
     return mean - half, mean + half
 
 

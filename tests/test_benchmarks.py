@@ -56,3 +56,23 @@ def test_unknown_attention_names_the_valid_ones(tmp_path):
     result = _run("--attention", "nope", tmp_path=tmp_path)
     assert result.returncode == 2
     assert "unknown attention 'nope'" in result.stderr and "simam" in result.stderr
+
+
+def test_error_rates_prints_a_seeded_markdown_table(tmp_path):
+    script = _ROOT / "benchmarks" / "error_rates.py"
+    env = dict(os.environ, PYTHONPATH=str(_ROOT))
+    args = [sys.executable, str(script), "--tables", "30", "--case", "baseline 3x noisier",
+            "--case", "cut off after one seed: chosen as best"]
+    runs = [subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=300) for _ in range(2)]
+    assert runs[0].returncode == 0, runs[0].stderr[-2000:]
+    rows = [line for line in runs[0].stdout.splitlines() if line.startswith("| baseline 3x")]
+    assert len(rows) == 1 and re.fullmatch(
+        r"\| baseline 3x noisier \| family-wise error \| [\d.]+ \| [\d.]+ \| <= 0.05 \| (yes|NO) \|",
+        rows[0]), rows
+    # Seeded: the same rates again (the timing line aside).
+    assert [l for l in runs[0].stdout.splitlines() if l.startswith("|")] == \
+        [l for l in runs[1].stdout.splitlines() if l.startswith("|")]
+    bad = subprocess.run([sys.executable, str(script), "--case", "nope"], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr

@@ -118,13 +118,49 @@ def test_configuration_rows_statistics_against_hand_computation(tmp_path):
         csv_rows = list(csv.DictReader(f))
     first = csv_rows[0]
     for col in ("val_accuracy_mean", "val_accuracy_std", "repeats", "delta_vs_baseline",
-                "sim_ci95_low", "sim_ci95_high", "p_holm", "paired_ci95_low", "wins", "mde",
-                "flags"):
+                "sim_ci95_low", "sim_ci95_high", "p_adjusted", "paired_ci95_low", "wins", "mde",
+                "flags", "verdict_reason", "noise_p", "left_out"):
         assert col in first
     assert first["val_accuracy_mean"] == "0.8450" and first["repeats"] == "2"
     assert csv_rows[2]["paired_ci95_low"] == "" and csv_rows[2]["paired_ci95_high"] == ""
     md = (tmp_path / "leaderboard.md").read_text()
     assert "0.8450 +- 0.0212" in md and "+0.0250 [" in md
+
+
+def test_a_nan_run_is_left_out_and_the_analysis_says_the_true_reason():
+    # Issue 29: a NaN in a repeats file gave "delta +0.0000" and "(one seed)".
+    from search.report import analysis_text, best_and_baseline, leaderboard_text
+
+    nan = float("nan")
+    broken = _trial_row("1", "sa", "block", {0: 0.81, 1: nan, 2: nan})
+    broken["train_accuracy"] = {0: 0.15, 1: 0.05, 2: 0.05}  # mean below twice chance
+    rows = configuration_rows([_trial_row("0", "none", "", {0: 0.80, 1: 0.81, 2: 0.80}),
+                               broken], num_classes=10)
+    sa = next(r for r in rows if r["attention"] == "sa")
+    assert sa["val_accuracy_mean"] == pytest.approx(0.81) and sa["repeats"] == 3
+    assert sa["delta_vs_baseline"] == pytest.approx(0.01) and sa["verdict"] == ""
+    assert sa["verdict_reason"].startswith("every comparison rests on one seed (0)")
+    assert sa["left_out"] == "seed 1: nan (did not train); seed 2: nan (did not train)"
+    text = analysis_text(rows)
+    assert "No interval: every comparison rests on one seed (0)" in text
+    assert "2 run(s) left out" in text and "(one seed)." not in text
+    assert "no verdict: every comparison rests on one seed" in leaderboard_text(rows)
+    assert best_and_baseline(rows)[0] is sa
+
+
+def test_the_leaderboard_ranks_by_the_blocked_estimate_and_the_best_has_the_most_seeds():
+    # "cut" won its one seed by a lot (the highest mean); "sa" won all three by a little.
+    rows = configuration_rows([
+        _trial_row("0", "none", "", {0: 0.80, 1: 0.84, 2: 0.82}),
+        _trial_row("1", "sa", "block", {0: 0.81, 1: 0.85, 2: 0.83}),
+        _trial_row("2", "simam", "block", {0: 0.80, 1: 0.845, 2: 0.815}),
+        _trial_row("3", "cut", "block", {0: 0.83})])
+    from search.report import best_and_baseline
+
+    assert [r["attention"] for r in rows] == ["sa", "simam", "none", "cut"]
+    assert best_and_baseline(rows)[0]["attention"] == "sa"
+    assert [key[0] for key in rows.analysis.ranking] == ["sa", "simam"]
+    assert rows[3]["delta_vs_baseline"] == pytest.approx(0.03)
 
 
 def test_a_run_that_did_not_train_is_flagged():
@@ -307,7 +343,11 @@ def test_named_configurations_run_as_a_paired_search(tmp_path):
     assert by_name["table/static"]["attention"] == "none"
     assert by_name["table/static"]["verdict"] == "baseline"
     assert by_name["table/sa"]["attention"] == "sa" and by_name["table/sa"]["repeats"] == 2
-    assert by_name["table/sa"]["sim_ci95_low"] is not None
+    # The tiny models score the same on every run: the rows have their differences, and no
+    # interval of rounding noise.
+    assert by_name["table/sa"]["delta_vs_baseline"] is not None
+    assert by_name["table/sa"]["sim_ci95_low"] is not None or \
+        "floating-point tolerance" in by_name["table/sa"]["verdict_reason"]
     with pytest.raises(ValueError, match="`configurations` or `space`, not both"):
         AttentionHyperModel(configurations=configurations, space={"attention": "sa"})
     with pytest.raises(ValueError, match="come from the data"):
