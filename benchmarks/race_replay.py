@@ -6,8 +6,8 @@ A race's decisions depend only on the runs' values, and a run's value depends on
 on the runs a full schedule stored, without training anything. For every stage the script asks
 :class:`search.schedule.Schedule` (mode ``race``) for runs, answers each ask from the stored
 table, and counts. Then it compares the two answers: the best configuration by the blocked
-estimate and every configuration's verdict (:func:`search.analysis.blocked_analysis`), on the full
-table and on the raced one.
+estimate and every configuration's verdict (:func:`search.decision.decide`, at a first look), on
+the full table and on the raced one.
 
     python benchmarks/race_replay.py runs/search
 
@@ -24,7 +24,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from search.analysis import blocked_analysis  # noqa: E402
+from search.decision import decide  # noqa: E402
 from search.schedule import RACE_START, Schedule  # noqa: E402
 
 BASELINE = "none (baseline)"
@@ -61,11 +61,8 @@ def race(runs, members, seeds):
 
 
 def answer(table):
-    analysis = blocked_analysis(table, BASELINE)
-    if not analysis.contrasts:
-        return None, {}
-    best = max(analysis.contrasts, key=lambda c: analysis.contrasts[c].estimate)
-    return best, {c: k.verdict for c, k in analysis.contrasts.items()}
+    decision = decide(table, BASELINE)
+    return decision.best, {c: k.verdict for c, k in decision.comparisons.items()}
 
 
 def main(argv=None):

@@ -32,8 +32,8 @@ RACE_CONFIDENCE = 0.95
 
 def behind_leader(runs, baseline, confidence=RACE_CONFIDENCE):
     """The configurations the blocked model separates from the leader: those whose simultaneous
-    ``confidence`` interval of the difference to the leader (the configuration other than the
-    baseline with the highest blocked estimate against the baseline) lies wholly below 0.
+    ``confidence`` interval of the difference to the leader lies wholly below 0
+    (:func:`search.decision.race`: the leader is the decision procedure's best).
 
     Args:
         runs: ``{configuration: {seed: value}}`` (None or non-finite values are left out).
@@ -42,23 +42,13 @@ def behind_leader(runs, baseline, confidence=RACE_CONFIDENCE):
     Returns:
         A set of configuration keys (empty without enough runs to separate anything).
     """
-    from search.analysis import blocked_analysis
+    from search.decision import race
 
     usable = {c: {s: v for s, v in r.items() if _finite(v)} for c, r in runs.items()}
     usable = {c: r for c, r in usable.items() if r}
     if baseline not in usable or len(usable) < 3:
         return set()
-    against_baseline = blocked_analysis(usable, baseline)
-    estimates = {c: k.estimate for c, k in against_baseline.contrasts.items()}
-    if not estimates:
-        return set()
-    leader = max(estimates, key=estimates.get)
-    others = {c: r for c, r in usable.items() if c != baseline}
-    if len(others) < 2:
-        return set()
-    against_leader = blocked_analysis(others, leader, confidence=confidence)
-    return {c for c, k in against_leader.contrasts.items()
-            if k.high is not None and k.high < 0}
+    return set(race(usable, baseline, confidence=confidence).drop)
 
 
 @dataclasses.dataclass

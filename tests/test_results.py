@@ -115,7 +115,9 @@ def test_diverged_runs_are_reported_and_left_out_of_the_runs():
     assert sa["train_accuracy"] == {0: 0.91, 2: 0.93}
     # Timings of the finished runs only: the mean overhead, the summed wall time.
     assert sa["overhead_seconds"] == pytest.approx(3.0) and sa["train_seconds"] == 30.5
-    assert sa["tuner_id"] == "worker-a" and sa["params"] == 100 and sa["params_added"] == 10
+    # Every worker that trained one of its finished runs.
+    assert sa["tuner_id"] == "worker-a+worker-b" and sa["params"] == 100
+    assert sa["params_added"] == 10
     # Every seed diverged: no score, FAILED, each seed's reason in seed order.
     simam = found["simam"]
     assert simam["status"] == "FAILED" and simam["val_accuracy"] is None
