@@ -427,8 +427,8 @@ class ReportingMixin:
         board = report.configuration_rows(every)
         configurations = len({r["config"] for r in every}) + max(0, planned - len(stage_rows))
         left, total = self._time_left(planned - len(stage_rows))
-        line = report.projection_line(board, configurations, len(self.protocol.seeds), left,
-                                      total)
+        line = report.projection_line(board, configurations, len(self.protocol.seeds),
+                                      seconds_left=left, total_seconds=total)
         if line:
             print(line, flush=True)
 
