@@ -23,7 +23,9 @@ import argparse
 import os
 import sys
 
-from search.config import PROG, CLIError, HYPERPARAMETER_MODES, from_options
+# The defaults are the config's (its dataclasses' fields): one owner per default.
+from search.config import (HYPERPARAMETER_MODES, PROG, SEARCH_EPOCHS, CLIError, DataSpec,
+                           ModelSpec, RunOptions, SearchConfig, Session, SpaceSpec, from_options)
 from search.option_types import (csv_list, export_format, fraction, learning_rate, max_cost,
                                  non_negative_int, positive_float, positive_int, seed, split)
 from search.quiet_import import import_tensorflow_quietly as _import_tensorflow_quietly
@@ -62,18 +64,18 @@ def build_parser():
 def _data_options(p):
     """What every run trains and is validated on."""
     d = p.add_argument_group("data")
-    d.add_argument("--dataset", default="fashion_mnist",
+    d.add_argument("--dataset", default=DataSpec.dataset,
                    help="fashion_mnist (local IDX files, offline) or any TFDS name, e.g. cifar10")
     d.add_argument("--data-dir", default=None,
                    help="fashion_mnist: directory with the four IDX files, .gz or plain (default "
                    "/usr/share/datasets/fashion-mnist; images as bytes 0-255 or as floats in "
                    "[0, 1]); TFDS: its data_dir")
-    d.add_argument("--image-size", type=non_negative_int, default=0,
+    d.add_argument("--image-size", type=non_negative_int, default=DataSpec.image_size,
                    help="input height = width in pixels; 0 = the dataset's native size (28 for "
                    "Fashion-MNIST; the keras.applications backbones need >= 32)")
-    d.add_argument("--train-size", type=non_negative_int, default=10000,
+    d.add_argument("--train-size", type=non_negative_int, default=DataSpec.train_size,
                    help="training images per search run (0 = all); the final runs use all")
-    d.add_argument("--validation-split", type=split, default=10000,
+    d.add_argument("--validation-split", type=split, default=DataSpec.validation_split,
                    help="validation images held out of the training split (seeded, the same for "
                    "every run): a number of images, or a fraction in [0, 1) of train + validation")
 
@@ -81,12 +83,12 @@ def _data_options(p):
 def _model_options(p):
     """The network and the configurations the search compares."""
     m = p.add_argument_group("model and search space")
-    m.add_argument("--backbone", default="resnet20",
+    m.add_argument("--backbone", default=ModelSpec.backbone,
                    help="resnet20/32/44/56/110, mobilenetv2_cifar (the papers' small-image "
                    "networks) or a keras.applications family (mobilenetv2, resnet50, ...)")
     m.add_argument("--width", type=positive_float, default=None,
                    help="MobileNet width multiplier alpha (default 0.35 for the MobileNets)")
-    m.add_argument("--bn-momentum", type=fraction, default=0.9,
+    m.add_argument("--bn-momentum", type=fraction, default=ModelSpec.bn_momentum,
                    help="BatchNorm momentum of the backbone (keras.applications' 0.999 leaves the "
                    "moving statistics unusable after a short run from scratch)")
     m.add_argument("--attention", type=csv_list, default=None,
@@ -95,7 +97,8 @@ def _model_options(p):
     m.add_argument("--placement", type=csv_list, default=None,
                    help="comma-separated placements to search: block, layer, paper (default: "
                    "paper, each attention where its paper puts it)")
-    m.add_argument("--hyperparameters", default="paper", choices=HYPERPARAMETER_MODES,
+    m.add_argument("--hyperparameters", default=SpaceSpec.hyperparameters,
+                   choices=HYPERPARAMETER_MODES,
                    help="paper: groups, e_lambda, lambda_init, gate and connection fixed at the "
                    "papers' values (configurations differ only in attention and placement); "
                    "search: drawn by the tuner (a --space key always wins)")
@@ -114,7 +117,7 @@ def _model_options(p):
 def _protocol_options(p):
     """The comparison protocol, the tuner and the training recipe."""
     t = p.add_argument_group("protocol, search and training")
-    t.add_argument("--repeats", type=positive_int, default=3,
+    t.add_argument("--repeats", type=positive_int, default=SearchConfig.repeats,
                    help="runs per configuration, with seeds seed, seed+1, ... (the same for every "
                    "configuration and the baseline)")
     t.add_argument("--stages", type=csv_list, default=None,
@@ -123,30 +126,31 @@ def _protocol_options(p):
                    "paper's, for the attention 'which' ranks highest); default which,where "
                    "(which alone for --preset). Runs an earlier stage or search trained in "
                    "--out are reused")
-    t.add_argument("--where-trials", type=positive_int, default=4,
+    t.add_argument("--where-trials", type=positive_int, default=SpaceSpec.where_trials,
                    help="configurations the 'where' stage draws besides the baseline")
-    t.add_argument("--schedule", default="full", choices=RUN_SCHEDULES,
+    t.add_argument("--schedule", default=SpaceSpec.schedule, choices=RUN_SCHEDULES,
                    help="full: every configuration runs every seed; race: seeds are added only "
                    "to configurations the blocked model cannot yet separate from the leader")
-    t.add_argument("--tuner", default="random", choices=TUNERS,
+    t.add_argument("--tuner", default=SpaceSpec.tuner, choices=TUNERS,
                    help="KerasTuner algorithm (random: balanced over attention x placement)")
     t.add_argument("--max-trials", type=positive_int, default=None,
                    help="configurations in all, the baseline included (random, bayesian, "
                    "nsga2, tpe; default: the baseline and every (attention, placement) pair "
                    "once); refused with hyperband, which sizes itself from --epochs (>= 2)")
-    t.add_argument("--epochs", type=positive_int, default=2, help="epochs per search run")
-    t.add_argument("--final-epochs", type=non_negative_int, default=2,
+    t.add_argument("--epochs", type=positive_int, default=SEARCH_EPOCHS,
+                   help="epochs per search run")
+    t.add_argument("--final-epochs", type=non_negative_int, default=RunOptions.final_epochs,
                    help="epochs to retrain the best configuration on the full training split: "
                    "best_model.keras, the model to keep (0: keep its search run with the first "
                    "seed); the comparison with the baseline on the test split uses the search "
                    "runs themselves")
-    t.add_argument("--final-repeats", type=positive_int, default=1,
+    t.add_argument("--final-repeats", type=positive_int, default=RunOptions.final_repeats,
                    help="seeds of the retraining of the best configuration (best_model.keras is "
                    "the first)")
-    t.add_argument("--batch-size", type=positive_int, default=64,
+    t.add_argument("--batch-size", type=positive_int, default=DataSpec.batch_size,
                    help="global batch size, at most the training images of a search run (64: "
                    "twice the steps of 128 in a short run)")
-    t.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
+    t.add_argument("--optimizer", default=OPTIMIZERS[0], choices=OPTIMIZERS,
                    help="SGD with momentum 0.9 and weight decay 5e-4 (the papers'), or Adam")
     t.add_argument("--learning-rate", type=learning_rate, default=None,
                    help="the recipe's peak learning rate, cosine-annealed to 0 over each run "
@@ -154,11 +158,11 @@ def _protocol_options(p):
                    "scaling rule; Adam 3e-3)")
     t.add_argument("--search-learning-rate", action="store_true",
                    help="search the learning rate too (trials then differ in more than attention)")
-    t.add_argument("--precision", default="auto", choices=PRECISIONS,
+    t.add_argument("--precision", default=ModelSpec.precision, choices=PRECISIONS,
                    help="auto = mixed_float16 on a GPU, float32 on a CPU")
-    t.add_argument("--strategy", default="auto", choices=SUPPORTED_STRATEGIES,
+    t.add_argument("--strategy", default=RunOptions.strategy, choices=SUPPORTED_STRATEGIES,
                    help="tf.distribute strategy; auto = MirroredStrategy over several GPUs")
-    t.add_argument("--seed", type=seed, default=0,
+    t.add_argument("--seed", type=seed, default=SearchConfig.seed,
                    help="first seed: data split, oracle, initial weights and data order")
 
 
@@ -172,10 +176,10 @@ def _cost_options(p):
                    help="the best configuration must cost at most LIMIT: params_added, "
                    "flops_added (forward FLOPs per image), train_step or inference_step (time "
                    "ratio to the baseline's step), e.g. train_step=1.10; repeatable")
-    c.add_argument("--objective", default="params_added", choices=TRIAL_COSTS,
+    c.add_argument("--objective", default=SpaceSpec.objective, choices=TRIAL_COSTS,
                    help="--tuner nsga2/tpe: the cost minimised beside the mean validation "
                    "accuracy (flops: forward FLOPs per image, counted once per trial)")
-    c.add_argument("--cost-steps", type=non_negative_int, default=3,
+    c.add_argument("--cost-steps", type=non_negative_int, default=RunOptions.cost_steps,
                    help="timed train and inference steps per configuration and round (3 rounds) "
                    "for the step-time ratios; 0: no timing (FLOPs and parameters still counted)")
 
@@ -183,7 +187,7 @@ def _cost_options(p):
 def _output_options(p):
     """Where the search writes and what it shows."""
     o = p.add_argument_group("output")
-    o.add_argument("--out", default="runs/search", help="output directory (re-run to resume)")
+    o.add_argument("--out", default=Session.out, help="output directory (re-run to resume)")
     o.add_argument("--overwrite", action="store_true",
                    help="start afresh, deleting a previous search in --out")
     o.add_argument("--export", action="append", type=export_format, default=None,
@@ -206,13 +210,13 @@ def _output_options(p):
 def _distributed_options(p):
     """KerasTuner's distributed tuning: a chief and its workers."""
     g = p.add_argument_group("distributed tuning (KerasTuner chief + workers over gRPC)")
-    g.add_argument("--role", default="single", choices=tuple(ROLES),
+    g.add_argument("--role", default=RunOptions.role, choices=tuple(ROLES),
                    help="chief serves the oracle and writes the report; workers run trials")
     g.add_argument("--oracle", default=None, metavar="HOST:PORT",
                    help="the chief's address (required with --role chief/worker)")
     g.add_argument("--worker-id", default=None,
                    help="unique worker name (default: worker-<pid>)")
-    g.add_argument("--worker-timeout", type=positive_float, default=600.0,
+    g.add_argument("--worker-timeout", type=positive_float, default=RunOptions.worker_timeout,
                    help="chief: seconds without a heartbeat after which a worker's trial is "
                    "given to another worker; worker: seconds to wait for the chief to listen, "
                    "at the start and whenever it stops listening (then the worker stops)")

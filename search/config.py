@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # imported on use: this module loads no TensorFlow (--help st
 SEED_MAX = 2**32 - 1
 #: The command's name, in its messages.
 PROG = "keras-attn-search"
+#: Epochs per search run (``--epochs``): 313 steps at batch 64 on 10,000 images.
+SEARCH_EPOCHS = 2
 #: ``--hyperparameters``: each attention's hyperparameters fixed at its paper's values, or drawn.
 HYPERPARAMETER_MODES = ("paper", "search")
 

@@ -121,3 +121,55 @@ def failed_trial_tracebacks(show):
         yield
     finally:
         config.DEBUG = previous
+
+
+class RandomValuesHook:
+    """Mixed in before a KerasTuner oracle: its new values (``Oracle._random_values``, which
+    random search, Bayesian optimisation's initial points and Hyperband's new models draw
+    through, with no public hook) come from ``self.draw_values(draw)``, ``draw`` being
+    KerasTuner's own draw. :class:`search.oracles.PairedOracleMixin` implements it."""
+
+    def _random_values(self):
+        return self.draw_values(super()._random_values)
+
+    def draw_values(self, draw):
+        return draw()
+
+
+class InitialSpaceHook:
+    """Mixed in before a KerasTuner tuner: the space is declared by ``self.declare_space()``
+    (return False to keep KerasTuner's own discovery, ``BaseTuner._populate_initial_space``,
+    which builds the model again and again until each conditional scope was active once).
+    KerasTuner documents no public hook for a space known otherwise."""
+
+    def _populate_initial_space(self):
+        if not self.declare_space():
+            return super()._populate_initial_space()
+        return None
+
+    def declare_space(self):
+        return False
+
+
+def running_trials(oracle):
+    """``{tuner_id: trial}`` of the trials ``oracle`` has handed out and not yet ended
+    (``Oracle.ongoing_trials``, a plain attribute KerasTuner's own methods keep)."""
+    return dict(oracle.ongoing_trials)
+
+
+def take_back(oracle, tuner_id):
+    """Forget that ``tuner_id`` runs a trial and that it asked for one (``ongoing_trials`` and
+    ``tuner_ids``): what KerasTuner's ``end_trial`` does for a finished trial, for a trial whose
+    worker is presumed dead."""
+    oracle.ongoing_trials.pop(tuner_id, None)
+    oracle.tuner_ids.discard(tuner_id)
+
+
+def wait_for_a_trial(oracle, tuner_id, trial):
+    """Tell ``tuner_id`` to ask again later (the trial ``create_trial`` made becomes ``IDLE``,
+    and KerasTuner's ``tuner_ids`` remembers the worker as one still searching, which keeps a
+    chief from exiting while it waits)."""
+    import keras_tuner as kt
+
+    oracle.tuner_ids.add(tuner_id)
+    trial.status = kt.engine.trial.TrialStatus.IDLE

@@ -68,10 +68,10 @@ class AtomicSaveOracleMixin:
         write_text(self.keras_attn_state_file, json.dumps(self.get_state()))
 
 
-class PairedOracleMixin:
+class PairedOracleMixin(kt_private.RandomValuesHook):
     """Oracle behaviour of the comparison protocol, for any KerasTuner oracle whose new values
-    come from ``_random_values`` (random search, Bayesian optimisation's initial points,
-    Hyperband's new models):
+    come from its draw (:class:`search.kt_private.RandomValuesHook`: random search, Bayesian
+    optimisation's initial points, Hyperband's new models):
 
     * the baseline first: while no trial has ``attention="none"``, the next values are the
       baseline's (when ``none`` is an attention choice);
@@ -104,14 +104,16 @@ class PairedOracleMixin:
             if placement is not None else [None]
         return [(a, p) for a in attention.values if a != NO_ATTENTION for p in places]
 
-    def _random_values(self):
+    def draw_values(self, draw):
+        """The next values: the baseline's first, then ``draw()`` (KerasTuner's draw), redrawn
+        until their (attention, placement) pair is one of the least tried."""
         if not self.paired:
-            return super()._random_values()
+            return draw()
         baseline = baseline_values(self)
         if baseline is not None and not ran_baseline(self, baseline) \
                 and not kt_private.tried_already(self, baseline):
             return baseline
-        values = super()._random_values()
+        values = draw()
         pairs = self._all_pairs()
         if values is None or not pairs:
             return values
@@ -124,7 +126,7 @@ class PairedOracleMixin:
         for _ in range(self._REDRAWS):
             if counts.get(self._pair(values)) == least:
                 return values
-            redrawn = super()._random_values()
+            redrawn = draw()
             if redrawn is None:
                 break
             values = redrawn
@@ -135,13 +137,12 @@ class PairedOracleMixin:
         trial = super().create_trial(tuner_id)
         if not self.paired:
             return trial
-        others = [t for k, t in self.ongoing_trials.items() if k != tuner_id]
+        others = [t for k, t in kt_private.running_trials(self).items() if k != tuner_id]
         if trial.status == kt.engine.trial.TrialStatus.STOPPED and others:
             # Not yet: a running trial may still be queued again (its worker may die). Waiting
             # workers ask again after a pause.
-            self.tuner_ids.add(tuner_id)
             time.sleep(1.0)
-            trial.status = kt.engine.trial.TrialStatus.IDLE
+            kt_private.wait_for_a_trial(self, tuner_id, trial)
         return trial
 
     @kt.synchronized
@@ -150,10 +151,10 @@ class PairedOracleMixin:
         time) more than ``timeout`` seconds ago from that worker and queue it again; returns
         their ids."""
         now = time.time()
-        stale = [(k, t) for k, t in self.ongoing_trials.items() if now - last_heard(t) > timeout]
+        stale = [(k, t) for k, t in kt_private.running_trials(self).items()
+                 if now - last_heard(t) > timeout]
         for tuner_id, trial in stale:
-            del self.ongoing_trials[tuner_id]
-            self.tuner_ids.discard(tuner_id)
+            kt_private.take_back(self, tuner_id)
             kt_private.queue_again(self, trial.trial_id)
         if stale:
             self.save()

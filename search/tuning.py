@@ -178,7 +178,7 @@ def trial_prefix(stage, trial_id):
     return f"[trial {trial_id}]" if stage in (None, "which") else f"[trial {stage}-{trial_id}]"
 
 
-class ReportingMixin:
+class ReportingMixin(kt_private.InitialSpaceHook):
     """Mixed in before a tuner class of :data:`TUNER_CLASSES` (see :func:`tuner_class`), whose
     oracle (a :class:`search.oracles.ProtocolOracleMixin`) it configures: ``oracle.json``
     written atomically, and the protocol's trial order when a protocol is given (random search
@@ -254,20 +254,21 @@ class ReportingMixin:
             read_json(path, fix=_KT_FILE_FIX)
         return super().reload()
 
-    def _populate_initial_space(self):
-        # KerasTuner's hook for a space known otherwise. Its own discovers conditional
-        # hyperparameters by building the model again and again, until each conditional scope
-        # was active once (a MobileNetV2 with 50 attention layers takes seconds a build).
-        # AttentionHyperModel.declare declares every hyperparameter, each conditional one in its
-        # hp.conditional_scope, which registers it active or not: one call gives the space (in
-        # the same order) that KerasTuner's loop finds.
+    def declare_space(self):
+        """The space in one call (:class:`search.kt_private.InitialSpaceHook`). KerasTuner's own
+        discovery builds the model again and again, until each conditional scope was active
+        once (a MobileNetV2 with 50 attention layers takes seconds a build);
+        AttentionHyperModel.declare declares every hyperparameter, each conditional one in its
+        hp.conditional_scope, which registers it active or not: one call gives the space (in the
+        same order) that KerasTuner's loop finds. False for a hypermodel without ``declare``."""
         declare = getattr(self.hypermodel, "declare", None)
         if declare is None:
-            return super()._populate_initial_space()
+            return False
         hp = self.oracle.get_space()
         self.hypermodel.declare_hyperparameters(hp)
         declare(hp)
         self.oracle.update_space(hp)
+        return True
 
     def search(self, *fit_args, **fit_kwargs):
         """KerasTuner's ``search``; unless ``debug``, a failed trial shows one line (see
@@ -436,38 +437,42 @@ class ReportingMixin:
 class ReportingBalancedRandomSearch(ReportingMixin, BalancedRandomSearch):
     """``--tuner random``: :class:`BalancedRandomSearch` with :class:`ReportingMixin`."""
 
+    tuner_name = "random"
+
 
 class ReportingBayesianOptimization(ReportingMixin, ProtocolBayesianOptimization):
     """``--tuner bayesian``: :class:`ProtocolBayesianOptimization` with :class:`ReportingMixin`."""
+
+    tuner_name = "bayesian"
 
 
 class ReportingHyperband(ReportingMixin, ProtocolHyperband):
     """``--tuner hyperband``: :class:`ProtocolHyperband` with :class:`ReportingMixin`."""
 
+    tuner_name = "hyperband"
+
 
 class ReportingNSGA2Search(ReportingMixin, NSGA2Search):
     """``--tuner nsga2``: :class:`search.optuna_oracle.NSGA2Search` with :class:`ReportingMixin`."""
+
+    tuner_name = "nsga2"
 
 
 class ReportingTPESearch(ReportingMixin, TPESearch):
     """``--tuner tpe``: :class:`search.optuna_oracle.TPESearch` with :class:`ReportingMixin`."""
 
+    tuner_name = "tpe"
 
-# Each tuner of search.tuner_names.TUNERS: its KerasTuner tuner class, and that with reporting.
-TUNER_CLASSES = {
-    "random": BalancedRandomSearch,
-    "bayesian": ProtocolBayesianOptimization,
-    "hyperband": ProtocolHyperband,
-    "nsga2": NSGA2Search,
-    "tpe": TPESearch,
-}
-REPORTING_TUNER_CLASSES = {
-    "random": ReportingBalancedRandomSearch,
-    "bayesian": ReportingBayesianOptimization,
-    "hyperband": ReportingHyperband,
-    "nsga2": ReportingNSGA2Search,
-    "tpe": ReportingTPESearch,
-}
+
+# Each tuner of search.tuner_names.TUNERS (the names' one owner: the CLI reads them without
+# importing KerasTuner): the class with reporting says its name, its base is the tuner.
+REPORTING_TUNER_CLASSES = {cls.tuner_name: cls for cls in (
+    ReportingBalancedRandomSearch, ReportingBayesianOptimization, ReportingHyperband,
+    ReportingNSGA2Search, ReportingTPESearch)}
+TUNER_CLASSES = {name: cls.__bases__[1] for name, cls in REPORTING_TUNER_CLASSES.items()}
+if tuple(REPORTING_TUNER_CLASSES) != TUNERS:  # pragma: no cover  (a tuner added in one place)
+    raise ImportError(f"search.tuner_names.TUNERS {TUNERS} and the tuner classes "
+                      f"{tuple(REPORTING_TUNER_CLASSES)} differ")
 
 
 def tuner_class(name):

@@ -190,3 +190,64 @@ def test_a_trial_queued_again_is_the_next_one_handed_out(tmp_path):
     again = oracle.create_trial("worker-2")
     assert again.trial_id == first.trial_id and len(oracle.trials) == 1
     assert oracle.ongoing_trials["worker-2"] is again
+
+
+def test_the_random_values_hook_is_how_kerastuner_draws(tmp_path):
+    # RandomSearch's create_trial draws through Oracle._random_values: the hook sees each draw.
+    seen = []
+
+    class Hooked(kt_private.RandomValuesHook, kt.oracles.RandomSearchOracle):
+        def draw_values(self, draw):
+            values = draw()
+            seen.append(values)
+            return {**values, "units": 8}
+
+    oracle = Hooked(objective="loss", max_trials=2, seed=1)
+    tuner = kt.Tuner(oracle=oracle, hypermodel=_hypermodel, directory=str(tmp_path),
+                     project_name="p")
+    trial = tuner.oracle.create_trial("tuner0")
+    assert len(seen) == 1 and trial.hyperparameters.values["units"] == 8
+
+
+def test_the_initial_space_hook_replaces_kerastuners_discovery(tmp_path):
+    built = []
+
+    def hypermodel(hp):
+        built.append(1)
+        return _hypermodel(hp)
+
+    class Declared(kt_private.InitialSpaceHook, kt.RandomSearch):
+        def declare_space(self):
+            hp = self.oracle.get_space()
+            hp.Choice("units", [2, 4, 8])
+            self.oracle.update_space(hp)
+            return True
+
+    tuner = Declared(hypermodel=hypermodel, objective="loss", max_trials=1,
+                     directory=str(tmp_path), project_name="p", seed=1)
+    tuner._populate_initial_space()  # what search() calls first
+    assert not built and [p.name for p in tuner.oracle.get_space().space] == ["units"]
+
+    class Kept(kt_private.InitialSpaceHook, kt.RandomSearch):
+        pass  # declare_space() is False: KerasTuner's own discovery builds the model
+
+    kept = Kept(hypermodel=hypermodel, objective="loss", max_trials=1,
+                directory=str(tmp_path), project_name="q", seed=1)
+    kept._populate_initial_space()
+    assert built and [p.name for p in kept.oracle.get_space().space] == ["units"]
+
+
+def test_running_trials_take_back_and_wait(tmp_path):
+    tuner = _random_search(tmp_path)
+    tuner._populate_initial_space()
+    trial = tuner.oracle.create_trial("worker-a")
+    assert list(kt_private.running_trials(tuner.oracle)) == ["worker-a"]
+    assert kt_private.running_trials(tuner.oracle)["worker-a"] is trial
+    kt_private.take_back(tuner.oracle, "worker-a")
+    assert kt_private.running_trials(tuner.oracle) == {}
+    assert "worker-a" not in tuner.oracle.tuner_ids
+    waiting = kt.engine.trial.Trial(tuner.oracle.get_space(), trial_id="9",
+                                    status=kt.engine.trial.TrialStatus.STOPPED)
+    kt_private.wait_for_a_trial(tuner.oracle, "worker-b", waiting)
+    assert waiting.status == kt.engine.trial.TrialStatus.IDLE
+    assert "worker-b" in tuner.oracle.tuner_ids
