@@ -255,11 +255,17 @@ class RunTrainer:
         return metrics, time.perf_counter() - t0
 
     def _facts(self, model):
-        info = getattr(self.hypermodel, "last_build_info", None) or {}
+        """``params`` of the model, and ``params_added``, ``attention_layers`` of its attention
+        (read from the model itself, so every run's record has them, whatever the hypermodel
+        tracks; a custom builder's model the summary cannot read gives ``params`` only)."""
+        from keras_attn.placement import attention_summary
+
         facts = {"params": int(model.count_params())}
-        for name in ("params_added", "attention_layers"):
-            if info.get(name) is not None:
-                facts[name] = int(info[name])
+        try:
+            summary = attention_summary(model)
+        except Exception:  # noqa: BLE001 - a custom model: the parameter count is still a fact
+            return facts
+        facts.update(params_added=int(summary.total_params), attention_layers=len(summary))
         return facts
 
     def _model_for_seed(self, configuration, seed, model, optimizer_start):

@@ -200,7 +200,6 @@ def run_protocol(work_dir):
     second restarting the first's traced model (LossScaleOptimizer state and mirrored variables
     reset), against the second seed run alone."""
     from search.protocol import Protocol
-    from search.rundir import TrialDir
     from search.tuning import tuner_class
 
     strategy = training.resolve_strategy("mirrored")
@@ -221,8 +220,10 @@ def run_protocol(work_dir):
                                       protocol=Protocol(seeds))
         tuner.search(train, validation_data=val, epochs=2, verbose=0)
         trial = tuner.oracle.trials["0"]
+        # The runs as the run store (search.store) holds them, looked up by their keys.
+        runs = tuner.run_keys().lookup(hm.configuration(trial.hyperparameters), seeds, 2)
         records[name] = {"status": trial.status,
-                         "repeats": TrialDir(tuner.get_trial_dir("0")).load_repeats()}
+                         "repeats": {str(s): r.metrics for s, r in runs.items()}}
     return records
 
 

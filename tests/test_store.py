@@ -13,7 +13,7 @@ import pytest
 from search import cli
 from search.config import CLIError
 from search.lock import OutLock
-from search.rundir import DamagedFileError, RunDir
+from search.rundir import DamagedFileError, RunDir, TrialDir
 from search.schedule import Schedule, behind_leader
 from search.store import FINISHED, RunKey, RunRecord, RunStore
 
@@ -276,3 +276,28 @@ def test_more_seeds_and_a_new_plan_train_only_what_is_missing(tmp_path, capsys):
     assert out.count(" seed 6:") == 2 and " seed 4:" not in out and " seed 5:" not in out
     assert out.count("2 of 3 run(s) in the store, reused; 1 to train (seeds [6])") == 2
     assert len(store.digests()) == 6
+    # Asked a third time (another project), every run is in the store: nothing trains, and the
+    # trials' facts come from the runs' records (issue 29, case 2: they went blank).
+    again = type(first)(hypermodel=first.hypermodel, objective="val_accuracy", max_trials=2,
+                        directory=str(tmp_path), project_name="r", seed=0,
+                        protocol=Protocol.with_repeats(3, seed=4), store=store)
+    again.search(train, validation_data=val, epochs=1, verbose=0)
+    assert " seed " not in capsys.readouterr().out.replace("to train (seeds", "")
+    for trial_id in again.oracle.trials:
+        with open(TrialDir(again.get_trial_dir(trial_id)).info) as f:
+            info = json.load(f)
+        assert info["params"] > 0 and "params_added" in info, info
+
+
+def test_a_damaged_weights_file_is_refused_naming_it(tmp_path):
+    import keras
+
+    store = RunStore(tmp_path / "store")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    written = store.put(record(), model=model)
+    path = tmp_path / "store" / written.weights
+    path.write_bytes(b"not an HDF5 file")
+    with pytest.raises(DamagedFileError) as err:
+        store.load_weights(model, written)
+    assert str(path) in str(err.value) and "cannot load it" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -56,6 +56,9 @@ def test_balanced_random_search_covers_every_pair_before_repeating(tmp_path):
 def test_conditional_values_match_the_attention_drawn(tmp_path):
     tuner = _scoring_tuner(tmp_path, max_trials=10)
     tuner.search()
+    drawn = {t.hyperparameters.get("attention") for t in tuner.oracle.trials.values()}
+    # Ten trials of the balanced draw cover every attention: each branch below is checked.
+    assert len(tuner.oracle.trials) == 10 and {"sa", "sb", "dca_se", "none"} <= drawn
     for trial in tuner.oracle.trials.values():
         hp = trial.hyperparameters
         attention = hp.get("attention")
