@@ -338,6 +338,51 @@ def test_stop_on_nan_raises_failed_trial():
         callback.on_train_batch_end(0, {"loss": float("inf")})
 
 
+def test_fit_then_evaluate_equals_the_last_epoch_of_validating_every_epoch():
+    # Validation changes no weight: training without it, then evaluating once, must give the
+    # training losses and the last epoch's validation metrics of fit(validation_data=...), with
+    # one evaluation instead of one per epoch.
+    x, y = tiny_data(32)
+    xv, yv = tiny_data(12, seed=1)
+    val = tf.data.Dataset.from_tensor_slices((xv, yv)).batch(4)
+    every = training.compile_model(tiny_model(bn=True), schedule="constant")
+    once = training.compile_model(tiny_model(bn=True), schedule="constant")
+    once.set_weights(every.get_weights())
+
+    class CountTests(keras.callbacks.Callback):
+        tests = 0
+
+        def on_test_begin(self, logs=None):
+            CountTests.tests += 1
+
+    want = every.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+                     validation_data=val).history
+    got = training.fit_then_evaluate(once, x, val, y=y, epochs=3, batch_size=8, shuffle=False,
+                                     callbacks=[CountTests()]).history
+    assert CountTests.tests == 1
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
+    for key in ("val_loss", "val_accuracy"):
+        assert len(got[key]) == 3 and all(np.isnan(got[key][:2]))
+        np.testing.assert_allclose(got[key][-1], want[key][-1], rtol=1e-5)
+    # A hypermodel's fit is used when given.
+    calls = []
+    training.fit_then_evaluate(once, x, val, y=y, fit=lambda *a, **k: calls.append(k) or
+                               once.fit(*a, **k), epochs=1, batch_size=8, verbose=0)
+    assert calls and calls[0]["epochs"] == 1 and "validation_data" not in calls[0]
+
+
+def test_fit_then_evaluate_fails_a_nan_validation_and_needs_validation_data():
+    x, y = tiny_data()
+    weights = np.ones(len(x), "float32")
+    weights[3] = np.nan
+    model = training.compile_model(tiny_model(), schedule="constant")
+    with pytest.raises(FailedTrialError, match="val_loss became nan"):
+        training.fit_then_evaluate(model, x, (x, y, weights), y=y, batch_size=4, epochs=1,
+                                   callbacks=[training.StopOnNaN()])
+    with pytest.raises(ValueError, match="needs `validation_data` once"):
+        training.fit_then_evaluate(model, x, None, y=y)
+
+
 def test_make_callbacks(tmp_path):
     assert [type(c) for c in training.make_callbacks()] == [training.StopOnNaN]
     callbacks = training.make_callbacks(log_dir=tmp_path / "logs", early_stopping_patience=2)
