@@ -72,6 +72,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_attn  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/machine.py
 from keras_attn.cost import step_function, step_times  # noqa: E402
 from keras_attn.layers._base import AttentionLayer  # noqa: E402
 
@@ -258,9 +260,30 @@ def run(backbone, placement, mode, args, names, out):
                    f"{t['ratio']:.3f} | {(high - low) / 2:.3f} | {t['spread']:.3f} | "
                    f"{t['cpu_seconds'] * 1e3:.1f} | {t['cpu_ratio']:.3f} | {points[name]} |")
     print("\n".join(out[-(len(models) + 3):]), flush=True)
+    if mode == "train" and not tf.config.list_physical_devices("GPU"):
+        out.append("\n" + _throughput(models["none"], timed["none"], args.batch_size))
+        print(out[-1], flush=True)
     if args.profile:
         _profile_table(models, steps, args.profile, out)
     return timed
+
+
+def _throughput(model, timed, batch_size):
+    """The bare backbone's training throughput against the CPU's peak (benchmarks/machine.py),
+    by the wall time (what the run got) and by the process's CPU time (what its cores did)."""
+    from keras_attn.cost import forward_flops
+    from machine import cpu_info, throughput_line
+
+    flops = forward_flops(model).total
+    if not flops:
+        return "Throughput: the FLOP count is missing."
+    wall = throughput_line(batch_size / timed["seconds"], flops)
+    cores = cpu_info()["cores"]
+    # CPU seconds spread over the cores: the rate the cores would give if the process had them.
+    busy = batch_size / (timed["cpu_seconds"] / cores)
+    return (f"Throughput of the bare backbone's training (train step, batch {batch_size}): by "
+            f"wall time {wall}. By the process's CPU time over {cores} cores: "
+            f"{busy:.0f} images/s = {busy * 3 * flops / 1e9:.1f} GFLOP/s.")
 
 
 def main(argv=None):

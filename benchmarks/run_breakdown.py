@@ -30,7 +30,8 @@ validation, then one ``evaluate``: ``search.training.fit_then_evaluate``), ``--v
 (the first N validation images; default all), ``--pipeline`` (``search`` (default): the
 pipelines as ``search.data`` makes them, ``search.data.PIPELINE_OPTIONS``; ``autotune``:
 ``search.data.AUTOTUNED``, tf.data's autotuner choosing the map's parallelism and the prefetch
-depth, as before issue 27), ``--train-size``, ``--epochs``, ``--batch-size``: the recipe's (defaults as
+depth, as before issue 27; ``autotuner-only``: the search's map and prefetch with the autotuner
+on; ``parallel-only``: the autotuned values of map and prefetch with the autotuner off), ``--train-size``, ``--epochs``, ``--batch-size``: the recipe's (defaults as
 ``keras-attn-search``). Any other option of ``keras-attn-search`` after ``--`` is passed to it.
 
 Not a test: timings on a shared machine move between runs; read the shares, and compare
@@ -152,6 +153,21 @@ def split_of(log, build, fit_wall, saving, wall):
     return s
 
 
+def _pipelines(data_mod):
+    """``--pipeline`` -> ``search.data.PipelineOptions``: the search's, the earlier autotuned
+    one, and each of its two differences alone."""
+    import tensorflow as tf
+
+    return {
+        "search": data_mod.PIPELINE_OPTIONS,
+        "autotune": data_mod.AUTOTUNED,
+        "autotuner-only": data_mod.PipelineOptions(map_parallelism=None, prefetch=2,
+                                                   autotune=True),
+        "parallel-only": data_mod.PipelineOptions(map_parallelism=tf.data.AUTOTUNE,
+                                                  prefetch=tf.data.AUTOTUNE, autotune=False),
+    }
+
+
 def replay(args):
     """Run the configuration once per seed as the search does; returns ``[Split]``."""
     import keras
@@ -166,8 +182,7 @@ def replay(args):
            "--train-size", str(args.train_size), "--epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), *args.search_args]
     config = parse_args(cli)
-    if args.pipeline == "autotune":
-        data_mod.PIPELINE_OPTIONS = data_mod.AUTOTUNED
+    data_mod.PIPELINE_OPTIONS = _pipelines(data_mod)[args.pipeline]
     splits = data_mod.load_dataset(**load_kwargs(config))
     val = splits.val
     if args.validation_size:
@@ -248,7 +263,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--validate", default="epoch", choices=["epoch", "end"])
     p.add_argument("--validation-size", type=int, default=0)
-    p.add_argument("--pipeline", default="search", choices=["search", "autotune"])
+    p.add_argument("--pipeline", default="search",
+                   choices=["search", "autotune", "autotuner-only", "parallel-only"])
     p.add_argument("--train-size", type=int, default=10000)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)
