@@ -32,6 +32,9 @@ Options (comma-separated lists run every combination):
                    changes what an update step costs
     --steps, --rounds   timed steps per model per round (5), rounds (3): 15 steps per model
     --precision    float32 (default), mixed_float16, mixed_bfloat16
+    --threads N    TensorFlow's intra- and inter-op threads (default: its own, one per core);
+                   with 1 on a machine others load, the CPU time is the work alone (no thread
+                   waits for another), the steadiest measure of what a layer adds
     --jit-compile  XLA for every model (off by default: on the 2-core CPUs measured it made a
                    ResNet-50 train step 4.5-4.6x slower; benchmarks/README.md)
     --output FILE  also write the markdown to FILE
@@ -251,14 +254,16 @@ def run(backbone, placement, mode, args, names, out):
     out.append(f"\n### {backbone}, {shape[0]}x{shape[1]}x{shape[2]}, batch {args.batch_size}, "
                f"{where}, {mode}\n")
     out.append("| model | params added | ms/step | ratio to bare | +-95% | spread | CPU ms/step "
-               "| CPU ratio | points |")
-    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+               "| CPU ratio | CPU +-95% | points |")
+    out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in models:
         t = timed[name]
         low, high = t["ci95"]
+        cpu_low, cpu_high = t["cpu_ci95"]
         out.append(f"| {_label(name)} | {added[name]:,} | {t['seconds'] * 1e3:.1f} | "
                    f"{t['ratio']:.3f} | {(high - low) / 2:.3f} | {t['spread']:.3f} | "
-                   f"{t['cpu_seconds'] * 1e3:.1f} | {t['cpu_ratio']:.3f} | {points[name]} |")
+                   f"{t['cpu_seconds'] * 1e3:.1f} | {t['cpu_ratio']:.3f} | "
+                   f"{(cpu_high - cpu_low) / 2:.3f} | {points[name]} |")
     print("\n".join(out[-(len(models) + 3):]), flush=True)
     if mode == "train" and not tf.config.list_physical_devices("GPU"):
         out.append("\n" + _throughput(models["none"], timed["none"], args.batch_size))
@@ -298,6 +303,8 @@ def main(argv=None):
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--recipe", default="plain", choices=["plain", "search"])
+    p.add_argument("--threads", type=int, default=0,
+                   help="TensorFlow's intra- and inter-op threads (default 0: its own choice)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--precision", default="float32",
@@ -320,6 +327,9 @@ def main(argv=None):
         if mode not in ("train", "inference"):
             p.error(f"unknown mode {mode!r}; valid: train, inference")
     keras.mixed_precision.set_global_policy(args.precision)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     devices = tf.config.list_physical_devices("GPU")
     device = (tf.config.experimental.get_device_details(devices[0]).get("device_name", "GPU")
@@ -336,7 +346,7 @@ def main(argv=None):
         f"{args.steps}) in one process after 2 warm-up steps; ratio = median step / bare "
         f"backbone's median step; +-95% = half-width of the 95% t-interval of the per-round "
         f"ratios; spread = half their interquartile range; CPU = the process's CPU time per "
-        f"step (all threads)",
+        f"step (all threads); threads: {args.threads or 'TensorFlow default'}",
     ]
     print("\n".join(out), flush=True)
     for backbone in args.backbone.split(","):

@@ -135,7 +135,8 @@ def step_times(steps, reference, n_steps=5, rounds=3, warmup=2):
         median, "spread": half the interquartile range of the per-round ratios, "ci95": ``(low,
         high)``, the 95% Student-t interval of the geometric mean of the per-round ratios
         (``(ratio, ratio)`` with one round), "cpu_seconds": median CPU time of the process per
-        step (all threads), "cpu_ratio": its ratio to the reference's, "warmup_seconds"}}``.
+        step (all threads), "cpu_ratio": its ratio to the reference's, "cpu_ci95": the interval
+        of the per-round CPU-time ratios, "warmup_seconds"}}``.
         A round's ratio is the median of its steps over the median of the reference's steps in
         the same round.
 
@@ -156,27 +157,33 @@ def step_times(steps, reference, n_steps=5, rounds=3, warmup=2):
     times = {name: [] for name in steps}
     cpu = {name: [] for name in steps}
     per_round = {name: [] for name in steps}
+    cpu_round = {name: [] for name in steps}
     for _ in range(rounds):
         for name, fn in steps.items():
-            ts = []
+            ts, cs = [], []
             for _ in range(n_steps):
                 t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 ts.append(time.perf_counter() - t0)
-                cpu[name].append(time.process_time() - c0)
+                cs.append(time.process_time() - c0)
             times[name] += ts
+            cpu[name] += cs
             per_round[name].append(statistics.median(ts))
+            cpu_round[name].append(statistics.median(cs))
     base = statistics.median(times[reference])
     base_cpu = statistics.median(cpu[reference])
     out = {}
     for name in steps:
         ratios = [r / b for r, b in zip(per_round[name], per_round[reference])]
+        cpu_ratios = [r / b for r, b in zip(cpu_round[name], cpu_round[reference]) if b > 0 < r]
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         med = statistics.median(times[name])
         med_cpu = statistics.median(cpu[name])
         out[name] = {"seconds": med, "ratio": med / base, "spread": (q[2] - q[0]) / 2,
                      "ci95": _ratio_interval(ratios), "cpu_seconds": med_cpu,
                      "cpu_ratio": med_cpu / base_cpu if base_cpu > 0 else float("nan"),
+                     "cpu_ci95": _ratio_interval(cpu_ratios) if cpu_ratios else
+                     (float("nan"), float("nan")),
                      "warmup_seconds": warm[name]}
     return out
 

@@ -60,6 +60,8 @@ def test_step_times_cpu_time_counts_work_not_waiting():
     steps["sleeper"] = sleep_like(steps["ref"])
     timed = step_times(steps, "ref", n_steps=5, rounds=3, warmup=1)
     assert timed["double"]["cpu_ratio"] == pytest.approx(2.0, rel=0.3)
+    low, high = timed["double"]["cpu_ci95"]
+    assert low <= timed["double"]["cpu_ratio"] * 1.3 and high >= timed["double"]["cpu_ratio"] / 1.3
     assert timed["sleeper"]["cpu_ratio"] < 0.3
     assert timed["ref"]["cpu_ratio"] == 1.0 and timed["ref"]["cpu_seconds"] > 0
 
