@@ -70,8 +70,10 @@ def _test_search_runs(done, rundir, tuner, hypermodel, roles, seeds, strategy, t
         keras.backend.clear_session()
         with strategy.scope():
             model = hypermodel.build(hp, seed=int(todo[0]))
-        # The weights file holds the optimizer's state too: build it, or Keras skips it.
-        model.optimizer.build(model.trainable_variables)
+            # The weights file holds the optimizer's state too: build it, or Keras skips it.
+            # In the scope: a distributed (e.g. Mirrored) LossScaleOptimizer's variables must
+            # be made there (benchmarks/gpu_check.py's search failed here).
+            model.optimizer.build(model.trainable_variables)
         trial_dir = TrialDir(tuner.get_trial_dir(row["trial"]))
         for seed in todo:
             model.load_weights(trial_dir.weights(seed))

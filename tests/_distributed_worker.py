@@ -223,7 +223,29 @@ def run_protocol(work_dir):
         trial = tuner.oracle.trials["0"]
         records[name] = {"status": trial.status,
                          "repeats": TrialDir(tuner.get_trial_dir("0")).load_repeats()}
+        if name == "both":
+            try:
+                records["final"] = _final_stage(work_dir, tuner, hm, seeds, strategy, val)
+            except Exception:
+                records["final"] = {"error": traceback.format_exc()}
     return records
+
+
+def _final_stage(work_dir, tuner, hypermodel, seeds, strategy, test_data):
+    """The final stage's test evaluation of the search runs (search.final) under the mirrored
+    strategy: it rebuilds each run's model and its LossScaleOptimizer's state, which must be
+    made in the strategy's scope."""
+    from search import final
+    from search.rundir import RunDir
+
+    done = {}
+    row = {"trial": "0"}
+    out = os.path.join(work_dir, "final_out")
+    os.makedirs(out, exist_ok=True)
+    final._test_search_runs(done, RunDir(out), tuner,
+                            hypermodel, [("best", row), ("baseline", row)], list(seeds),
+                            strategy, test_data)
+    return done["search_test"]["best"]["runs"]
 
 
 def main():
