@@ -103,7 +103,8 @@ def step_tests(gpu, budget, cap):
     last = (out["stdout"].strip().splitlines() or [""])[-1]
     ok = out["rc"] == 0
     return {"ok": ok, "summary": "timed out" if out["timed_out"] else last,
-            "seconds": out["seconds"], "tail": "" if ok else (out["stdout"] + out["stderr"])[-3000:]}
+            "seconds": out["seconds"],
+            "tail": "" if ok else (out["stdout"] + out["stderr"])[-3000:]}
 
 
 def _toy_fashion_mnist(directory, n_train=320, n_test=64):

@@ -31,7 +31,8 @@ validation, then one ``evaluate``: ``search.training.fit_then_evaluate``), ``--v
 pipelines as ``search.data`` makes them, ``search.data.PIPELINE_OPTIONS``; ``autotune``:
 ``search.data.AUTOTUNED``, tf.data's autotuner choosing the map's parallelism and the prefetch
 depth, as before issue 27; ``autotuner-only``: the search's map and prefetch with the autotuner
-on; ``parallel-only``: the autotuned values of map and prefetch with the autotuner off), ``--train-size``, ``--epochs``, ``--batch-size``: the recipe's (defaults as
+on; ``parallel-only``: the autotuned values of map and prefetch with the autotuner off),
+``--train-size``, ``--epochs``, ``--batch-size``: the recipe's (defaults as
 ``keras-attn-search``). Any other option of ``keras-attn-search`` after ``--`` is passed to it.
 
 Not a test: timings on a shared machine move between runs; read the shares, and compare

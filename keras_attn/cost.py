@@ -198,5 +198,6 @@ def _ratio_interval(ratios, level=0.95):
     mean = statistics.fmean(logs)
     if len(logs) < 2:
         return (math.exp(mean), math.exp(mean))
-    half = stats.t.ppf(0.5 + level / 2, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    t = stats.t.ppf(0.5 + level / 2, len(logs) - 1)
+    half = t * statistics.stdev(logs) / math.sqrt(len(logs))
     return (math.exp(mean - half), math.exp(mean + half))

@@ -1,11 +1,12 @@
 """The layers made cheaper for issue 27 compute what they computed before (commit 7d91d41).
 
-``tests/data/layer_reference_<backend>.npz`` holds, for each case of ``tests/_layer_reference.py`` (SimAM,
-SA, SB, DCA-SE and SE, every rank and both layouts, folded and unfolded maps) and each precision
-policy, the layer's outputs and the gradients of a fixed loss with respect to its inputs and its
-variables, computed by the layers as they were before their speed work, on the same backend (TensorFlow,
-JAX). Here the same cases run on today's layers: float32 must agree to 1e-6 of the reference's scale (reassociated sums differ in
-the last bits, nothing more); under mixed precision the outputs are rounded to float16/bfloat16,
+``tests/data/layer_reference_<backend>.npz`` holds, for each case of
+``tests/_layer_reference.py`` (SimAM, SA, SB, DCA-SE and SE, every rank and both layouts, folded
+and unfolded maps) and each precision policy, the layer's outputs and the gradients of a fixed
+loss with respect to its inputs and its variables, computed by the layers as they were before
+their speed work, on the same backend (TensorFlow, JAX). Here the same cases run on today's
+layers: float32 must agree to 1e-6 of the reference's scale (reassociated sums differ in the last
+bits, nothing more); under mixed precision the outputs are rounded to float16/bfloat16,
 so a different summation order may move a value by one unit in the last place of the compute
 dtype, and the tolerance is that unit.
 """

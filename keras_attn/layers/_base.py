@@ -143,7 +143,8 @@ class StatsView:
 
     def per_channel(self, v):
         """A ``(C,)`` vector as a narrow tensor."""
-        return ops.reshape(v, (1, 1, self.channels) if self.channels_last else (1, self.channels, 1))
+        shape = (1, 1, self.channels) if self.channels_last else (1, self.channels, 1)
+        return ops.reshape(v, shape)
 
     def from_vectors(self, v):
         """``(batch, C)`` vectors (or any tensor of that size) as a narrow tensor."""
