@@ -71,7 +71,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs, stages = read_table(args.out)
     seeds = sorted({s for r in runs.values() for s in r})
-    print(f"| stage | configurations | seeds | runs, full | runs, race | saved |")
+    print("| stage | configurations | seeds | runs, full | runs, race | saved |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     raced, full_runs, race_runs = {}, 0, 0
     for stage, members in stages.items():

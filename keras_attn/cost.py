@@ -15,7 +15,11 @@ Two measures, each with how it was obtained:
 * :func:`step_times`: the median step time of several models and its ratio to a reference model,
   timed round-robin in one process (``rounds`` rounds of ``steps`` steps each, after two warm-up
   steps that trace), so that drift on a shared machine hits every model alike; ``spread`` is half
-  the interquartile range of the per-round ratios, a rough uncertainty. The method of
+  the interquartile range of the per-round ratios, a rough uncertainty, and ``ci95`` a 95%
+  Student-t interval of the ratio from the per-round ratios (on their logarithms, so the interval
+  is of their geometric mean). Beside the wall time it measures the process's CPU time per step
+  (every thread of the process; ``time.process_time``): on a machine shared with other work a
+  wall-time ratio absorbs their load, a CPU-time ratio much less. The method of
   ``benchmarks/layer_overhead.py``, which calls it.
 """
 
@@ -118,7 +122,7 @@ def step_function(model, mode, x, y=None, jit_compile=False):
 
 
 def step_times(steps, reference, n_steps=5, rounds=3, warmup=2):
-    """Median step time of each step function and its ratio to ``reference``'s.
+    """Median step time (wall and CPU) of each step function and its ratio to ``reference``'s.
 
     Args:
         steps: ``{name: callable}``, one step each (see :func:`step_function`).
@@ -127,8 +131,14 @@ def step_times(steps, reference, n_steps=5, rounds=3, warmup=2):
         warmup: untimed steps per function first (default 2: the first traces).
 
     Returns:
-        ``{name: {"seconds": median step time in seconds, "ratio": median / reference's median,
-        "spread": half the interquartile range of the per-round ratios, "warmup_seconds"}}``.
+        ``{name: {"seconds": median wall time of a step in seconds, "ratio": median / reference's
+        median, "spread": half the interquartile range of the per-round ratios, "ci95": ``(low,
+        high)``, the 95% Student-t interval of the geometric mean of the per-round ratios
+        (``(ratio, ratio)`` with one round), "cpu_seconds": median CPU time of the process per
+        step (all threads), "cpu_ratio": its ratio to the reference's, "cpu_ci95": the interval
+        of the per-round CPU-time ratios, "warmup_seconds"}}``.
+        A round's ratio is the median of its steps over the median of the reference's steps in
+        the same round.
 
     Raises:
         ValueError: ``reference`` not in ``steps``, or counts below 1 (``warmup`` below 0).
@@ -145,22 +155,49 @@ def step_times(steps, reference, n_steps=5, rounds=3, warmup=2):
             fn()
         warm[name] = time.perf_counter() - t0
     times = {name: [] for name in steps}
+    cpu = {name: [] for name in steps}
     per_round = {name: [] for name in steps}
+    cpu_round = {name: [] for name in steps}
     for _ in range(rounds):
         for name, fn in steps.items():
-            ts = []
+            ts, cs = [], []
             for _ in range(n_steps):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 ts.append(time.perf_counter() - t0)
+                cs.append(time.process_time() - c0)
             times[name] += ts
+            cpu[name] += cs
             per_round[name].append(statistics.median(ts))
+            cpu_round[name].append(statistics.median(cs))
     base = statistics.median(times[reference])
+    base_cpu = statistics.median(cpu[reference])
     out = {}
     for name in steps:
         ratios = [r / b for r, b in zip(per_round[name], per_round[reference])]
+        cpu_ratios = [r / b for r, b in zip(cpu_round[name], cpu_round[reference]) if b > 0 < r]
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         med = statistics.median(times[name])
+        med_cpu = statistics.median(cpu[name])
         out[name] = {"seconds": med, "ratio": med / base, "spread": (q[2] - q[0]) / 2,
+                     "ci95": _ratio_interval(ratios), "cpu_seconds": med_cpu,
+                     "cpu_ratio": med_cpu / base_cpu if base_cpu > 0 else float("nan"),
+                     "cpu_ci95": _ratio_interval(cpu_ratios) if cpu_ratios else
+                     (float("nan"), float("nan")),
                      "warmup_seconds": warm[name]}
     return out
+
+
+def _ratio_interval(ratios, level=0.95):
+    """``(low, high)``: the Student-t interval of the geometric mean of positive ``ratios``."""
+    import math
+
+    from scipy import stats
+
+    logs = [math.log(r) for r in ratios]
+    mean = statistics.fmean(logs)
+    if len(logs) < 2:
+        return (math.exp(mean), math.exp(mean))
+    t = stats.t.ppf(0.5 + level / 2, len(logs) - 1)
+    half = t * statistics.stdev(logs) / math.sqrt(len(logs))
+    return (math.exp(mean - half), math.exp(mean + half))

@@ -29,7 +29,8 @@ Pipeline, in order (the per-image work that cannot be batched comes first and is
    flip (the CIFAR recipe of the SA-Net, SimAM and DCANet papers), seeded per batch through
    ``tf.data.Dataset.random``; normalisation; channel conversion (1 -> 3 by repetition, 3 -> 1 by
    luminance);
-5. ``prefetch(tf.data.AUTOTUNE)``.
+5. ``prefetch(2)``, tf.data's autotuner off (:class:`PipelineOptions`,
+   :data:`PIPELINE_OPTIONS`).
 
 Normalisation (``normalize``): ``"standardize"`` (default) subtracts the per-channel mean and divides by
 the per-channel standard deviation of the dataset's training split on the [0, 1] scale: computed exactly
@@ -423,6 +424,43 @@ def _make_batch_fn(*, train, augment, size, mean, std, in_channels, out_channels
     return batch_fn
 
 
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """How the pipelines hand their batches to the training loop (never what the batches hold).
+
+    Attributes:
+        map_parallelism: batches the per-batch map (scaling, augmentation, normalisation) works
+            on at once: None (default) one, in the iterator's own thread; ``tf.data.AUTOTUNE``
+            lets tf.data's autotuner choose.
+        prefetch: batches made ahead of the training step (default 2); ``tf.data.AUTOTUNE``: the
+            autotuner chooses.
+        autotune: tf.data's autotuning (``tf.data.Options().autotune.enabled``; default False).
+
+    The default is issue 27's: the per-batch work of these pipelines is microseconds against a
+    training step's tenths of a second, and with the autotuner on, a search run on the 2-core CPU
+    sat idle for seconds where Keras drops an iterator (an epoch's start, ``evaluate``'s return;
+    ``benchmarks/run_breakdown.py``, benchmarks/README.md). :data:`AUTOTUNED` is the earlier
+    setting.
+    """
+
+    map_parallelism: int | None = None
+    prefetch: int = 2
+    autotune: bool = False
+
+    def apply(self, ds):
+        """``ds`` with these options: its last stage prefetches, and the autotuner is set."""
+        options = tf.data.Options()
+        options.autotune.enabled = self.autotune
+        return ds.prefetch(self.prefetch).with_options(options)
+
+
+# Every pipeline load_dataset makes: issue 27's (see PipelineOptions); AUTOTUNED, tf.data's
+# autotuner choosing the map's parallelism and the prefetch depth, was the setting before it.
+PIPELINE_OPTIONS = PipelineOptions()
+AUTOTUNED = PipelineOptions(map_parallelism=tf.data.AUTOTUNE, prefetch=tf.data.AUTOTUNE,
+                            autotune=True)
+
+
 def _finish(ds, *, train, shuffle, n, batch_size, seed, batch_fn, cache, size):
     # Known cardinality (lost by the TFDS index filter) gives Keras its progress bar totals and
     # lets the hypermodel derive steps per epoch from the dataset.
@@ -437,6 +475,9 @@ def _finish(ds, *, train, shuffle, n, batch_size, seed, batch_fn, cache, size):
         buffer = min(n, max(1024, _SHUFFLE_BYTES // image_bytes))
         ds = ds.shuffle(max(1, buffer), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    parallel = PIPELINE_OPTIONS.map_parallelism
+    # In order whatever the parallelism (a sequential map is; tf.data warns if told so).
+    order = True if parallel is not None else None
     if train:
         # One random int64 per batch, different every epoch but fixed by `seed`: stateless
         # augmentation stays reproducible without a stateful RNG inside the map function.
@@ -445,12 +486,12 @@ def _finish(ds, *, train, shuffle, n, batch_size, seed, batch_fn, cache, size):
             lambda batch, r: batch_fn(
                 batch[0], batch[1], tf.stack([r, tf.constant(seed, tf.int64)])
             ),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
+            num_parallel_calls=parallel,
+            deterministic=order,
         )
     else:
-        ds = ds.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(batch_fn, num_parallel_calls=parallel, deterministic=order)
+    return PIPELINE_OPTIONS.apply(ds)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -101,8 +101,10 @@ def _evaluate(entry, row, seeds, runs, hypermodel, strategy, test_data, save=Non
     keras.backend.clear_session()
     with strategy.scope():
         model = hypermodel.build_configuration(row["configuration"], seed=int(todo[0]))
-    # The weights file holds the optimizer's state too: build it, or Keras skips it.
-    model.optimizer.build(model.trainable_variables)
+        # The weights file holds the optimizer's state too: build it, or Keras skips it. In the
+        # scope: a distributed (e.g. Mirrored) LossScaleOptimizer's variables must be made there
+        # (benchmarks/gpu_check.py's search failed here).
+        model.optimizer.build(model.trainable_variables)
     for seed in todo:
         runs.store.load_weights(model, stored[seed])
         accuracy = float(model.evaluate(test_data, verbose=0)[1])

@@ -224,7 +224,30 @@ def run_protocol(work_dir):
         runs = tuner.run_keys().lookup(hm.configuration(trial.hyperparameters), seeds, 2)
         records[name] = {"status": trial.status,
                          "repeats": {str(s): r.metrics for s, r in runs.items()}}
+        if name == "both":
+            try:
+                records["final"] = _final_stage(work_dir, tuner, hm, seeds, strategy, val)
+            except Exception:
+                records["final"] = {"error": traceback.format_exc()}
     return records
+
+
+def _final_stage(work_dir, tuner, hypermodel, seeds, strategy, test_data):
+    """The final stage's test evaluation of the search runs (search.final) under the mirrored
+    strategy: it rebuilds each run's model and its LossScaleOptimizer's state, which must be
+    made in the strategy's scope."""
+    from search import final
+    from search.rundir import RunDir
+
+    done = {}
+    configuration = hypermodel.configuration(tuner.oracle.trials["0"].hyperparameters)
+    row = {"trial": "0", "config": "simam", "attention": "simam", "configuration": configuration}
+    out = os.path.join(work_dir, "final_out")
+    os.makedirs(out, exist_ok=True)
+    runs = final.StoredRuns(tuner.run_keys(), 2)
+    final._test_search_runs(done, RunDir(out), runs, hypermodel,
+                            [("best", row), ("baseline", row)], list(seeds), strategy, test_data)
+    return done["search_test"]["best"]["runs"]
 
 
 def main():

@@ -35,10 +35,35 @@ def test_step_times_ratio_of_known_durations():
                        rounds=2, warmup=1)
     assert timed["double"]["ratio"] == pytest.approx(2.0, rel=0.25)
     assert timed["ref"]["ratio"] == 1.0 and timed["ref"]["spread"] == 0.0
+    low, high = timed["double"]["ci95"]
+    assert low <= high and low < 2.5 and high > 1.6
+    assert timed["ref"]["ci95"] == pytest.approx((1.0, 1.0))
     with pytest.raises(ValueError, match="'nope' is not one of ref"):
         step_times({"ref": sleeper(0)}, "nope")
     with pytest.raises(ValueError, match="'train' or 'inference'"):
         step_function(None, "predict", None)
+
+
+def test_step_times_cpu_time_counts_work_not_waiting():
+    # Twice the arithmetic costs twice the CPU time; a sleep of the reference's wall time costs
+    # next to none: the CPU-time ratio tells work from waiting (e.g. for another process).
+    def work(n):
+        return lambda: sum(i * i for i in range(n))
+
+    def sleep_like(fn):
+        t0 = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+        return lambda: time.sleep(seconds)
+
+    steps = {"ref": work(20_000), "double": work(40_000)}
+    steps["sleeper"] = sleep_like(steps["ref"])
+    timed = step_times(steps, "ref", n_steps=5, rounds=3, warmup=1)
+    assert timed["double"]["cpu_ratio"] == pytest.approx(2.0, rel=0.3)
+    low, high = timed["double"]["cpu_ci95"]
+    assert low <= timed["double"]["cpu_ratio"] * 1.3 and high >= timed["double"]["cpu_ratio"] / 1.3
+    assert timed["sleeper"]["cpu_ratio"] < 0.3
+    assert timed["ref"]["cpu_ratio"] == 1.0 and timed["ref"]["cpu_seconds"] > 0
 
 
 def test_pareto_front_of_made_up_rows():

@@ -632,3 +632,27 @@ def test_tfds_cache_holds_the_smaller_images(monkeypatch, image_size, per_image)
     resized_in_batches = {s for rank, shape, s in calls if rank == 4 and shape != s}
     assert resized_one_by_one == set(per_image)
     assert resized_in_batches == (set() if per_image else {size})
+
+
+def test_pipeline_options_change_how_batches_come_not_what_they_hold(fake_dir, monkeypatch):
+    # Issue 27's pipelines (no autotuner, a sequential map, two batches prefetched) give the
+    # batches the autotuned ones gave, in the same order, augmentation included.
+    directory, _ = fake_dir
+
+    def batches(options):
+        monkeypatch.setattr(data, "PIPELINE_OPTIONS", options)
+        splits = data.load_dataset(data_dir=directory, image_size=8, train_size=40,
+                                   validation_split=12, batch_size=8, augment=True)
+        train = splits.train_with_seed(3)
+        assert train.options().autotune.enabled is options.autotune
+        # Two epochs: the reshuffle and the fresh augmentation of the second one too.
+        return [b for _ in range(2) for part in (train, splits.val)
+                for b in part.as_numpy_iterator()]
+
+    assert data.PIPELINE_OPTIONS == data.PipelineOptions()
+    assert not data.PIPELINE_OPTIONS.autotune and data.PIPELINE_OPTIONS.map_parallelism is None
+    new, old = batches(data.PIPELINE_OPTIONS), batches(data.AUTOTUNED)
+    assert len(new) == len(old) == 2 * (5 + 2)
+    for (x1, y1), (x2, y2) in zip(new, old):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)

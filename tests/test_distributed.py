@@ -105,6 +105,17 @@ def test_protocol_repeats_restart_under_mirrored_mixed_float16(result):
     assert both["repeats"]["0"]["loss"] != pytest.approx(both["repeats"]["1"]["loss"], rel=1e-3)
 
 
+def test_final_stage_tests_the_search_runs_under_mirrored_mixed_float16(result):
+    # search.final rebuilds each search run's model with its LossScaleOptimizer's state: under
+    # MirroredStrategy the optimizer's variables must be made in the strategy's scope (a
+    # RuntimeError, found by benchmarks/gpu_check.py, before).
+    protocol = result["protocol"]
+    assert "error" not in protocol, protocol["error"]
+    runs = protocol["final"]
+    assert "error" not in runs, runs["error"]
+    assert sorted(runs) == ["0", "1"] and all(0.0 <= a <= 1.0 for a in runs.values())
+
+
 def test_loss_scale_step_skipped_when_any_replica_overflows(result):
     ls = result["loss_scale"]
     assert "error" not in ls, ls["error"]

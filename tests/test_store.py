@@ -301,3 +301,36 @@ def test_a_damaged_weights_file_is_refused_naming_it(tmp_path):
         store.load_weights(model, written)
     assert str(path) in str(err.value) and "cannot load it" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_validating_once_at_the_end_gives_the_last_epochs_validation(tmp_path):
+    # Issue 27: validation changes no weight, so a run validated once after its last epoch
+    # (the default) stores the metrics of one validated every epoch, with one evaluation.
+    from search.runner import RunTrainer
+    from test_protocol import _protocol_tuner
+
+    tuner, train, val = _protocol_tuner(tmp_path)
+    configuration = tuner.hypermodel.configuration(_simam_hp(tuner.hypermodel))
+    got = {}
+    for every in (False, True):
+        trainer = RunTrainer(tuner.hypermodel, RunStore(tmp_path / f"store_{every}"), MEASURED,
+                             train_data=lambda seed: train, validation_data=val, epochs=3,
+                             validate_every_epoch=every)
+        got[every] = trainer.train(configuration, (0,), log=lambda *a: None).records[0]
+    once, every = got[False], got[True]
+    assert set(every.history) >= {"loss", "val_loss", "val_accuracy"}
+    assert len(every.history["val_loss"]) == 3
+    assert not any(k.startswith("val_") for k in once.history)  # no per-epoch validation
+    np.testing.assert_allclose(once.history["loss"], every.history["loss"], rtol=1e-5)
+    for name in ("val_loss", "val_accuracy", "loss"):
+        assert once.metrics[name] == pytest.approx(every.metrics[name], rel=1e-5)
+    assert once.timings["validation_seconds"] > 0
+
+
+def _simam_hp(hypermodel):
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Fixed("attention", "simam")
+    hypermodel.declare(hp)
+    return hp

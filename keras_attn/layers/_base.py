@@ -9,6 +9,7 @@ once for both layouts and for 1-D, 2-D and 3-D feature maps (``SUPPORTED_RANKS``
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 
 import keras
@@ -54,6 +55,116 @@ def sigmoid_backprop(s, upstream):
 
         return tf.raw_ops.SigmoidGrad(y=s, dy=upstream)
     return upstream * s * (1.0 - s)
+
+
+def add_n(tensors):
+    """The sum of same-shape tensors: TensorFlow's one ``AddN`` kernel (one pass over the map for
+    any number of terms, where pairwise sums make one pass per term), pairwise sums elsewhere."""
+    tensors = list(tensors)
+    if keras.backend.backend() == "tensorflow" and len(tensors) > 2:
+        import tensorflow as tf
+
+        return tf.add_n(tensors)
+    total = tensors[0]
+    for t in tensors[1:]:
+        total = total + t
+    return total
+
+
+# A per-(sample, channel) vector broadcast against a channels-last map runs, in TensorFlow's CPU
+# kernels, 2-3x slower than a same-shape product when the channels are few (C = 16: its inner
+# run is 16 floats, 2 AVX registers; benchmarks/README.md). Folding P pixels into the last axis,
+# (B, S, C) -> (B, S / P, P * C), with the vector tiled P times, makes the run P * C long.
+_FOLD_WIDTH = 64
+
+
+class StatsView:
+    """A feature map seen as 3-D, for per-(sample, channel) statistics and gates over space.
+
+    ``channels_last`` ``(batch, *spatial, C)`` is viewed as ``(batch, S / P, P * C)`` (``S`` the
+    number of positions), ``channels_first`` ``(batch, C, *spatial)`` as ``(batch, C, S)``; both
+    are reshapes, no copy. ``P`` is the smallest divisor of ``S`` with ``P * C >= 64`` when
+    ``C < 64``, ``S`` is known when the layer is traced and the backend is TensorFlow, else 1
+    (see ``_FOLD_WIDTH``).
+
+    A per-(sample, channel) statistic is kept *narrow*, ``(batch, 1, C)`` (``(batch, C, 1)``
+    channels-first), and :meth:`wide` makes it broadcast against the view. Sums over space are
+    taken over the view's position axis, then over the ``P`` folded copies.
+
+    Args:
+        layer: the built :class:`AttentionLayer` (its ``data_format`` and spatial axes).
+        x: a feature map of the layer's rank (its trunk or, for Shift-and-Balance, its branch
+            input); only its shape is read, and its channel dimension must be known.
+        fold: False keeps ``P = 1``.
+    """
+
+    def __init__(self, layer, x, fold=True):
+        self.channels_last = layer.data_format == "channels_last"
+        self.channels = c = int(x.shape[layer.channel_axis])
+        shape = ops.shape(x)
+        self.shape = shape
+        static = [x.shape[a] for a in layer.spatial_axes]
+        if None in static:
+            size = 1
+            for axis in layer.spatial_axes:
+                size = size * shape[axis]
+            self.size, self.fold = size, 1
+        else:
+            self.size = size = int(math.prod(static))
+            # Only TensorFlow's CPU kernels need it; XLA (JAX) fuses the broadcasts anyway.
+            fold = fold and self.channels_last and keras.backend.backend() == "tensorflow"
+            self.fold = _fold(size, c) if fold else 1
+
+    def view(self, x):
+        """``x`` as the 3-D view."""
+        if self.channels_last:
+            rows = self.size // self.fold
+            return ops.reshape(x, (self.shape[0], rows, self.fold * self.channels))
+        return ops.reshape(x, (self.shape[0], self.channels, self.size))
+
+    def unview(self, t):
+        """A tensor of the view's shape back in the map's shape."""
+        return ops.reshape(t, self.shape)
+
+    def sum(self, t):
+        """Narrow per-(sample, channel) sums over space of a view-shaped ``t``."""
+        if not self.channels_last:
+            return ops.sum(t, axis=2, keepdims=True)
+        # Over the (batch, S, C) view: TensorFlow's reduction of a middle axis was faster on it
+        # than over the folded rows followed by the P copies.
+        return ops.sum(ops.reshape(t, (self.shape[0], self.size, self.channels)), axis=1,
+                       keepdims=True)
+
+    def wide(self, v):
+        """A narrow per-(sample, channel) tensor made to broadcast against the view."""
+        if self.channels_last and self.fold > 1:
+            return ops.tile(v, (1, 1, self.fold))
+        return v
+
+    def per_channel(self, v):
+        """A ``(C,)`` vector as a narrow tensor."""
+        shape = (1, 1, self.channels) if self.channels_last else (1, self.channels, 1)
+        return ops.reshape(v, shape)
+
+    def from_vectors(self, v):
+        """``(batch, C)`` vectors (or any tensor of that size) as a narrow tensor."""
+        # The batch is spelled out, not -1: JAX cannot infer a -1 next to an empty batch.
+        batch = self.shape[0]
+        return ops.reshape(v, (batch, 1, self.channels) if self.channels_last
+                           else (batch, self.channels, 1))
+
+    def to_vectors(self, v):
+        """A narrow tensor as ``(batch, C)`` vectors."""
+        return ops.reshape(v, (self.shape[0], self.channels))
+
+
+def _fold(size, channels):
+    if channels >= _FOLD_WIDTH:
+        return 1
+    for p in range(1, size + 1):
+        if size % p == 0 and p * channels >= _FOLD_WIDTH:
+            return p
+    return size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,9 +361,43 @@ class AttentionLayer(keras.layers.Layer):
         return ops.cast(size, dtype)
 
     def _pool(self, x, keepdims=True):
-        """Global average over the spatial axes, accumulated in float32 under mixed precision."""
-        xs = ops.cast(x, stats_dtype(self.compute_dtype))
-        return ops.mean(xs, axis=self.spatial_axes, keepdims=keepdims)
+        """Global average over the spatial axes, accumulated in float32 under mixed precision:
+        ``(batch, C)``, or ``(batch, 1, ..., C)`` (channels first: ``(batch, C, 1, ...)``) with
+        ``keepdims``. Its gradient is one broadcast of ``g / S`` over the map (on the folded
+        :class:`StatsView`), where TensorFlow's own broadcasts ``g`` and then divides the whole
+        map (a second pass), and casts it back under mixed precision (a third)."""
+        stats = stats_dtype(self.compute_dtype)
+        view = StatsView(self, x)
+
+        @ops.custom_gradient
+        def pool(x):
+            mean = ops.mean(ops.cast(x, stats), axis=self.spatial_axes, keepdims=True)
+
+            def grad(*args, upstream=None):
+                g = args[0] if upstream is None else upstream
+                g = view.wide(view.from_vectors(ops.cast(g / ops.cast(view.size, stats), x.dtype)))
+                return view.unview(ops.broadcast_to(g, ops.shape(view.view(x))))
+
+            return mean, grad
+
+        mean = pool(x)
+        return mean if keepdims else view.to_vectors(mean)
+
+    def _to_map_view(self, x, vectors, combine):
+        """``combine(x, v)`` with ``(batch, C)`` ``vectors`` broadcast over ``x``'s space, on
+        the folded :class:`StatsView` (a per-(sample, channel) broadcast there is as fast as a
+        same-shape product); the vectors are cast to ``x``'s dtype. ``combine`` is
+        ``operator.add`` or ``operator.mul``, not ``keras.ops.add``, whose TensorFlow form takes
+        a ``(0 or 1, 1, C)`` operand for a bias and fails on an empty batch. Only float32 maps
+        fold: in float16/bfloat16 the vectors' gradient, a sum over space, would be rounded twice
+        (over the folded rows, then over the P copies) where it was rounded once."""
+        view = StatsView(self, x, fold=keras.backend.standardize_dtype(x.dtype) == "float32")
+        v = ops.cast(vectors, x.dtype)
+        if view.fold == 1:  # the map's own layout: the same sums, in the same order, as ever
+            shape = [1] * len(x.shape)
+            shape[0], shape[self.channel_axis] = view.shape[0], view.channels
+            return combine(x, ops.reshape(v, tuple(shape)))
+        return view.unview(combine(view.view(x), view.wide(view.from_vectors(v))))
 
     def _moments(self, x):
         """Per-sample, per-channel mean and (biased) variance over space, in float32 when mixed."""

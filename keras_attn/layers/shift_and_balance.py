@@ -42,6 +42,8 @@ with epsilon 1e-5 (PyTorch's default) and Keras' momentum 0.99.
 
 from __future__ import annotations
 
+import operator
+
 import keras
 from keras import ops
 
@@ -231,13 +233,11 @@ class ShiftAndBalance(AttentionLayer):
 
     def fuse(self, t, shift):
         # The per-(batch, channel) coefficient is formed on the small vector, so the full map sees
-        # a single broadcast add.
-        shape = list(self._channel_shape(len(t.shape)))
-        shape[0] = -1
+        # a single broadcast add (or product).
         if self.fusion == "multiply":
-            return t * ops.reshape(ops.cast(shift, t.dtype), shape)
+            return self._to_map_view(t, shift, operator.mul)
         coeff = ops.cast(self.control_factor, t.dtype) * ops.cast(shift, t.dtype)
-        return t + ops.reshape(coeff, shape)
+        return self._to_map_view(t, coeff, operator.add)
 
     def call(self, inputs, training=None):
         source, trunk = self._split(inputs)

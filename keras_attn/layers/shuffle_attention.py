@@ -36,10 +36,23 @@ plus the shuffle), and its backward is written in closed form (``keras.ops.custo
 every backend): with ``u = g x s (1 - s)`` the gradient of the map is
 ``g s + u A + (x - mean) c1 + c0``, where the per-channel ``c1``, ``c0`` carry the gradients
 through the channel mean and variance, and the variables' gradients are per-channel sums of
-``u (x - mean) / sqrt(var + eps)`` and ``u``. That is 10 elementwise passes backward where
+``u (x - mean) / sqrt(var + eps)`` and ``u``. That is 8 elementwise passes backward where
 automatic differentiation made about 20 (``u`` is ``g x`` and TensorFlow's fused ``SigmoidGrad``:
-``keras_attn.layers._base.sigmoid_backprop``; benchmarks/README.md); ``_call_fused`` keeps the
-automatic path, and the tests check the two gradients agree.
+``keras_attn.layers._base.sigmoid_backprop``; the first three terms one ``AddN``;
+benchmarks/README.md); ``_call_fused`` keeps the automatic path, and the tests check the two
+gradients agree. The map is handled as the 3-D :class:`~keras_attn.layers._base.StatsView`
+(``C < 64`` channels-last maps fold pixels into the last axis, so that per-channel broadcasts
+run over at least 64 floats; the values differ from the plain layout's only in the order of the
+spatial sums).
+
+The channel shuffle is one transpose, except on TensorFlow's CPU kernels for a float32
+channels-last map of at most 32 channels (ResNet-20's first two stages), where it is a product
+with the permutation's 0/1 matrix: one pass of oneDNN's matrix product where TensorFlow's
+transpose of this interleave cost 2-3 (benchmarks/README.md). The product is exact for finite
+values (each output is one input times 1, plus zeros); it is not used where a GPU would round
+its inputs to TensorFloat-32. **Departure** (from the transpose, not from the paper): a
+non-finite value in such a map makes every channel of its pixel NaN (``inf * 0``), where the
+transpose moves it alone; training has already diverged by then.
 
 Other ranks: the paper defines SA on 2-D maps. On a 1-D map ``(batch, steps, channels)`` or a
 3-D map ``(batch, depth, height, width, channels)`` the channel branch's GAP and the spatial
@@ -66,9 +79,17 @@ Departures from the paper and the official code:
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
-from keras_attn.layers._base import ArgumentChoices, AttentionLayer, sigmoid_backprop, stats_dtype
+from keras_attn.layers._base import (
+    ArgumentChoices,
+    AttentionLayer,
+    StatsView,
+    add_n,
+    sigmoid_backprop,
+    stats_dtype,
+)
 from keras_attn.validation import check_bool, check_choice, check_number
 from keras_attn.registry import register_attention
 
@@ -82,6 +103,39 @@ _F16_LIMIT = 6.0e4
 def valid_groups(channels):
     """The ``groups`` values ShuffleAttention accepts for ``channels`` input channels."""
     return [g for g in range(1, channels // 2 + 1) if channels % (2 * g) == 0]
+
+
+# The channel shuffle is a product with a permutation matrix on TensorFlow's CPU kernels up to
+# this many channels: there it cost one pass over the map, the transpose 2-3 (at C = 16-32 on the
+# 2-core EPYC, benchmarks/README.md); the product's work grows with C, and from C = 64 the
+# transpose was as fast or faster.
+_PRODUCT_SHUFFLE_MAX_CHANNELS = 32
+
+
+def _shuffle_by_product(layer, y):
+    """Whether ``layer`` shuffles ``y``'s channels with a matrix product (see
+    ``_PRODUCT_SHUFFLE_MAX_CHANNELS``): TensorFlow, channels last, float32, few channels, and a
+    product that is exact, i.e. no GPU that would round its inputs to TensorFloat-32."""
+    if keras.backend.backend() != "tensorflow" or layer.data_format != "channels_last":
+        return False
+    if layer.channels > _PRODUCT_SHUFFLE_MAX_CHANNELS:
+        return False
+    if keras.backend.standardize_dtype(y.dtype) != "float32":
+        return False
+    import tensorflow as tf
+
+    return not (tf.config.list_logical_devices("GPU")
+                and tf.config.experimental.tensor_float_32_execution_enabled())
+
+
+def _permutation(channels):
+    """The ``(C, C)`` float32 matrix ``P`` with ``(y @ P)[..., 2i + j] = y[..., j C/2 + i]``."""
+    half = channels // 2
+    p = np.zeros((channels, channels), "float32")
+    for i in range(half):
+        for j in range(2):
+            p[j * half + i, 2 * i + j] = 1.0
+    return p
 
 
 @register_attention("sa")
@@ -221,9 +275,17 @@ class ShuffleAttention(AttentionLayer):
         return ops.reshape(s, (-1,) + self._channel_shape(ndim)[1:])
 
     def _channel_shuffle(self, y):
-        # Output channel 2i+j = input channel j*C/2+i, as one transpose. The pixels (or the
-        # batch) are folded into one axis: TF's transpose of a rank-3 view is ~1.7x faster on
-        # CPU than the same permutation of the rank-5 view.
+        # Output channel 2i+j = input channel j*C/2+i.
+        if _shuffle_by_product(self, y):
+            # The permutation as a product with its 0/1 matrix: one pass through oneDNN's matrix
+            # product, where TensorFlow's CPU transpose of this interleave is several (module
+            # docstring). Exact for finite values: each output is one input times 1 plus zeros.
+            return ops.reshape(
+                ops.matmul(ops.reshape(y, (-1, self.channels)), _permutation(self.channels)),
+                ops.shape(y),
+            )
+        # As one transpose. The pixels (or the batch) are folded into one axis: TF's transpose
+        # of a rank-3 view is ~1.7x faster on CPU than the same permutation of the rank-5 view.
         shape = ops.shape(y)
         half = self.channels // 2
         if self.data_format == "channels_last":
@@ -287,51 +349,51 @@ class ShuffleAttention(AttentionLayer):
 
     def _call_normalised(self, x):
         """The default path (``use_norm=True``), with a closed-form backward for the whole map
-        computation: the moments, the gate and its product (module docstring)."""
-        axes = self.spatial_axes
+        computation: the moments, the gate and its product (module docstring), on the map's
+        3-D :class:`~keras_attn.layers._base.StatsView`."""
         stats = stats_dtype(x.dtype)
         eps = self.epsilon
-        shape_c = self._channel_shape(len(x.shape))
         clip = self._clip
+        view = StatsView(self, x)
+        wide = view.wide
 
         @ops.custom_gradient
         def gate(x, alpha, beta, gamma):
-            hw = self._spatial_size(x, stats)
+            hw = ops.cast(view.size, stats)
             xs = ops.cast(x, stats)
-            mean = ops.mean(xs, axis=axes, keepdims=True)
-            centred = xs - mean
-            var = ops.mean(ops.square(centred), axis=axes, keepdims=True)
+            mean = view.sum(xs) / hw
+            centred = xs - wide(mean)
+            var = view.sum(ops.square(centred)) / hw
             r = ops.rsqrt(var + eps)
             # The centred form A * (x - mean) + B: bounded by the data's spread whatever its mean
             # (A * x - A * mean would cancel; module docstring), in the statistics dtype, with
             # only the sigmoid's input cast to the compute dtype.
-            ar = ops.reshape(alpha, shape_c) * r
-            b = ops.reshape(beta, shape_c) * mean + ops.reshape(gamma, shape_c)
-            s = ops.sigmoid(clip(ar * centred + b, x.dtype))
+            beta_c = view.per_channel(beta)
+            ar = view.per_channel(alpha) * r
+            b = beta_c * mean + view.per_channel(gamma)
+            s = ops.sigmoid(clip(centred * wide(ar) + wide(b), x.dtype))
             y = x * s
 
             def grad(*args, upstream=None):
                 g = args[0] if upstream is None else upstream
                 u = ops.cast(sigmoid_backprop(s, g * x), stats)  # dL/dlogit = g x s (1 - s)
-                sum_u = ops.sum(u, axis=axes, keepdims=True)
+                sum_u = view.sum(u)
                 # sum(u * xn) with xn = (x - mean) r, the normalised map.
-                sum_un = ops.sum(u * centred, axis=axes, keepdims=True) * r
+                sum_un = view.sum(u * centred) * r
                 # Through the mean and the variance of each channel (their gradients reduce to
                 # a per-channel multiple of (x - mean) plus a per-channel constant).
                 c1 = -ar * r * sum_un / hw
-                c0 = (ops.reshape(beta, shape_c) - ar) * sum_u / hw
-                dx = g * s + ops.cast(u * ar + centred * c1 + c0, x.dtype)
-                batch_and_space = (0,) + tuple(axes)
+                c0 = (beta_c - ar) * sum_u / hw
+                terms = [u * wide(ar), centred * wide(c1)]
+                if u.dtype == g.dtype:  # one three-term sum and one broadcast add
+                    dx = add_n([g * s, *terms]) + wide(c0)
+                else:
+                    dx = g * s + ops.cast(add_n(terms) + wide(c0), x.dtype)
 
                 def per_channel(t):
-                    return ops.reshape(ops.sum(t, axis=batch_and_space), alpha.shape)
+                    return ops.sum(view.to_vectors(t), axis=0)
 
-                return (
-                    dx,
-                    per_channel(sum_un),
-                    per_channel(sum_u * mean),
-                    per_channel(sum_u),
-                )
+                return dx, per_channel(sum_un), per_channel(sum_u * mean), per_channel(sum_u)
 
             return y, grad
 
@@ -339,7 +401,7 @@ class ShuffleAttention(AttentionLayer):
         # policy: the coefficients enter the gate in the statistics dtype either way (the casts
         # carry their gradients back to the variables' dtype).
         alpha, beta, gamma = (ops.cast(t, stats) for t in self._coefficients())
-        return gate(x, alpha, beta, gamma)
+        return view.unview(gate(view.view(x), alpha, beta, gamma))
 
     def _call_fused(self, x):
         """The gate with automatic differentiation: the ``use_norm=False`` ablation's path, and

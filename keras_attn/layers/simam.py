@@ -31,10 +31,19 @@ energy (6 elementwise passes over the map forward), and the backward is written 
 (``keras.ops.custom_gradient``, every backend). With ``u = g x s (1 - s)``, ``s`` the gate and
 ``c = t - mean_c``, the input gradient is ``g s + c (2 k u + alpha) + beta``, where the
 per-channel ``alpha = -8 k^2 sum(u d) / n`` and ``beta = -2 k sum(u c) / (H W)`` carry it through
-the channel variance and mean: 10 elementwise passes instead of the ~20 of automatic
+the channel variance and mean: 9 elementwise passes instead of the ~20 of automatic
 differentiation (``u`` is ``g x`` and TensorFlow's fused ``SigmoidGrad``:
-``keras_attn.layers._base.sigmoid_backprop``). The tests check it against automatic
+``keras_attn.layers._base.sigmoid_backprop``; ``g s + 2 k (u c) + alpha c`` is one three-term
+``AddN``: ``keras_attn.layers._base.add_n``). The tests check it against automatic
 differentiation of Eq. 5-6.
+
+The map is handled as the 3-D :class:`~keras_attn.layers._base.StatsView`: channels-last
+``(batch, H, W, C)`` as ``(batch, H W / P, P C)`` with ``P`` pixels folded into the last axis
+when ``C < 64``, so that the per-(sample, channel) ``mean_c``, ``k``, ``alpha``, ``beta``
+broadcast over a run of at least 64 floats: on TensorFlow's CPU kernels a broadcast over the 16
+channels of ResNet-20's first stage cost 2-3 passes (benchmarks/README.md). The values are those
+of the plain layout but for the order of the spatial sums (within 1e-6 relative,
+``tests/test_layer_reference.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ from keras import ops
 from keras_attn.layers._base import (
     ArgumentChoices,
     AttentionLayer,
+    StatsView,
+    add_n,
     check_number,
     sigmoid_backprop,
     stats_dtype,
@@ -102,26 +113,27 @@ class SimAM(AttentionLayer):
 
     def _gate(self, x):
         """``x * sigmoid(E^-1)`` with the closed-form gradient of the whole layer (module
-        docstring)."""
+        docstring), on the map's 3-D :class:`~keras_attn.layers._base.StatsView`."""
         stats = stats_dtype(x.dtype)
-        axes = self.spatial_axes
         e_lambda = self.e_lambda
+        view = StatsView(self, x)
+        wide = view.wide
 
         @ops.custom_gradient
         def simam(x):
-            hw = self._spatial_size(x, stats)
+            hw = ops.cast(view.size, stats)
             n = ops.maximum(hw - 1.0, 1.0)
             xs = ops.cast(x, stats)
-            mean = ops.mean(xs, axis=axes, keepdims=True)
-            centred = xs - mean
+            mean = view.sum(xs) / hw
+            centred = xs - wide(mean)
             d2 = ops.square(centred)  # (t - mean)^2, in float32 under mixed precision
-            # sum(d) / n of Eq. 5, from the biased variance.
-            v = ops.mean(d2, axis=axes, keepdims=True) * (hw / n)
+            # sum(d) / n of Eq. 5.
+            v = view.sum(d2) / n
             # The floor keeps e_lambda = 0 on a constant map finite (0 * inf would be NaN).
             k = 1.0 / (4.0 * ops.maximum(v + e_lambda, 1e-12))
             # E^-1 of Eq. 6 in the statistics dtype: a deviation of 1e3 squares to 1e6, beyond
             # float16 (65504); the gate's sigmoid saturates long before, so its cast is safe.
-            s = ops.sigmoid(ops.cast(d2 * k + 0.5, x.dtype))
+            s = ops.sigmoid(ops.cast(d2 * wide(k) + 0.5, x.dtype))
             y = x * s
 
             def grad(*args, upstream=None):
@@ -129,15 +141,20 @@ class SimAM(AttentionLayer):
                 # u = dL/dE^-1 = g x s (1 - s); E^-1 depends on x directly (2 k d) and through
                 # the channel mean and variance, whose terms reduce to alpha * d + beta.
                 u = ops.cast(sigmoid_backprop(s, g * x), stats)
-                sum_ud = ops.sum(u * centred, axis=axes, keepdims=True)
-                sum_ud2 = ops.sum(u * d2, axis=axes, keepdims=True)
+                uc = u * centred
+                sum_ud = view.sum(uc)
+                sum_ud2 = view.sum(uc * centred)
                 alpha = sum_ud2 * (-8.0 / n) * ops.square(k)
                 beta = sum_ud * (-2.0 / hw) * k
-                return g * s + ops.cast(centred * (2.0 * k * u + alpha) + beta, x.dtype)
+                # g s + (2 k u + alpha) c + beta: one three-term sum and one broadcast add.
+                terms = [uc * wide(2.0 * k), centred * wide(alpha)]
+                if u.dtype == g.dtype:
+                    return add_n([g * s, *terms]) + wide(beta)
+                return g * s + ops.cast(add_n(terms) + wide(beta), x.dtype)
 
             return y, grad
 
-        return simam(x)
+        return view.unview(simam(view.view(x)))
 
     def get_config(self):
         config = super().get_config()

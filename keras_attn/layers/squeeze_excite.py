@@ -23,6 +23,8 @@ precision, the MLP and the product run in the compute dtype.
 
 from __future__ import annotations
 
+import operator
+
 import keras
 from keras import ops
 
@@ -93,13 +95,7 @@ class SqueezeExcite(AttentionLayer):
         return self.excite(self.squeeze(g))
 
     def fuse(self, x, gate):
-        return x * self._to_map(gate, x)
-
-    def _to_map(self, vector, x):
-        """Reshape a ``(batch, C)`` vector so that it broadcasts against the feature map."""
-        shape = list(self._channel_shape(len(x.shape)))
-        shape[0] = -1
-        return ops.reshape(ops.cast(vector, x.dtype), shape)
+        return self._to_map_view(x, gate, operator.mul)
 
     def call(self, inputs):
         return self.fuse(inputs, self.transform(self.extract(inputs)))
