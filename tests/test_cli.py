@@ -534,7 +534,7 @@ def test_worker_killed_mid_trial_its_trial_is_run_by_another(tmp_path, tiny_data
 def test_worker_whose_chief_is_killed_stops_in_one_line_keeping_its_runs(tmp_path, tiny_data):
     """Issue 29, case 8, replayed: the chief killed while its one worker trains; the worker
     stops within --worker-timeout in one line (it hung for >= 600 s), its finished runs kept.
-    (tests/test_roles.py covers the same in seconds with a fake chief and search.)"""
+    (tests/test_worker_watchdog.py covers the same in seconds with a fake chief and search.)"""
     out = tmp_path / "dist"
 
     def make_args(port):
