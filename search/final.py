@@ -70,9 +70,25 @@ def _load(path):
                     and 0.0 <= v <= 1.0 for v in runs.values()):
                 raise DamagedFileError(path, f"its {name!r} section is not an object whose "
                                        "'runs' map seeds to accuracies in [0, 1]", _FINAL_FIX)
+    evaluated = done.get("test_evaluations", {})
+    for runs in (evaluated.values() if isinstance(evaluated, dict) else [None]):
+        if not isinstance(runs, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                and 0.0 <= v <= 1.0 for v in runs.values()):
+            raise DamagedFileError(path, "its 'test_evaluations' do not map seeds to "
+                                   "accuracies in [0, 1]", _FINAL_FIX)
     if not isinstance(done.get("train_seconds", 0.0), (int, float)):
         raise DamagedFileError(path, "'train_seconds' is not a number", _FINAL_FIX)
     return done
+
+
+def _test_evaluations(done):
+    """``done["test_evaluations"]``: ``{"<config>@<epochs>": {seed: test accuracy}}`` of the
+    stored search runs evaluated so far (a run's weights never change in one ``--out``)."""
+    evaluated = done.get("test_evaluations")
+    if not isinstance(evaluated, dict):
+        evaluated = done["test_evaluations"] = {}
+    return evaluated
 
 
 def _save_model(model, path):
@@ -90,10 +106,19 @@ def _section(done, name, key):
     return section
 
 
-def _evaluate(entry, row, seeds, runs, hypermodel, strategy, test_data, save=None, log=""):
+def _evaluate(entry, row, seeds, runs, hypermodel, strategy, test_data, save=None, log="",
+              evaluated=None):
     """Evaluate the search runs of ``row`` with ``seeds`` (their weights in the run store) on
     the test split into ``entry["runs"]`` (those not there yet); ``save(model, seed)`` after
-    each. Returns whether it evaluated any."""
+    each. ``evaluated`` (``final.json``'s ``test_evaluations``) keeps every stored run's test
+    accuracy whatever section asked for it, so that a search grown to more seeds or candidates
+    evaluates only the runs it has not; an entry with a ``save`` (the model file of a role)
+    evaluates its runs itself. Returns whether it evaluated any."""
+    known = {} if evaluated is None else evaluated.setdefault(
+        f"{row['config']}@{int(row.get('epochs') or runs.epochs)}", {})
+    if save is None:
+        entry["runs"].update({str(s): known[str(s)] for s in seeds
+                              if str(s) in known and str(s) not in entry["runs"]})
     stored = {s: runs.record(row, s) for s in seeds}
     todo = [s for s in seeds if str(s) not in entry["runs"] and stored[s] is not None]
     if not todo:
@@ -108,7 +133,7 @@ def _evaluate(entry, row, seeds, runs, hypermodel, strategy, test_data, save=Non
     for seed in todo:
         runs.store.load_weights(model, stored[seed])
         accuracy = float(model.evaluate(test_data, verbose=0)[1])
-        entry["runs"][str(seed)] = accuracy
+        entry["runs"][str(seed)] = known[str(seed)] = accuracy
         entry.update(params=int(model.count_params()), params_added=_params_added(model))
         if save is not None:
             save(model, seed)
@@ -155,6 +180,7 @@ def _test_search_runs(done, rundir, runs, hypermodel, roles, seeds, strategy, te
     key = {"seeds": [int(s) for s in seeds], **{f"{n}_config": r["config"] for n, r in roles},
            "candidates": sorted(r["config"] for r in candidates)}
     section = _section(done, "search_test", key)
+    evaluated = _test_evaluations(done)
     files = {"best": rundir.best_search_model, "baseline": rundir.baseline_model}
     for name, row in roles:
         entry = section.setdefault(name, {"config": row["config"], "trial": row["trial"],
@@ -164,14 +190,15 @@ def _test_search_runs(done, rundir, runs, hypermodel, roles, seeds, strategy, te
             if seed == seeds[0]:
                 _save_model(model, path)
 
-        if _evaluate(entry, row, seeds, runs, hypermodel, strategy, test_data, save, name):
+        if _evaluate(entry, row, seeds, runs, hypermodel, strategy, test_data, save, name,
+                     evaluated=evaluated):
             write_json(rundir.final, done)
     tested = {r["config"]: section[n] for n, r in roles}
     for row in candidates:
         entry = section.setdefault("candidates", {}).setdefault(
             row["config"], tested.get(row["config"], {"config": row["config"], "runs": {}}))
         if _evaluate(entry, row, seeds, runs, hypermodel, strategy, test_data,
-                     log="candidate"):
+                     log="candidate", evaluated=evaluated):
             write_json(rundir.final, done)
     for name, _row in roles:
         entry = section[name]

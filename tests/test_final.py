@@ -2,6 +2,8 @@
 made for and emptied for another (other configurations, seeds or epochs). (Damaged files are in
 test_rundir.py; the final stage end to end in test_cli.py.)"""
 
+import pytest
+
 from search.final import _section
 
 
@@ -34,3 +36,44 @@ def test_a_section_for_another_key_is_emptied():
 def test_a_section_of_the_wrong_type_is_replaced():
     done = {"best_model": [1, 2]}
     assert _section(done, "best_model", {"config": "x"}) == {"key": {"config": "x"}}
+
+
+class _Runs:
+    """A run store's view with every run present (``search.final.StoredRuns``'s interface)."""
+
+    epochs = 2
+
+    def record(self, row, seed):
+        return object()
+
+
+def test_test_evaluations_are_reused_by_any_section_that_asks_again():
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    # A search grown from 3 to 5 seeds asks a candidate's test evaluations again under a new
+    # section key: the 3 it has are taken from test_evaluations, only seeds 3 and 4 are left.
+    from search.final import _evaluate
+
+    row = {"config": "abc", "attention": "simam", "configuration": {"attention": "simam"}}
+    evaluated = {"abc@2": {"0": 0.81, "1": 0.82, "2": 0.83}, "other@2": {"3": 0.5}}
+    entry = {"config": "abc", "runs": {}}
+    built = []
+
+    class Hypermodel:
+        def build_configuration(self, *args, **kwargs):
+            built.append(kwargs["seed"])
+            raise RuntimeError("stop: only what is missing is built")
+
+    with pytest.raises(RuntimeError, match="only what is missing"):
+        _evaluate(entry, row, [0, 1, 2, 3, 4], _Runs(), Hypermodel(), strategy, None,
+                  evaluated=evaluated)
+    assert built == [3] and entry["runs"] == {"0": 0.81, "1": 0.82, "2": 0.83}
+    # All known: nothing to build; a role's entry (it saves its model) evaluates its own runs.
+    entry = {"config": "abc", "runs": {}}
+    assert _evaluate(entry, row, [0, 2], _Runs(), Hypermodel(), strategy, None,
+                     evaluated=evaluated) is False
+    assert entry["runs"] == {"0": 0.81, "2": 0.83}
+    with pytest.raises(RuntimeError):
+        _evaluate({"runs": {}}, row, [0], _Runs(), Hypermodel(), strategy, None,
+                  save=lambda model, seed: None, evaluated=evaluated)

@@ -333,6 +333,8 @@ def test_help_has_no_doubled_percent(capsys):
     ({"best_model": {"runs": ["0.9"]}}, "'best_model' section"),
     ({"best_model": [1, 2]}, "'best_model' section"),
     ({"train_seconds": "long"}, "'train_seconds' is not a number"),
+    ({"test_evaluations": {"abc@2": {"0": 1.5}}}, "'test_evaluations'"),
+    ({"test_evaluations": ["abc"]}, "'test_evaluations'"),
 ])
 def test_final_json_of_the_wrong_types_is_refused_naming_it(tmp_path, section, problem):
     path = tmp_path / RunDir.final
