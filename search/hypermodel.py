@@ -390,17 +390,24 @@ def _check_configurations(configurations):
     return out
 
 
+def model_facts(model):
+    """``params`` of a built model, and ``params_added``, ``attention_layers`` of its attention
+    (left out for a custom builder's model the attention summary cannot read)."""
+    from keras_attn.placement import attention_summary
+
+    facts = {"params": int(model.count_params())}
+    try:
+        summary = attention_summary(model)
+    except Exception:  # noqa: BLE001 - a custom model: the parameter count is still a fact
+        return facts
+    facts.update(params_added=int(summary.total_params), attention_layers=len(summary))
+    return facts
+
+
 def _build_info(model, seconds, config):
     """The facts ``track_build_info`` keeps about a built model (see AttentionHyperModel)."""
-    info = {"params": int(model.count_params()), "params_added": 0, "attention_layers": 0,
+    info = {"params_added": 0, "attention_layers": 0, **model_facts(model),
             "build_seconds": round(seconds, 3)}
-    try:
-        from keras_attn.placement import attention_summary
-
-        summary = attention_summary(model)
-        info.update(params_added=int(summary.total_params), attention_layers=len(summary))
-    except Exception:  # a custom builder's model the summary cannot read: params only
-        pass
     if "configuration" in config:
         info.update(attention=config["attention"], placement=config["placement"] or "")
     return info

@@ -255,18 +255,11 @@ class RunTrainer:
         return metrics, time.perf_counter() - t0
 
     def _facts(self, model):
-        """``params`` of the model, and ``params_added``, ``attention_layers`` of its attention
-        (read from the model itself, so every run's record has them, whatever the hypermodel
-        tracks; a custom builder's model the summary cannot read gives ``params`` only)."""
-        from keras_attn.placement import attention_summary
+        """The model's facts (:func:`search.hypermodel.model_facts`), read from the model itself
+        so that every run's record has them, whatever the hypermodel tracks."""
+        from search.hypermodel import model_facts
 
-        facts = {"params": int(model.count_params())}
-        try:
-            summary = attention_summary(model)
-        except Exception:  # noqa: BLE001 - a custom model: the parameter count is still a fact
-            return facts
-        facts.update(params_added=int(summary.total_params), attention_layers=len(summary))
-        return facts
+        return model_facts(model)
 
     def _model_for_seed(self, configuration, seed, model, optimizer_start):
         """The configuration's model with ``seed``'s initial weights: ``model`` restarted when it
